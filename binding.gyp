@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "dmabuf_native",
+      "sources": [
+        "native/addon.cc",
+        "native/system.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=9", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-fno-exceptions", "-Wall", "-Wextra", "-Werror=return-type"]
+    }
+  ]
+}
