@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { listDevices } from '../../lib/devices';
+
+// Runs inside the VM: the kernel there is the project's own.
+describe('the VM kernel offers every dma-buf interface', () => {
+  before(function () {
+    if (process.env.DMABUF_IN_VM !== '1') throw new Error('the guest suite runs only inside the VM (npm test boots it)');
+  });
+
+  it('has /dev/udmabuf as a misc character device', () => {
+    const stat = statSync('/dev/udmabuf');
+    assert.ok(stat.isCharacterDevice());
+    assert.equal(Math.floor(stat.rdev / 256), 10, 'misc devices have major 10');
+  });
+
+  it('has the system dma-heap', () => {
+    assert.ok(statSync('/dev/dma_heap/system').isCharacterDevice());
+  });
+
+  it('has sw_sync and the dma-buf bufinfo table in debugfs', () => {
+    assert.ok(statSync('/sys/kernel/debug/sync/sw_sync').isFile());
+    assert.match(readFileSync('/sys/kernel/debug/dma_buf/bufinfo', 'utf8'), /Dma-buf Objects:/);
+  });
+
+  it('was built with move_notify, udmabuf and sw_sync', () => {
+    const config = gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
+    for (const option of ['CONFIG_UDMABUF=y', 'CONFIG_SW_SYNC=y', 'CONFIG_DMABUF_MOVE_NOTIFY=y', 'CONFIG_DMABUF_HEAPS_SYSTEM=y']) {
+      assert.ok(config.includes(`\n${option}\n`), option);
+    }
+  });
+
+  it('reports all of it through listDevices()', () => {
+    const devices = listDevices();
+    assert.equal(devices.udmabuf.present, true);
+    assert.equal(devices.udmabuf.access, 'rw');
+    assert.equal(devices.udmabuf.sizeLimitMiB, 64);
+    assert.equal(devices.udmabuf.listLimit, 1024);
+    assert.deepEqual(devices.heaps, ['system']);
+    assert.equal(devices.swSync, '/sys/kernel/debug/sync/sw_sync');
+    assert.equal(devices.config?.CONFIG_DMABUF_MOVE_NOTIFY, 'y');
+  });
+});

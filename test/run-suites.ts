@@ -1,0 +1,108 @@
+/**
+ * `npm test`: the host suite, then the VM suites (host tests that boot the VM,
+ * then mocha inside the guest, on the compiled tests: loading TypeScript under
+ * TCG costs seconds per boot), and one closing line that adds them up. A
+ * suite that cannot run fails the whole run: nothing is skipped quietly.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { buildKernel, run } from '../lib/vm';
+
+interface Summary {
+  passes: number;
+  failures: number;
+  pending: number;
+  skipped: string[];
+}
+
+const root = resolve(__dirname, '..', '..');
+const mochaBin = require.resolve('mocha/bin/mocha.js');
+const say = (line: string) => process.stdout.write(`\n=== ${line}\n`);
+
+function readSummary(path: string): Summary | undefined {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Summary) : undefined;
+}
+
+function hostMocha(config: string, summaryPath: string): Promise<number> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, [mochaBin, '--config', config], { cwd: root, stdio: 'inherit', env: { ...process.env, DMABUF_TEST_SUMMARY: summaryPath } });
+    child.on('close', (code) => resolvePromise(code ?? 1));
+  });
+}
+
+async function guestMocha(): Promise<{ status: number; summary?: Summary }> {
+  const result = await run({
+    command: [process.execPath, mochaBin, '--config', '.mocharc.guest.json'],
+    cwd: root,
+    env: { DMABUF_TEST_SUMMARY: '/run/results/summary.json' },
+    keepResults: true,
+    timeoutMs: 30 * 60_000,
+    onStdout: (chunk) => process.stdout.write(chunk),
+    onStderr: (chunk) => process.stderr.write(chunk),
+  });
+  const summary = readSummary(join(result.resultsDir!, 'summary.json'));
+  rmSync(result.resultsDir!, { recursive: true, force: true });
+  process.stdout.write(`guest: VM run ${result.ok ? 'clean' : `failed (${result.failures.join(', ')})`} in ${(result.durationMs / 1000).toFixed(1)}s, kernel ${result.kernel.release}\n`);
+  if (!result.ok) process.stdout.write(`${result.summary}\n`);
+  return { status: result.ok ? 0 : 1, summary };
+}
+
+async function main(): Promise<number> {
+  const scratch = mkdtempSync(join(tmpdir(), 'dmabuf-tests-'));
+  const suites: { name: string; status: number; summary?: Summary }[] = [];
+  try {
+    say('host suite (no dma-buf needed)');
+    suites.push({ name: 'host', status: await hostMocha('.mocharc.host.json', join(scratch, 'host.json')), summary: readSummary(join(scratch, 'host.json')) });
+
+    say('VM kernel');
+    const started = Date.now();
+    const kernel = await buildKernel({ onProgress: (line) => process.stdout.write(`${line}\n`) });
+    process.stdout.write(`kernel ${kernel.release}: ${kernel.cached ? 'from the cache' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)}s (${kernel.bzImage})\n`);
+
+    say('runner suite (host tests that boot the VM)');
+    suites.push({ name: 'runner', status: await hostMocha('.mocharc.runner.json', join(scratch, 'runner.json')), summary: readSummary(join(scratch, 'runner.json')) });
+
+    say('guest suite (mocha inside the VM)');
+    suites.push({ name: 'guest', ...(await guestMocha()) });
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+
+  say('summary');
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  let ok = true;
+  for (const suite of suites) {
+    const { summary } = suite;
+    if (!summary) {
+      process.stdout.write(`${suite.name}: did not report results (exit status ${suite.status}): counted as failed\n`);
+      ok = false;
+      continue;
+    }
+    passed += summary.passes;
+    failed += summary.failures;
+    skipped += summary.pending;
+    process.stdout.write(`${suite.name}: ${summary.passes} passed, ${summary.failures} failed, ${summary.pending} skipped\n`);
+    for (const title of summary.skipped) process.stdout.write(`  skipped: ${title}\n`);
+    if (suite.status !== 0 || summary.failures > 0) ok = false;
+    if (summary.passes === 0) {
+      process.stdout.write(`${suite.name}: ran no test: counted as failed\n`);
+      ok = false;
+    }
+  }
+  process.stdout.write(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+  return ok ? 0 : 1;
+}
+
+main().then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (error: unknown) => {
+    process.stderr.write(`npm test: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);
