@@ -4,7 +4,15 @@
       "target_name": "dmabuf_native",
       "sources": [
         "native/addon.cc",
-        "native/system.cc"
+        "native/system.cc",
+        "native/fd.cc",
+        "native/memfd.cc",
+        "native/udmabuf.cc",
+        "native/dma_heap.cc",
+        "native/dma_buf.cc",
+        "native/sync_file.cc",
+        "native/mapping.cc",
+        "native/poller.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -10,11 +10,61 @@
 #ifndef DMABUF_NATIVE_ADDON_H_
 #define DMABUF_NATIVE_ADDON_H_
 
+#include <errno.h>
 #include <napi.h>
+
+#include <cstdint>
+#include <string>
 
 namespace dmabuf {
 
 void InitSystem(Napi::Env env, Napi::Object exports);
+void InitFd(Napi::Env env, Napi::Object exports);
+void InitMemfd(Napi::Env env, Napi::Object exports);
+void InitUdmabuf(Napi::Env env, Napi::Object exports);
+void InitDmaHeap(Napi::Env env, Napi::Object exports);
+void InitDmaBuf(Napi::Env env, Napi::Object exports);
+void InitSyncFile(Napi::Env env, Napi::Object exports);
+void InitMapping(Napi::Env env, Napi::Object exports);
+void InitPoller(Napi::Env env, Napi::Object exports);
+
+// State of one Node environment (the main thread, or a worker thread): never
+// process-wide, because each environment has its own JavaScript objects and
+// tears them down at its own time.
+struct AddonData {
+  Napi::FunctionReference mappingConstructor;
+};
+
+inline AddonData* DataOf(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
+
+// The result of a syscall as JavaScript sees it: the value, or -errno.
+inline Napi::Value Result(Napi::Env env, long long value) {
+  return Napi::Number::New(env, static_cast<double>(value < 0 ? -errno : value));
+}
+
+inline Napi::Value Errno(Napi::Env env, int error) {
+  return Napi::Number::New(env, -error);
+}
+
+// Argument readers: on a wrong type they throw a TypeError and return false,
+// and the binding returns at once.
+bool ArgInt32(const Napi::CallbackInfo& info, size_t index, const char* name, int32_t* out);
+bool ArgUint32(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t* out);
+// Integers up to 2^53 (sizes, offsets), refused when negative or fractional.
+bool ArgSize(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t* out);
+bool ArgString(const Napi::CallbackInfo& info, size_t index, const char* name, std::string* out);
+bool ArgFunction(const Napi::CallbackInfo& info, size_t index, const char* name, Napi::Function* out);
+
+// Restarts a syscall interrupted by a signal or told to try again, as the
+// dma-buf documentation asks of DMA_BUF_IOCTL_SYNC callers. Not for close().
+template <typename Call>
+long long Restarting(Call call) {
+  long long result;
+  do {
+    result = call();
+  } while (result < 0 && (errno == EINTR || errno == EAGAIN));
+  return result;
+}
 
 }  // namespace dmabuf
 

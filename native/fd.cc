@@ -1,0 +1,75 @@
+// File descriptor facts Node's fs module does not give: which pseudo file
+// system an fd lives on (how a dma-buf or sync_file is recognised), and a
+// close-on-exec dup.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "addon.h"
+
+namespace dmabuf {
+
+// Every fd the library holds is opened and closed here, never through fs:
+// Node tracks the fds a worker thread opens with fs.open and closes them when
+// the worker exits, which would close a reused number if the two were mixed.
+static Napi::Value OpenFile(const Napi::CallbackInfo& info) {
+  std::string path;
+  uint32_t flags;
+  if (!ArgString(info, 0, "path", &path) || !ArgUint32(info, 1, "flags", &flags)) return info.Env().Undefined();
+  return Result(info.Env(), Restarting([&] { return open(path.c_str(), static_cast<int>(flags) | O_CLOEXEC); }));
+}
+
+// Never retried: after EINTR the fd is already gone on Linux, and a retry
+// could close an fd another thread just opened.
+static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  return Result(info.Env(), close(fd));
+}
+
+static Napi::Value FsMagic(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  struct statfs fs;
+  if (fstatfs(fd, &fs) != 0) return Errno(info.Env(), errno);
+  return Napi::Number::New(info.Env(), static_cast<double>(static_cast<uint32_t>(fs.f_type)));
+}
+
+static Napi::Value DupCloexec(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  return Result(info.Env(), fcntl(fd, F_DUPFD_CLOEXEC, 0));
+}
+
+static Napi::Value FdFlags(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  return Result(info.Env(), fcntl(fd, F_GETFD));
+}
+
+// A readiness check that never waits (timeout 0): for deciding whether an
+// ioctl that waits on fences would block the event loop.
+static Napi::Value PollNow(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint32_t events;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "events", &events)) return info.Env().Undefined();
+  struct pollfd entry = {fd, static_cast<short>(events), 0};
+  int ready = Restarting([&] { return poll(&entry, 1, 0); });
+  if (ready < 0) return Errno(info.Env(), errno);
+  return Napi::Number::New(info.Env(), ready == 0 ? 0 : entry.revents);
+}
+
+void InitFd(Napi::Env env, Napi::Object exports) {
+  exports.Set("openFile", Napi::Function::New(env, OpenFile));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("O_RDONLY", Napi::Number::New(env, O_RDONLY));
+  exports.Set("fsMagic", Napi::Function::New(env, FsMagic));
+  exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec));
+  exports.Set("fdFlags", Napi::Function::New(env, FdFlags));
+  exports.Set("pollNow", Napi::Function::New(env, PollNow));
+  exports.Set("POLLIN", Napi::Number::New(env, POLLIN));
+  exports.Set("POLLOUT", Napi::Number::New(env, POLLOUT));
+}
+
+}  // namespace dmabuf

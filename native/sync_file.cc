@@ -1,0 +1,108 @@
+// sync_file ioctls (merge, info) and the sw_sync debugfs timeline that makes
+// test fences userspace can signal.
+#include <linux/sync_file.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
+#include <vector>
+
+#include "addon.h"
+
+// sw_sync's interface is not in the uapi headers: it is a debugfs test device.
+struct sw_sync_create_fence_data {
+  __u32 value;
+  char name[32];
+  __s32 fence;
+};
+#define SW_SYNC_IOC_MAGIC 'W'
+#define SW_SYNC_IOC_CREATE_FENCE _IOWR(SW_SYNC_IOC_MAGIC, 0, struct sw_sync_create_fence_data)
+#define SW_SYNC_IOC_INC _IOW(SW_SYNC_IOC_MAGIC, 1, __u32)
+
+namespace dmabuf {
+
+static bool ArgName(const Napi::CallbackInfo& info, size_t index, char (&out)[32]) {
+  std::string name;
+  if (!ArgString(info, index, "name", &name)) return false;
+  if (name.size() >= sizeof(out)) {
+    Napi::RangeError::New(info.Env(), "name must be at most 31 bytes of UTF-8").ThrowAsJavaScriptException();
+    return false;
+  }
+  memset(out, 0, sizeof(out));
+  memcpy(out, name.data(), name.size());
+  return true;
+}
+
+static Napi::Value Merge(const Napi::CallbackInfo& info) {
+  struct sync_merge_data data = {};
+  int32_t first, second;
+  if (!ArgName(info, 0, data.name) || !ArgInt32(info, 1, "first", &first) || !ArgInt32(info, 2, "second", &second)) {
+    return info.Env().Undefined();
+  }
+  data.fd2 = second;
+  data.fence = -1;
+  if (ioctl(first, SYNC_IOC_MERGE, &data) < 0) return Errno(info.Env(), errno);
+  return Napi::Number::New(info.Env(), data.fence);
+}
+
+// The kernel fills the fence array only when asked with the right count: ask
+// for the count first, then again with room for that many.
+static Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return env.Undefined();
+  struct sync_file_info header = {};
+  if (ioctl(fd, SYNC_IOC_FILE_INFO, &header) < 0) return Errno(env, errno);
+  std::vector<struct sync_fence_info> fences(header.num_fences);
+  struct sync_file_info full = {};
+  full.num_fences = header.num_fences;
+  full.sync_fence_info = reinterpret_cast<__u64>(fences.data());
+  if (header.num_fences > 0 && ioctl(fd, SYNC_IOC_FILE_INFO, &full) < 0) return Errno(env, errno);
+  if (header.num_fences == 0) full = header;
+
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("name", Napi::String::New(env, full.name, strnlen(full.name, sizeof(full.name))));
+  result.Set("status", Napi::Number::New(env, full.status));
+  Napi::Array list = Napi::Array::New(env, full.num_fences);
+  for (uint32_t i = 0; i < full.num_fences; i++) {
+    const struct sync_fence_info& fence = fences[i];
+    Napi::Object item = Napi::Object::New(env);
+    item.Set("timeline", Napi::String::New(env, fence.obj_name, strnlen(fence.obj_name, sizeof(fence.obj_name))));
+    item.Set("driver", Napi::String::New(env, fence.driver_name, strnlen(fence.driver_name, sizeof(fence.driver_name))));
+    item.Set("status", Napi::Number::New(env, fence.status));
+    item.Set("flags", Napi::Number::New(env, fence.flags));
+    item.Set("timestampNs", Napi::BigInt::New(env, static_cast<uint64_t>(fence.timestamp_ns)));
+    list.Set(i, item);
+  }
+  result.Set("fences", list);
+  return result;
+}
+
+static Napi::Value SwSyncCreateFence(const Napi::CallbackInfo& info) {
+  int32_t timeline;
+  uint32_t value;
+  struct sw_sync_create_fence_data data = {};
+  if (!ArgInt32(info, 0, "timeline", &timeline) || !ArgUint32(info, 1, "value", &value) || !ArgName(info, 2, data.name)) {
+    return info.Env().Undefined();
+  }
+  data.value = value;
+  data.fence = -1;
+  if (ioctl(timeline, SW_SYNC_IOC_CREATE_FENCE, &data) < 0) return Errno(info.Env(), errno);
+  return Napi::Number::New(info.Env(), data.fence);
+}
+
+static Napi::Value SwSyncIncrement(const Napi::CallbackInfo& info) {
+  int32_t timeline;
+  uint32_t count;
+  if (!ArgInt32(info, 0, "timeline", &timeline) || !ArgUint32(info, 1, "count", &count)) return info.Env().Undefined();
+  __u32 increment = count;
+  return Result(info.Env(), ioctl(timeline, SW_SYNC_IOC_INC, &increment));
+}
+
+void InitSyncFile(Napi::Env env, Napi::Object exports) {
+  exports.Set("syncFileMerge", Napi::Function::New(env, Merge));
+  exports.Set("syncFileInfo", Napi::Function::New(env, Info));
+  exports.Set("swSyncCreateFence", Napi::Function::New(env, SwSyncCreateFence));
+  exports.Set("swSyncIncrement", Napi::Function::New(env, SwSyncIncrement));
+}
+
+}  // namespace dmabuf
