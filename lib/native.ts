@@ -1,9 +1,67 @@
 import bindings from 'bindings';
 
-/** The addon's exports. Each native call returns its value or a negative errno. */
+export interface NativeSyncFileInfo {
+  name: string;
+  status: number;
+  fences: { timeline: string; driver: string; status: number; flags: number; timestampNs: bigint }[];
+}
+
+export interface NativeMapping {
+  /** The mapped memory, or null once unmapped. */
+  readonly buffer: ArrayBuffer | null;
+  /** Detaches the ArrayBuffer (every view drops to length 0), then unmaps. Returns 0 or -errno. */
+  unmap(): number;
+}
+
+export interface NativePoller {
+  start(events: number): number;
+  stop(): void;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+/**
+ * The addon's exports. Each call returns its value or a negative errno; a
+ * wrong argument type throws a TypeError (TypeScript validates first; those
+ * checks are a backstop).
+ */
 export interface NativeBinding {
   kernelRelease(): string | number;
   probeMemfdCreate(): number;
+  pageSize(): number;
+  openFile(path: string, flags: number): number;
+  closeFd(fd: number): number;
+  O_RDONLY: number;
+  fsMagic(fd: number): number;
+  dupCloexec(fd: number): number;
+  fdFlags(fd: number): number;
+  pollNow(fd: number, events: number): number;
+  POLLIN: number;
+  POLLOUT: number;
+  memfdCreate(name: string, flags: number): number;
+  addSeals(fd: number, seals: number): number;
+  getSeals(fd: number): number;
+  fallocate(fd: number, offset: number, length: number): number;
+  udmabufCreate(device: number, memfd: number, offset: number, size: number): number;
+  udmabufCreateList(device: number, flatSegments: number[]): number;
+  heapAllocate(heap: number, length: number, fdFlags: number, heapFlags: number): number;
+  O_RDWR: number;
+  O_CLOEXEC: number;
+  dmaBufSync(fd: number, flags: number): number;
+  dmaBufSetName(fd: number, name: string): number;
+  dmaBufExportSyncFile(fd: number, flags: number): number;
+  dmaBufImportSyncFile(fd: number, syncFile: number, flags: number): number;
+  syncFileMerge(name: string, first: number, second: number): number;
+  syncFileInfo(fd: number): NativeSyncFileInfo | number;
+  swSyncCreateFence(timeline: number, value: number, name: string): number;
+  swSyncIncrement(timeline: number, count: number): number;
+  mapShared(fd: number, length: number, writable: boolean): NativeMapping | number;
+  Poller: {
+    new (fd: number, callback: (status: number, events: number) => void): NativePoller;
+    READABLE: number;
+    WRITABLE: number;
+  };
 }
 
 let loaded: NativeBinding | undefined;

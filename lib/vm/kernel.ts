@@ -272,3 +272,20 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   if (!built) throw new VmSetupError(`Kernel build finished but ${dir} holds no bzImage.`, `Remove ${dir} and run again.`);
   return { ...built, cached: false };
 }
+
+/**
+ * The kernel's exported uapi headers (`make headers` in the build tree),
+ * made on first use: userspace built against them sees exactly the
+ * interfaces of the kernel the VM boots.
+ */
+export async function kernelHeaders(kernel: BuiltKernel): Promise<string> {
+  if (!kernel.tree) throw new VmSetupError('This kernel has no build tree to export headers from.', 'Use the runner\'s own kernel, or pass --kernel-tree.');
+  const include = join(kernel.tree, 'usr', 'include');
+  if (existsSync(join(include, 'linux', 'dma-buf.h'))) return include;
+  const logPath = join(kernel.tree, '..', 'headers.log');
+  const log = createWriteStream(logPath);
+  const status = await run('make', ['headers'], kernel.tree, log);
+  log.end();
+  if (status !== 0) throw new VmSetupError(`make headers failed in ${kernel.tree} (log: ${logPath}).\n${lastLines(logPath, 20)}`, `Read ${logPath}.`, logPath);
+  return include;
+}

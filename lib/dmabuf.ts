@@ -1,0 +1,270 @@
+import { fstatSync, readFileSync } from 'node:fs';
+import { accessFlags, accessModes, DMA_BUF_MAGIC, DMA_BUF_NAME_MAX_BYTES, DMA_BUF_SYNC_END, DMA_BUF_SYNC_START, type AccessMode } from './constants';
+import { check, kernelError } from './errors';
+import { closeFd, FdHandle } from './handle';
+import { SharedMapping } from './mapping';
+import { native } from './native';
+import { SyncFile } from './sync-file';
+import * as validate from './validate';
+import { FdWaiter, type WaitOptions } from './wait';
+
+/** What /proc/self/fdinfo says of a dma-buf fd. */
+export interface DmaBufInfo {
+  size: number;
+  /** File status flags, as the octal field in fdinfo (O_RDWR, O_CLOEXEC, ...). */
+  flags: number;
+  /** Access mode: 'r', 'w' or 'rw'. */
+  mode: 'r' | 'w' | 'rw';
+  /** Open files that share this buffer (fds in all processes, dups, mappings' files count once each). */
+  count: number;
+  exporter: string;
+  name: string | undefined;
+  inode: number;
+}
+
+export interface DmaBufWaitOptions extends WaitOptions {
+  /** 'read': wait until writers are done (safe to read); 'write' or 'readwrite': until all access is done. Default 'readwrite'. */
+  mode?: AccessMode;
+}
+
+const nameSyscall = 'ioctl(DMA_BUF_SET_NAME)';
+const syncSyscall = 'ioctl(DMA_BUF_IOCTL_SYNC)';
+
+/** Parses the key/value lines of an fdinfo file. */
+export function parseFdinfo(text: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  return fields;
+}
+
+export function isDmaBufFd(fd: number): boolean {
+  const magic = native().fsMagic(fd);
+  return magic === DMA_BUF_MAGIC;
+}
+
+/**
+ * A dma-buf: one fd to a buffer an exporter (udmabuf, a dma-heap, a driver)
+ * owns. Closing it drops this process's reference; the buffer lives while
+ * any fd, mapping or device attachment holds it.
+ */
+export class DmaBuf extends FdHandle {
+  /** Size in bytes, fixed for the buffer's life. */
+  readonly size: number;
+  /** The inode that identifies this buffer across fds and processes. */
+  readonly inode: number;
+  #mapping = new SharedMapping();
+  #waiter: FdWaiter | undefined;
+  #cpuAccess: AccessMode | undefined;
+
+  /** Takes ownership of an fd already known to be a dma-buf. Use `DmaBuf.fromFd` for anything else. */
+  protected constructor(fd: number) {
+    super(fd, 'DmaBuf');
+    const stat = fstatSync(fd);
+    this.size = stat.size;
+    this.inode = stat.ino;
+  }
+
+  /** @internal Wraps an fd the library just received from the kernel as a dma-buf. */
+  static adopt(fd: number): DmaBuf {
+    return new DmaBuf(fd);
+  }
+
+  /**
+   * Wraps an fd that should be a dma-buf. With `dup: true` the fd is
+   * duplicated (close-on-exec) and the caller keeps the original; otherwise
+   * this object takes it over. An fd that is not a dma-buf is refused (and,
+   * when duplicated, the duplicate closed).
+   */
+  static fromFd(fd: number, options?: { dup?: boolean }): DmaBuf {
+    validate.fd('fd', fd);
+    const { dup } = validate.options<{ dup: boolean }>('options', options);
+    validate.optionalBoolean('options.dup', dup);
+    const magic = native().fsMagic(fd);
+    if (magic < 0) throw kernelError(magic, 'fstatfs', { hint: `fd ${fd} is not an open file descriptor` });
+    if (magic !== DMA_BUF_MAGIC) {
+      const error = new Error(`fd ${fd} is not a dma-buf (its file system magic is 0x${magic.toString(16)}, a dma-buf's is 0x${DMA_BUF_MAGIC.toString(16)})`) as Error & { code: string };
+      error.code = 'ERR_NOT_DMABUF';
+      throw error;
+    }
+    const owned = dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd;
+    try {
+      return new DmaBuf(owned);
+    } catch (error) {
+      if (dup) closeFd(owned);
+      throw error;
+    }
+  }
+
+  /** fdinfo for this fd: size, flags, count of open files, exporter, name, inode. */
+  info(): DmaBufInfo {
+    const fd = this.assertOpen('info');
+    const fields = parseFdinfo(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    const flags = Number.parseInt(fields.get('flags') ?? '0', 8);
+    const access = flags & 3;
+    return {
+      size: Number(fields.get('size')),
+      flags,
+      mode: access === 0 ? 'r' : access === 1 ? 'w' : 'rw',
+      count: Number(fields.get('count')),
+      exporter: fields.get('exp_name') ?? '',
+      name: fields.get('name'),
+      inode: Number(fields.get('ino')),
+    };
+  }
+
+  /** The name set with DMA_BUF_SET_NAME (by any process), or undefined. */
+  get name(): string | undefined {
+    return this.info().name;
+  }
+
+  set name(value: string) {
+    const fd = this.assertOpen(nameSyscall);
+    validate.kernelName('name', value, DMA_BUF_NAME_MAX_BYTES);
+    check(native().dmaBufSetName(fd, value), nameSyscall);
+  }
+
+  /**
+   * The whole buffer as a Buffer over a shared mapping: no copy, and writes
+   * land in the dma-buf. The mapping is made once and shared by every call;
+   * `close()` unmaps it and every view of it drops to length 0. Bracket CPU
+   * access with `withCpuAccess` (or begin/endCpuAccess). Always read-write
+   * (see SharedMapping), so a read-only fd is refused.
+   */
+  map(): Buffer {
+    return this.#mapping.view(this.assertOpen('mmap'), this.size);
+  }
+
+  /**
+   * DMA_BUF_IOCTL_SYNC with raw flags and none of the pairing checks below:
+   * for tests of the kernel's own argument checking.
+   */
+  syncRaw(flags: number): void {
+    const fd = this.assertOpen(syncSyscall);
+    check(native().dmaBufSync(fd, validate.integer('flags', flags, 0, 0xffffffff)), syncSyscall);
+  }
+
+  /** The mode of the CPU access begun and not yet ended, if any. */
+  get cpuAccess(): AccessMode | undefined {
+    return this.#cpuAccess;
+  }
+
+  /**
+   * Starts CPU access (DMA_BUF_IOCTL_SYNC START): caches are made coherent for
+   * the CPU. One access at a time; end it with the same mode.
+   *
+   * The kernel makes this ioctl wait, without a timeout, for the fences that
+   * `mode` must wait for (writes for 'read', all access otherwise). That would
+   * block the event loop, so pending fences are refused with
+   * `ERR_DMABUF_FENCES_PENDING`: `await waitIdle({ mode })` first. Pass
+   * `{ block: true }` to let the thread wait in the kernel instead.
+   */
+  beginCpuAccess(mode: AccessMode, options?: { block?: boolean }): void {
+    const fd = this.assertOpen(syncSyscall);
+    validate.oneOf('mode', mode, accessModes);
+    const block = validate.optionalBoolean('options.block', validate.options<{ block: boolean }>('options', options).block) ?? false;
+    if (this.#cpuAccess !== undefined) {
+      throw Object.assign(new Error(`CPU access (${this.#cpuAccess}) already begun on this DmaBuf; end it first`), { code: 'ERR_DMABUF_ACCESS_BEGUN' });
+    }
+    if (!block) {
+      const events = mode === 'read' ? native().POLLIN : native().POLLOUT;
+      const ready = check(native().pollNow(fd, events), 'poll');
+      if ((ready & events) === 0) {
+        throw Object.assign(new Error(`beginCpuAccess('${mode}'): the buffer has unsignalled fences, and the kernel would block this thread until they signal; await waitIdle({ mode: '${mode}' }) first, or pass { block: true }`), { code: 'ERR_DMABUF_FENCES_PENDING' });
+      }
+    }
+    check(native().dmaBufSync(fd, DMA_BUF_SYNC_START | accessFlags(mode)), syncSyscall);
+    this.#cpuAccess = mode;
+  }
+
+  /** Ends the CPU access begun with the same mode (DMA_BUF_IOCTL_SYNC END). */
+  endCpuAccess(mode?: AccessMode): void {
+    const fd = this.assertOpen(syncSyscall);
+    const begun = this.#cpuAccess;
+    if (begun === undefined) throw Object.assign(new Error('endCpuAccess without beginCpuAccess'), { code: 'ERR_DMABUF_ACCESS_NOT_BEGUN' });
+    if (mode !== undefined && validate.oneOf('mode', mode, accessModes) !== begun) {
+      throw Object.assign(new Error(`endCpuAccess('${mode}') does not match beginCpuAccess('${begun}')`), { code: 'ERR_DMABUF_ACCESS_MISMATCH' });
+    }
+    this.#cpuAccess = undefined;
+    check(native().dmaBufSync(fd, DMA_BUF_SYNC_END | accessFlags(begun)), syncSyscall);
+  }
+
+  /**
+   * Runs `fn` with the mapped buffer inside begin/end CPU access, and always
+   * ends what it began: when `fn` returns, throws, or its promise settles.
+   * Like beginCpuAccess, refuses to block on pending fences.
+   */
+  withCpuAccess<T>(mode: AccessMode, fn: (buffer: Buffer) => T): T {
+    validate.functionArg('fn', fn);
+    const buffer = this.map();
+    this.beginCpuAccess(mode);
+    let result: T;
+    try {
+      result = fn(buffer);
+    } catch (error) {
+      this.#endQuietly(mode);
+      throw error;
+    }
+    if (result instanceof Promise) {
+      return result.finally(() => this.#endQuietly(mode)) as T;
+    }
+    this.endCpuAccess(mode);
+    return result;
+  }
+
+  // An end after close (fn closed the buffer) has nothing left to end.
+  #endQuietly(mode: AccessMode): void {
+    if (!this.closed && this.#cpuAccess === mode) this.endCpuAccess(mode);
+  }
+
+  /**
+   * The buffer's fences as a sync_file (DMA_BUF_IOCTL_EXPORT_SYNC_FILE):
+   * 'read' gives what a reader must wait for (writes), 'write' or 'readwrite'
+   * what a writer must wait for (all access).
+   */
+  exportSyncFile(mode: AccessMode): SyncFile {
+    const fd = this.assertOpen('ioctl(DMA_BUF_IOCTL_EXPORT_SYNC_FILE)');
+    validate.oneOf('mode', mode, accessModes);
+    const syncFd = check(native().dmaBufExportSyncFile(fd, accessFlags(mode)), 'ioctl(DMA_BUF_IOCTL_EXPORT_SYNC_FILE)', (code) =>
+      code === 'ENOTTY' ? 'this kernel cannot export fences from a dma-buf (needs Linux 6.0 or newer)' : undefined,
+    );
+    return SyncFile.adopt(syncFd);
+  }
+
+  /**
+   * Adds a sync_file's fences to the buffer (DMA_BUF_IOCTL_IMPORT_SYNC_FILE):
+   * as a write ('write', 'readwrite') that readers and writers wait for, or as
+   * a read ('read') that only writers wait for. The sync_file stays open.
+   */
+  importSyncFile(syncFile: SyncFile, mode: AccessMode): void {
+    const fd = this.assertOpen('ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE)');
+    if (!(syncFile instanceof SyncFile)) throw new TypeError(`Expected a SyncFile for syncFile but received ${typeof syncFile}`);
+    validate.oneOf('mode', mode, accessModes);
+    check(native().dmaBufImportSyncFile(fd, syncFile.fd, accessFlags(mode)), 'ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE)', (code) =>
+      code === 'ENOTTY' ? 'this kernel cannot import fences into a dma-buf (needs Linux 6.0 or newer)' : undefined,
+    );
+  }
+
+  /**
+   * Resolves when the buffer's fences for `mode` have signalled, by polling
+   * the fd from the event loop (no thread waits).
+   */
+  async waitIdle(options?: DmaBufWaitOptions): Promise<void> {
+    const fd = this.assertOpen('poll');
+    const { mode = 'readwrite', timeoutMs, signal } = validate.options<DmaBufWaitOptions>('options', options);
+    validate.oneOf('options.mode', mode, accessModes);
+    if (timeoutMs !== undefined) validate.integer('options.timeoutMs', timeoutMs, 0);
+    validate.optionalSignal('options.signal', signal);
+    this.#waiter ??= new FdWaiter(fd, 'DmaBuf');
+    const poller = native().Poller;
+    await this.#waiter.wait(mode === 'read' ? poller.READABLE : poller.WRITABLE, 'poll', { timeoutMs, signal });
+  }
+
+  protected override releaseResources(): void {
+    this.#waiter?.close('poll');
+    this.#mapping.release();
+    this.#cpuAccess = undefined;
+  }
+}

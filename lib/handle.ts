@@ -1,0 +1,100 @@
+import { check, errnoName, kernelError } from './errors';
+import { native } from './native';
+
+/**
+ * Opens a device or debugfs file, close-on-exec, through the addon (see
+ * native/fd.cc for why never through fs). `hint` says what to do about an errno.
+ */
+export function openFd(path: string, flags: 'r' | 'rw', hint: (code: string) => string | undefined): number {
+  const { O_RDONLY, O_RDWR } = native();
+  const fd = native().openFile(path, flags === 'r' ? O_RDONLY : O_RDWR);
+  if (fd < 0) throw kernelError(fd, 'open', { path, hint: hint(errnoName(-fd)) });
+  return fd;
+}
+
+/** Closes an fd the library opened and never wrapped (an error path). */
+export function closeFd(fd: number): void {
+  native().closeFd(fd);
+}
+
+/** The error every method of a closed handle throws, as Node's FileHandle does. */
+export function closedError(what: string, syscall: string): Error & { code: string; syscall: string } {
+  const error = new Error(`${syscall}: ${what} is closed`) as Error & { code: string; syscall: string; errno: number };
+  error.code = 'EBADF';
+  error.errno = -9;
+  error.syscall = syscall;
+  return error;
+}
+
+interface Leaked {
+  fd: number;
+  what: string;
+}
+
+// The safety net, not the plan: a handle that is garbage collected while
+// open has its fd closed here, and the leak is reported as the caller's bug.
+const leakRegistry = new FinalizationRegistry<Leaked>(({ fd, what }) => {
+  // An error here means the fd was closed behind our back: nothing left to release.
+  native().closeFd(fd);
+  process.emitWarning(`${what} (fd ${fd}) was closed by garbage collection; call close() or use \`using\``, {
+    type: 'DmaBufWarning',
+    code: 'DMABUF_LEAKED_HANDLE',
+  });
+});
+
+/**
+ * Owns one fd. `close()` is idempotent and releases what the subclass holds
+ * first (mappings, polls) and the fd last; any other use after close throws
+ * an `EBADF` error; `detach()` hands the fd to the caller instead.
+ */
+export abstract class FdHandle implements Disposable {
+  #fd: number;
+  #closed = false;
+
+  protected constructor(fd: number, protected readonly kind: string) {
+    this.#fd = fd;
+    leakRegistry.register(this, { fd, what: kind }, this);
+  }
+
+  /** The file descriptor; throws once closed, so a stale number is never used. */
+  get fd(): number {
+    this.assertOpen('fd');
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  protected assertOpen(syscall: string): number {
+    if (this.#closed) throw closedError(this.kind, syscall);
+    return this.#fd;
+  }
+
+  /** Releases what the subclass holds besides the fd; runs once, before the fd is closed or detached. */
+  protected releaseResources(): void {}
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    leakRegistry.unregister(this);
+    try {
+      this.releaseResources();
+    } finally {
+      check(native().closeFd(this.#fd), 'close');
+    }
+  }
+
+  /** Gives up ownership: returns the fd, which the caller must close, and closes this handle without closing it. */
+  detach(): number {
+    const fd = this.assertOpen('detach');
+    this.#closed = true;
+    leakRegistry.unregister(this);
+    this.releaseResources();
+    return fd;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

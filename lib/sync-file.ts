@@ -1,0 +1,162 @@
+import { existsSync } from 'node:fs';
+import { check, kernelError } from './errors';
+import { FdHandle, openFd } from './handle';
+import { native } from './native';
+import * as validate from './validate';
+import { FdWaiter, type WaitOptions } from './wait';
+
+export type FenceStatus = 'active' | 'signaled' | 'error';
+
+export interface FenceInfo {
+  /** The fence's timeline (obj_name). */
+  timeline: string;
+  /** The driver that created it (sw_sync, a GPU driver, dma_fence_array, ...). */
+  driver: string;
+  status: FenceStatus;
+  /** The kernel's status: 1 signalled, 0 active, a negative errno when signalled with an error. */
+  statusCode: number;
+  /** When it signalled, in CLOCK_MONOTONIC nanoseconds; 0n while active. */
+  timestampNs: bigint;
+}
+
+export interface SyncFileInfo {
+  name: string;
+  status: FenceStatus;
+  statusCode: number;
+  fences: FenceInfo[];
+}
+
+const infoSyscall = 'ioctl(SYNC_IOC_FILE_INFO)';
+export const SYNC_NAME_MAX_BYTES = 31;
+
+function statusOf(code: number): FenceStatus {
+  return code > 0 ? 'signaled' : code === 0 ? 'active' : 'error';
+}
+
+/** A sync_file: an fd for one or more fences, signalled once and for good. */
+export class SyncFile extends FdHandle {
+  #waiter: FdWaiter | undefined;
+
+  private constructor(fd: number) {
+    super(fd, 'SyncFile');
+  }
+
+  /** @internal Wraps an fd the kernel just returned as a sync_file. */
+  static adopt(fd: number): SyncFile {
+    return new SyncFile(fd);
+  }
+
+  /**
+   * Wraps an fd that should be a sync_file (checked with SYNC_IOC_FILE_INFO).
+   * With `dup: true` the caller keeps the original fd.
+   */
+  static fromFd(fd: number, options?: { dup?: boolean }): SyncFile {
+    validate.fd('fd', fd);
+    const { dup } = validate.options<{ dup: boolean }>('options', options);
+    validate.optionalBoolean('options.dup', dup);
+    const probe = native().syncFileInfo(fd);
+    if (typeof probe === 'number') {
+      throw kernelError(probe, infoSyscall, { hint: probe === -25 ? `fd ${fd} is not a sync_file` : undefined });
+    }
+    return new SyncFile(dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd);
+  }
+
+  /** A new sync_file holding the fences of both (SYNC_IOC_MERGE); both stay open. */
+  static merge(name: string, first: SyncFile, second: SyncFile): SyncFile {
+    validate.kernelName('name', name, SYNC_NAME_MAX_BYTES);
+    for (const [argument, value] of [['first', first], ['second', second]] as const) {
+      if (!(value instanceof SyncFile)) throw new TypeError(`Expected a SyncFile for ${argument} but received ${typeof value}`);
+    }
+    return new SyncFile(check(native().syncFileMerge(name, first.fd, second.fd), 'ioctl(SYNC_IOC_MERGE)'));
+  }
+
+  info(): SyncFileInfo {
+    const raw = check(native().syncFileInfo(this.assertOpen(infoSyscall)), infoSyscall);
+    return {
+      name: raw.name,
+      status: statusOf(raw.status),
+      statusCode: raw.status,
+      fences: raw.fences.map((fence) => ({
+        timeline: fence.timeline,
+        driver: fence.driver,
+        status: statusOf(fence.status),
+        statusCode: fence.status,
+        timestampNs: fence.timestampNs,
+      })),
+    };
+  }
+
+  get status(): FenceStatus {
+    return this.info().status;
+  }
+
+  /**
+   * Resolves when every fence has signalled; rejects with the fence's errno
+   * when one signalled an error. Polls from the event loop, no thread waits.
+   */
+  async wait(options?: WaitOptions): Promise<void> {
+    const fd = this.assertOpen('poll');
+    const { timeoutMs, signal } = validate.options<WaitOptions>('options', options);
+    if (timeoutMs !== undefined) validate.integer('options.timeoutMs', timeoutMs, 0);
+    validate.optionalSignal('options.signal', signal);
+    this.#waiter ??= new FdWaiter(fd, 'SyncFile');
+    await this.#waiter.wait(native().Poller.READABLE, 'poll', { timeoutMs, signal });
+    const { statusCode } = this.info();
+    if (statusCode < 0) throw kernelError(statusCode, 'sync_file', { hint: 'a fence signalled with this error' });
+  }
+
+  protected override releaseResources(): void {
+    this.#waiter?.close('poll');
+  }
+}
+
+const swSyncPaths = ['/sys/kernel/debug/sync/sw_sync', '/sys/kernel/debug/sw_sync'];
+
+/**
+ * A software timeline from debugfs's sw_sync: fences that userspace creates
+ * and signals, for tests. Each fence signals when the timeline reaches its value.
+ */
+export class SwSyncTimeline extends FdHandle {
+  #value = 0;
+
+  private constructor(fd: number) {
+    super(fd, 'SwSyncTimeline');
+  }
+
+  static open(): SwSyncTimeline {
+    const path = swSyncPaths.find((candidate) => existsSync(candidate)) ?? swSyncPaths[0]!;
+    return new SwSyncTimeline(openFd(path, 'rw', (code) =>
+      code === 'ENOENT'
+        ? 'sw_sync needs CONFIG_SW_SYNC and debugfs mounted at /sys/kernel/debug; run inside the project\'s VM: npx dmabuf vm run -- <command>'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'debugfs is readable by root only; run as root (the project\'s VM runs commands as root)'
+          : undefined,
+    ));
+  }
+
+  /** The value the timeline has been advanced to. */
+  get value(): number {
+    return this.#value;
+  }
+
+  /**
+   * A fence that signals when the timeline reaches `value`. Linux 6.1 checks
+   * `name` but does not keep it: the sync_file's name is derived from the
+   * driver, timeline and seqno (`sw_sync-node3-2`).
+   */
+  createFence(value: number, name = 'fence'): SyncFile {
+    const fd = this.assertOpen('ioctl(SW_SYNC_IOC_CREATE_FENCE)');
+    validate.integer('value', value, 0, 0xffffffff);
+    validate.kernelName('name', name, SYNC_NAME_MAX_BYTES);
+    return SyncFile.adopt(check(native().swSyncCreateFence(fd, value, name), 'ioctl(SW_SYNC_IOC_CREATE_FENCE)'));
+  }
+
+  /** Advances the timeline, signalling every fence whose value it reaches. */
+  advance(count = 1): void {
+    const fd = this.assertOpen('ioctl(SW_SYNC_IOC_INC)');
+    validate.integer('count', count, 0, 0x7fffffff);
+    check(native().swSyncIncrement(fd, count), 'ioctl(SW_SYNC_IOC_INC)');
+    this.#value += count;
+  }
+}
+

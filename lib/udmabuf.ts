@@ -1,0 +1,281 @@
+import { ftruncateSync, readFileSync } from 'node:fs';
+import { F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_HUGETLB, DMA_BUF_NAME_MAX_BYTES } from './constants';
+import { DmaBuf } from './dmabuf';
+import { check } from './errors';
+import { closeFd, FdHandle, openFd } from './handle';
+import { SharedMapping } from './mapping';
+import { native } from './native';
+import * as validate from './validate';
+
+export const udmabufPath = '/dev/udmabuf';
+
+/** A range of a memfd that becomes part of a udmabuf. */
+export interface MemfdSegment {
+  /** An fd from memfd_create (shmem or hugetlbfs), sealed with F_SEAL_SHRINK and not F_SEAL_WRITE. */
+  memfd: number | Memfd;
+  /** Page-aligned byte offset into the memfd. */
+  offset: number;
+  /** Page-aligned length in bytes. */
+  size: number;
+}
+
+export interface CreateOptions {
+  /** Set as the dma-buf's name (DMA_BUF_SET_NAME), at most 31 bytes. */
+  name?: string;
+  /** Back the buffer with huge pages (MFD_HUGETLB); needs pages reserved in /proc/sys/vm/nr_hugepages. */
+  hugetlb?: boolean;
+  /** Keep the memfd open as `dmabuf.memfd` (closed with the DmaBuf); by default it is closed once the buffer exists. */
+  keepMemfd?: boolean;
+}
+
+function readLimit(name: string): number | undefined {
+  try {
+    return Number(readFileSync(`/sys/module/udmabuf/parameters/${name}`, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+function hugePageSize(): number {
+  const match = /^Hugepagesize:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return match ? Number(match[1]) * 1024 : 2 * 1024 * 1024;
+}
+
+/** What to do about each errno UDMABUF_CREATE(_LIST) returns, with the module's limits quoted. */
+function createHint(code: string): string | undefined {
+  const sizeLimit = readLimit('size_limit_mb');
+  const listLimit = readLimit('list_limit');
+  switch (code) {
+    case 'EINVAL':
+      return `offsets and sizes must be page-aligned (${native().pageSize()}) and inside the memfd, the memfd sealed with F_SEAL_SHRINK and not F_SEAL_WRITE, the total at most size_limit_mb (${sizeLimit ?? '?'} MiB) and the segments at most list_limit (${listLimit ?? '?'}); the limits are in /sys/module/udmabuf/parameters`;
+    case 'EBADFD':
+      return 'the memfd is not a memfd (shmem or hugetlbfs file) or not open';
+    case 'ENOMEM':
+      return 'the kernel could not allocate the page array or the memfd pages';
+    default:
+      return undefined;
+  }
+}
+
+function deviceOpenHint(code: string): string {
+  if (code === 'ENOENT') return 'this kernel has no udmabuf (CONFIG_UDMABUF=y); run inside the project\'s VM: npx dmabuf vm run -- <command>';
+  if (code === 'EACCES' || code === 'EPERM') return `${udmabufPath} is usually mode 0660, group kvm: add the user to that group (sudo usermod -aG kvm $USER, then log in again) or run as root`;
+  return 'could not open the udmabuf device';
+}
+
+/** A memfd this library made: an owned fd for the backing store of a udmabuf. */
+export class Memfd extends FdHandle {
+  #mapping = new SharedMapping();
+
+  private constructor(
+    fd: number,
+    readonly size: number,
+  ) {
+    super(fd, 'Memfd');
+  }
+
+  /** A sealable memfd of `size` bytes, sealed against shrinking, as udmabuf requires. */
+  static create(size: number, options: { name?: string; hugetlb?: boolean } = {}): Memfd {
+    const name = options.name ?? 'dmabuf';
+    const fd = check(native().memfdCreate(name, MFD_ALLOW_SEALING | (options.hugetlb ? MFD_HUGETLB : 0)), 'memfd_create', (code) =>
+      code === 'EINVAL' && options.hugetlb ? 'this kernel cannot make hugetlb memfds (CONFIG_HUGETLBFS)' : undefined,
+    );
+    try {
+      ftruncateSync(fd, size);
+      // Huge pages must exist before udmabuf takes them; allocating now fails
+      // cleanly when none are reserved, where touching them would not.
+      if (options.hugetlb) check(native().fallocate(fd, 0, size), 'fallocate', (code) => (code === 'ENOSPC' || code === 'ENOMEM' ? 'not enough huge pages reserved: raise /proc/sys/vm/nr_hugepages' : undefined));
+      check(native().addSeals(fd, F_SEAL_SHRINK), 'fcntl(F_ADD_SEALS)');
+      return new Memfd(fd, size);
+    } catch (error) {
+      closeFd(fd);
+      throw error;
+    }
+  }
+
+  /**
+   * The whole memfd as a Buffer over a shared mapping (one mapping, views of
+   * it; close() unmaps). The way to reach a hugetlb-backed udmabuf's bytes:
+   * hugetlbfs has no write(2), and some kernels cannot map the udmabuf itself.
+   */
+  map(): Buffer {
+    return this.#mapping.view(this.assertOpen('mmap'), this.size);
+  }
+
+  protected override releaseResources(): void {
+    this.#mapping.release();
+  }
+
+  get seals(): number {
+    return check(native().getSeals(this.assertOpen('fcntl(F_GET_SEALS)')), 'fcntl(F_GET_SEALS)');
+  }
+
+  addSeals(seals: number): void {
+    check(native().addSeals(this.assertOpen('fcntl(F_ADD_SEALS)'), validate.integer('seals', seals, 0, 0xffff)), 'fcntl(F_ADD_SEALS)');
+  }
+}
+
+/**
+ * Whether this kernel's udmabuf corrupts page state when the CPU faults in a
+ * hugetlb-backed buffer. Linux 6.1 does ("BUG: Bad page state ... nonzero
+ * mapcount" once the huge pages are freed; test/runner/kernel-behaviour.test.ts
+ * shows it); upstream reworked udmabuf's fault path to pfn mappings in the
+ * 6.11-6.12 cycle. Unverified kernels in between are treated as affected.
+ */
+export function hugetlbMappingIsUnsafe(release = String(native().kernelRelease())): boolean {
+  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
+  return major < 6 || (major === 6 && minor < 12);
+}
+
+/** A dma-buf made by udmabuf, with the memfd behind it when asked to keep it. */
+export class Udmabuf extends DmaBuf {
+  #memfd: Memfd | undefined;
+  #hugetlb = false;
+
+  /** @internal */
+  static adoptWithMemfd(fd: number, memfd: Memfd | undefined, hugetlb = false): Udmabuf {
+    const buffer = new Udmabuf(fd);
+    buffer.#memfd = memfd;
+    buffer.#hugetlb = hugetlb;
+    return buffer;
+  }
+
+  /** True when the buffer is backed by huge pages (created with `hugetlb: true`). */
+  get hugetlb(): boolean {
+    return this.#hugetlb;
+  }
+
+  /**
+   * As DmaBuf.map, but refused for a hugetlb-backed buffer on kernels whose
+   * udmabuf corrupts page state when such a mapping is faulted in: read and
+   * write it through its memfd (`keepMemfd`) instead.
+   */
+  override map(): Buffer {
+    this.assertOpen('mmap');
+    if (this.#hugetlb && hugetlbMappingIsUnsafe()) {
+      throw Object.assign(
+        new Error(`mmap of a hugetlb-backed udmabuf is refused on Linux ${String(native().kernelRelease())}: its udmabuf corrupts page state when the mapping is faulted in (fixed upstream around 6.12); map its memfd instead (create with keepMemfd: true, then buffer.memfd.map())`),
+        { code: 'ERR_DMABUF_UNSAFE_MAPPING' },
+      );
+    }
+    return super.map();
+  }
+
+  /** The memfd behind the buffer (with `keepMemfd`); closed with it. */
+  get memfd(): Memfd | undefined {
+    this.assertOpen('memfd');
+    return this.#memfd;
+  }
+
+  protected override releaseResources(): void {
+    try {
+      super.releaseResources();
+    } finally {
+      this.#memfd?.close();
+    }
+  }
+}
+
+/**
+ * An open /dev/udmabuf. Creating many buffers through one device saves an
+ * open and a close per buffer; `udmabuf.create` opens one per call.
+ */
+export class UdmabufDevice extends FdHandle {
+  private constructor(fd: number) {
+    super(fd, 'UdmabufDevice');
+  }
+
+  static open(): UdmabufDevice {
+    return new UdmabufDevice(openFd(udmabufPath, 'rw', deviceOpenHint));
+  }
+
+  /** A udmabuf of `size` bytes over a memfd this call makes (sealed, close-on-exec). */
+  create(size: number, options?: CreateOptions): Udmabuf {
+    const device = this.assertOpen('ioctl(UDMABUF_CREATE)');
+    const opts = checkCreateArguments(size, options);
+    const hugetlb = opts.hugetlb ?? false;
+    const memfd = Memfd.create(size, { name: opts.name ? `udmabuf:${opts.name}` : 'udmabuf', hugetlb });
+    let buffer: Udmabuf | undefined;
+    try {
+      const fd = check(native().udmabufCreate(device, memfd.fd, 0, size), 'ioctl(UDMABUF_CREATE)', createHint);
+      buffer = Udmabuf.adoptWithMemfd(fd, opts.keepMemfd ? memfd : undefined, hugetlb);
+      if (opts.name !== undefined) buffer.name = opts.name;
+      return buffer;
+    } catch (error) {
+      buffer?.close();
+      if (!memfd.closed) memfd.close();
+      throw error;
+    } finally {
+      if (!opts.keepMemfd && !memfd.closed) memfd.close();
+    }
+  }
+
+  /**
+   * One udmabuf over one or many memfd ranges (UDMABUF_CREATE, or
+   * UDMABUF_CREATE_LIST for several), in order. The memfds stay the caller's.
+   */
+  fromMemfd(segments: MemfdSegment | readonly MemfdSegment[]): Udmabuf {
+    const device = this.assertOpen('ioctl(UDMABUF_CREATE)');
+    const flat = flattenSegments(segments);
+    const fd = flat.length === 3
+      ? check(native().udmabufCreate(device, flat[0]!, flat[1]!, flat[2]!), 'ioctl(UDMABUF_CREATE)', createHint)
+      : check(native().udmabufCreateList(device, flat), 'ioctl(UDMABUF_CREATE_LIST)', createHint);
+    return Udmabuf.adoptWithMemfd(fd, undefined);
+  }
+}
+
+function checkCreateArguments(size: number, options: CreateOptions | undefined): CreateOptions {
+  const opts = validate.options<CreateOptions>('options', options);
+  const hugetlb = validate.optionalBoolean('options.hugetlb', opts.hugetlb) ?? false;
+  validate.optionalBoolean('options.keepMemfd', opts.keepMemfd);
+  validate.pageMultiple('size', size, hugetlb ? hugePageSize() : native().pageSize());
+  if (opts.name !== undefined) validate.kernelName('options.name', opts.name, DMA_BUF_NAME_MAX_BYTES);
+  return opts;
+}
+
+/** Segments as the native call takes them: [memfd, offset, size, ...]. */
+function flattenSegments(segments: MemfdSegment | readonly MemfdSegment[]): number[] {
+  if (typeof segments !== 'object' || segments === null) throw new TypeError(`Expected a segment or an array of segments for segments but received ${String(segments)}`);
+  const list: readonly MemfdSegment[] = Array.isArray(segments) ? segments : [segments as MemfdSegment];
+  if (list.length === 0) throw validate.rangeError('segments', 'at least one segment', 'an empty array');
+  const flat: number[] = [];
+  list.forEach((segment, index) => {
+    const where = `segments[${index}]`;
+    if (typeof segment !== 'object' || segment === null) throw new TypeError(`Expected an object for ${where} but received ${String(segment)}`);
+    const memfd = segment.memfd instanceof Memfd ? segment.memfd.fd : validate.fd(`${where}.memfd`, segment.memfd);
+    // Alignment and bounds are the kernel's to judge (the selftests check its EINVAL); only what cannot reach it is refused here.
+    flat.push(memfd, validate.integer(`${where}.offset`, segment.offset), validate.integer(`${where}.size`, segment.size));
+  });
+  return flat;
+}
+
+function withDevice<T>(use: (device: UdmabufDevice) => T): T {
+  const device = UdmabufDevice.open();
+  try {
+    return use(device);
+  } finally {
+    device.close();
+  }
+}
+
+/** udmabuf: dma-bufs over memfd pages, from /dev/udmabuf. */
+export const udmabuf = {
+  /** A udmabuf of `size` bytes (a multiple of the page size) over a new sealed memfd. */
+  create(size: number, options?: CreateOptions): Udmabuf {
+    checkCreateArguments(size, options);
+    return withDevice((device) => device.create(size, options));
+  },
+  /** One udmabuf over one or many ranges of the caller's memfds. */
+  fromMemfd(segments: MemfdSegment | readonly MemfdSegment[]): Udmabuf {
+    flattenSegments(segments);
+    return withDevice((device) => device.fromMemfd(segments));
+  },
+  /** An open device, for creating many buffers. */
+  open(): UdmabufDevice {
+    return UdmabufDevice.open();
+  },
+  /** The module's limits, from /sys/module/udmabuf/parameters. */
+  limits(): { sizeLimitMiB: number | undefined; listLimit: number | undefined } {
+    return { sizeLimitMiB: readLimit('size_limit_mb'), listLimit: readLimit('list_limit') };
+  },
+};

@@ -1,0 +1,85 @@
+// Argument checks, made before any syscall, in the words sharp and
+// better-sqlite3 use: "Expected <what> for <name> but received <value>".
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `'${value.length > 40 ? `${value.slice(0, 40)}...` : value}'`;
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`;
+  return String(value);
+}
+
+function typeError(name: string, expected: string, value: unknown): TypeError {
+  const error = new TypeError(`Expected ${expected} for ${name} but received ${describe(value)}`) as TypeError & { code: string };
+  error.code = 'ERR_INVALID_ARG_TYPE';
+  return error;
+}
+
+export function rangeError(name: string, expected: string, value: unknown): RangeError {
+  const error = new RangeError(`Expected ${expected} for ${name} but received ${describe(value)}`) as RangeError & { code: string };
+  error.code = 'ERR_OUT_OF_RANGE';
+  return error;
+}
+
+/** A whole number in [min, max]; a non-number is a TypeError, anything else out of range a RangeError. */
+export function integer(name: string, value: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number') throw typeError(name, 'an integer', value);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw rangeError(name, `an integer from ${min} to ${max}`, value);
+  }
+  return value;
+}
+
+/** A size the kernel takes in whole pages. */
+export function pageMultiple(name: string, value: unknown, pageSize: number, min = pageSize): number {
+  const size = integer(name, value, min);
+  if (size % pageSize !== 0) throw rangeError(name, `a multiple of the page size (${pageSize})`, value);
+  return size;
+}
+
+export function fd(name: string, value: unknown): number {
+  return integer(name, value, 0, 0x7fffffff);
+}
+
+export function string(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw typeError(name, 'a string', value);
+  return value;
+}
+
+/** A kernel name field: at most `maxBytes` bytes of UTF-8, no NUL. */
+export function kernelName(name: string, value: unknown, maxBytes: number): string {
+  const text = string(name, value);
+  if (Buffer.byteLength(text) > maxBytes || text.includes('\0')) throw rangeError(name, `at most ${maxBytes} bytes of UTF-8 with no NUL`, value);
+  return text;
+}
+
+export function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== 'string') throw typeError(name, `one of ${allowed.map((item) => `'${item}'`).join(', ')}`, value);
+  if (!allowed.includes(value as T)) throw rangeError(name, `one of ${allowed.map((item) => `'${item}'`).join(', ')}`, value);
+  return value as T;
+}
+
+export function options<T extends object>(name: string, value: unknown): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw typeError(name, 'an object', value);
+  return value as Partial<T>;
+}
+
+export function optionalBoolean(name: string, value: unknown): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') throw typeError(name, 'a boolean', value);
+  return value;
+}
+
+export function optionalSignal(name: string, value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) throw typeError(name, 'an AbortSignal', value);
+  return value;
+}
+
+export function functionArg<T extends (...args: never[]) => unknown>(name: string, value: unknown): T {
+  if (typeof value !== 'function') throw typeError(name, 'a function', value);
+  return value as T;
+}

@@ -1,0 +1,120 @@
+import { native, type NativePoller } from './native';
+
+export interface WaitOptions {
+  /** Give up after this many milliseconds (the promise rejects with code 'ETIME'). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+interface PendingWait {
+  events: number;
+  resolve(events: number): void;
+  reject(error: Error): void;
+  cleanup(): void;
+}
+
+function timeoutError(syscall: string, timeoutMs: number): Error {
+  const error = new Error(`${syscall} ETIME: not signalled within ${timeoutMs} ms`) as Error & { code: string; errno: number; syscall: string };
+  error.code = 'ETIME';
+  error.errno = -62;
+  error.syscall = syscall;
+  return error;
+}
+
+function cancelledError(syscall: string, what: string): Error {
+  const error = new Error(`${syscall} ECANCELED: ${what} was closed while waiting`) as Error & { code: string; errno: number; syscall: string };
+  error.code = 'ECANCELED';
+  error.errno = -125;
+  error.syscall = syscall;
+  return error;
+}
+
+/**
+ * Waits for readiness of one fd through a single libuv poll handle, however
+ * many waits are pending: libuv allows one handle per fd. Each wait names the
+ * events it needs; the poll is armed for the union and re-armed after each
+ * event for the waits still pending.
+ */
+export class FdWaiter {
+  #poller: NativePoller | undefined;
+  #pending = new Set<PendingWait>();
+  #closed = false;
+
+  constructor(
+    private readonly fd: number,
+    private readonly what: string,
+  ) {}
+
+  wait(events: number, syscall: string, options: WaitOptions = {}): Promise<number> {
+    const { timeoutMs, signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    return new Promise<number>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => {
+        this.#remove(pending);
+        reject(signal!.reason as Error);
+      };
+      const pending: PendingWait = {
+        events,
+        resolve,
+        reject,
+        cleanup: () => {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          this.#remove(pending);
+          reject(timeoutError(syscall, timeoutMs));
+        }, timeoutMs);
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pending.add(pending);
+      this.#arm();
+    });
+  }
+
+  #remove(pending: PendingWait): void {
+    pending.cleanup();
+    this.#pending.delete(pending);
+    this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#closed) return;
+    let events = 0;
+    for (const pending of this.#pending) events |= pending.events;
+    if (events === 0) {
+      this.#poller?.stop();
+      return;
+    }
+    this.#poller ??= new (native().Poller)(this.fd, (status, ready) => this.#onEvent(status, ready));
+    const status = this.#poller.start(events);
+    if (status !== 0) this.#onEvent(status, 0);
+  }
+
+  #onEvent(status: number, ready: number): void {
+    for (const pending of [...this.#pending]) {
+      if (status === 0 && (ready & pending.events) === 0) continue;
+      pending.cleanup();
+      this.#pending.delete(pending);
+      if (status === 0) pending.resolve(ready);
+      else pending.reject(Object.assign(new Error(`poll ${this.what}: libuv status ${status}`), { code: 'EIO', errno: status, syscall: 'poll' }));
+    }
+    this.#arm();
+  }
+
+  /** Stops polling and rejects every pending wait; the fd may be closed right after. */
+  close(syscall: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#poller?.close();
+    this.#poller = undefined;
+    for (const pending of this.#pending) {
+      pending.cleanup();
+      pending.reject(cancelledError(syscall, this.what));
+    }
+    this.#pending.clear();
+  }
+}
