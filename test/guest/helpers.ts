@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Fails the suite at once outside the VM, instead of failing every test for a confusing reason. */
+export function requireVm(): void {
+  before(function () {
+    if (process.env.DMABUF_IN_VM !== '1') throw new Error('the guest suite runs only inside the VM (npm test boots it)');
+  });
+}
+
+export function openFdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Mappings of dma-bufs in this process: their file is shown as /dmabuf:<name>. */
+export function dmaBufMappingCount(): number {
+  return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((line) => line.includes('/dmabuf:')).length;
+}
+
+/** Asserts that `fn` leaves no fd and no dma-buf mapping behind. */
+export async function expectNoLeak(fn: () => unknown): Promise<void> {
+  const fds = openFdCount();
+  const maps = dmaBufMappingCount();
+  await fn();
+  assert.equal(openFdCount(), fds, 'open fds before and after');
+  assert.equal(dmaBufMappingCount(), maps, 'dma-buf mappings before and after');
+}
+
+/** Settles whether a promise has settled after the event loop has had `ms` to run. */
+export async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let settled = false;
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return settled;
+}
+
+export const pageSize = 4096;
