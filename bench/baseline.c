@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The C baseline for bench/: each workload makes the syscalls a careful C
+ * program would, and prints one JSON line: {"workload", "ops", "seconds"}.
+ * bench/guest.ts runs the same workloads through the library, in the same
+ * VM boot, and the ratio of the two is the benchmark's result.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/dma-buf.h>
+#include <linux/udmabuf.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+struct sw_sync_create_fence_data {
+	__u32 value;
+	char name[32];
+	__s32 fence;
+};
+#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
+#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what)
+{
+	perror(what);
+	exit(1);
+}
+
+static int make_udmabuf(int dev, size_t size)
+{
+	struct udmabuf_create create = { 0 };
+	int memfd, buf;
+
+	memfd = memfd_create("bench", MFD_ALLOW_SEALING | MFD_CLOEXEC);
+	if (memfd < 0)
+		die("memfd_create");
+	if (ftruncate(memfd, size) < 0)
+		die("ftruncate");
+	if (fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		die("F_ADD_SEALS");
+	create.memfd = memfd;
+	create.flags = UDMABUF_FLAGS_CLOEXEC;
+	create.size = size;
+	buf = ioctl(dev, UDMABUF_CREATE, &create);
+	if (buf < 0)
+		die("UDMABUF_CREATE");
+	close(memfd);
+	return buf;
+}
+
+static void report(const char *workload, double ops, double seconds)
+{
+	printf("{\"workload\":\"%s\",\"ops\":%.0f,\"seconds\":%.6f}\n", workload, ops, seconds);
+}
+
+int main(int argc, char **argv)
+{
+	const char *workload = argc > 1 ? argv[1] : "";
+	long iterations = argc > 2 ? atol(argv[2]) : 1000;
+	int dev = open("/dev/udmabuf", O_RDWR | O_CLOEXEC);
+	double start;
+	long i;
+
+	if (dev < 0)
+		die("/dev/udmabuf");
+
+	if (!strcmp(workload, "sync")) {
+		int buf = make_udmabuf(dev, 1 << 20);
+		struct dma_buf_sync begin = { DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW };
+		struct dma_buf_sync end = { DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW };
+
+		start = now();
+		for (i = 0; i < iterations; i++) {
+			if (ioctl(buf, DMA_BUF_IOCTL_SYNC, &begin) < 0 ||
+			    ioctl(buf, DMA_BUF_IOCTL_SYNC, &end) < 0)
+				die("DMA_BUF_IOCTL_SYNC");
+		}
+		report(workload, iterations, now() - start);
+	} else if (!strcmp(workload, "create")) {
+		start = now();
+		for (i = 0; i < iterations; i++)
+			close(make_udmabuf(dev, 16 * 4096));
+		report(workload, iterations, now() - start);
+	} else if (!strcmp(workload, "memcpy")) {
+		size_t size = 16 << 20;
+		int buf = make_udmabuf(dev, size);
+		char *source = malloc(size);
+		char *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0);
+
+		if (!source || map == MAP_FAILED)
+			die("mmap");
+		memset(source, 0x5a, size);
+		memset(map, 0, size);
+		start = now();
+		for (i = 0; i < iterations; i++) {
+			source[i % size] = (char)i;
+			memcpy(map, source, size);
+		}
+		/* ops are bytes here: the report is a bandwidth */
+		report(workload, (double)iterations * size, now() - start);
+	} else if (!strcmp(workload, "fence")) {
+		int timeline = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+		int buf = make_udmabuf(dev, 4096);
+		__u32 one = 1;
+
+		if (timeline < 0)
+			die("sw_sync");
+		start = now();
+		for (i = 0; i < iterations; i++) {
+			struct sw_sync_create_fence_data data = { .value = i + 1, .name = "bench" };
+			struct dma_buf_import_sync_file import = { .flags = DMA_BUF_SYNC_WRITE };
+			struct dma_buf_export_sync_file export = { .flags = DMA_BUF_SYNC_READ, .fd = -1 };
+			struct pollfd wait;
+
+			if (ioctl(timeline, SW_SYNC_IOC_CREATE_FENCE, &data) < 0)
+				die("SW_SYNC_IOC_CREATE_FENCE");
+			import.fd = data.fence;
+			if (ioctl(buf, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &import) < 0)
+				die("IMPORT_SYNC_FILE");
+			if (ioctl(buf, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &export) < 0)
+				die("EXPORT_SYNC_FILE");
+			if (ioctl(timeline, SW_SYNC_IOC_INC, &one) < 0)
+				die("SW_SYNC_IOC_INC");
+			wait.fd = export.fd;
+			wait.events = POLLIN;
+			if (poll(&wait, 1, -1) != 1)
+				die("poll");
+			close(export.fd);
+			close(data.fence);
+		}
+		report(workload, iterations, now() - start);
+	} else {
+		fprintf(stderr, "usage: %s sync|create|memcpy|fence [iterations]\n", argv[0]);
+		return 2;
+	}
+	return 0;
+}
