@@ -79,13 +79,21 @@ int main(int argc, char **argv)
 	if (dev < 0)
 		die("/dev/udmabuf");
 
-	if (!strcmp(workload, "sync")) {
+	if (!strcmp(workload, "sync") || !strcmp(workload, "sync-checked")) {
 		int buf = make_udmabuf(dev, 1 << 20);
+		int checked = !strcmp(workload, "sync-checked");
 		struct dma_buf_sync begin = { DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW };
 		struct dma_buf_sync end = { DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW };
 
 		start = now();
 		for (i = 0; i < iterations; i++) {
+			/* "checked": what a program that must not block does first */
+			if (checked) {
+				struct pollfd idle = { buf, POLLOUT, 0 };
+
+				if (poll(&idle, 1, 0) != 1)
+					die("poll: fences pending");
+			}
 			if (ioctl(buf, DMA_BUF_IOCTL_SYNC, &begin) < 0 ||
 			    ioctl(buf, DMA_BUF_IOCTL_SYNC, &end) < 0)
 				die("DMA_BUF_IOCTL_SYNC");
@@ -145,7 +153,7 @@ int main(int argc, char **argv)
 		}
 		report(workload, iterations, now() - start);
 	} else {
-		fprintf(stderr, "usage: %s sync|create|memcpy|fence [iterations]\n", argv[0]);
+		fprintf(stderr, "usage: %s sync|sync-checked|create|memcpy|fence [iterations]\n", argv[0]);
 		return 2;
 	}
 	return 0;

@@ -18,7 +18,8 @@ interface Row {
 }
 
 const descriptions: Record<string, { label: string; unit: string; scale: number; target: number }> = {
-  sync: { label: 'DMA_BUF_IOCTL_SYNC start+end pairs', unit: 'pairs/s', scale: 1, target: 0.8 },
+  'sync-checked': { label: 'sync start+end, fences checked first (default)', unit: 'pairs/s', scale: 1, target: 0.8 },
+  sync: { label: 'sync start+end, { block: true }', unit: 'pairs/s', scale: 1, target: 0.8 },
   create: { label: 'udmabuf create+close (64 KiB)', unit: 'buffers/s', scale: 1, target: 0.8 },
   memcpy: { label: 'memcpy into a mapped 16 MiB udmabuf', unit: 'MiB/s', scale: 1 / (1024 * 1024), target: 0.9 },
   fence: { label: 'fence import+export+signal+wait round trip', unit: 'round trips/s', scale: 1, target: 0.8 },

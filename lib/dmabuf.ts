@@ -28,6 +28,9 @@ export interface DmaBufWaitOptions extends WaitOptions {
 }
 
 const nameSyscall = 'ioctl(DMA_BUF_SET_NAME)';
+// Looked up once per call on the hot path of CPU access.
+const startFlags: Record<string, number> = Object.fromEntries(accessModes.map((mode) => [mode, DMA_BUF_SYNC_START | accessFlags(mode)]));
+const endFlags: Record<string, number> = Object.fromEntries(accessModes.map((mode) => [mode, DMA_BUF_SYNC_END | accessFlags(mode)]));
 const syncSyscall = 'ioctl(DMA_BUF_IOCTL_SYNC)';
 
 /** Parses the key/value lines of an fdinfo file. */
@@ -53,23 +56,27 @@ export function isDmaBufFd(fd: number): boolean {
 export class DmaBuf extends FdHandle {
   /** Size in bytes, fixed for the buffer's life. */
   readonly size: number;
-  /** The inode that identifies this buffer across fds and processes. */
-  readonly inode: number;
+  #inode: number | undefined;
   #mapping = new SharedMapping();
   #waiter: FdWaiter | undefined;
   #cpuAccess: AccessMode | undefined;
 
   /** Takes ownership of an fd already known to be a dma-buf. Use `DmaBuf.fromFd` for anything else. */
-  protected constructor(fd: number) {
+  // A creator that knows the size passes it, saving an fstat per buffer.
+  protected constructor(fd: number, size?: number) {
     super(fd, 'DmaBuf');
-    const stat = fstatSync(fd);
-    this.size = stat.size;
-    this.inode = stat.ino;
+    this.size = size ?? fstatSync(fd).size;
   }
 
   /** @internal Wraps an fd the library just received from the kernel as a dma-buf. */
-  static adopt(fd: number): DmaBuf {
-    return new DmaBuf(fd);
+  static adopt(fd: number, size?: number): DmaBuf {
+    return new DmaBuf(fd, size);
+  }
+
+  /** The inode that identifies this buffer across fds and processes. */
+  get inode(): number {
+    this.#inode ??= fstatSync(this.assertOpen('fstat')).ino;
+    return this.#inode;
   }
 
   /**
@@ -163,19 +170,20 @@ export class DmaBuf extends FdHandle {
    */
   beginCpuAccess(mode: AccessMode, options?: { block?: boolean }): void {
     const fd = this.assertOpen(syncSyscall);
-    validate.oneOf('mode', mode, accessModes);
-    const block = validate.optionalBoolean('options.block', validate.options<{ block: boolean }>('options', options).block) ?? false;
+    const flags = startFlags[mode as string];
+    if (flags === undefined) validate.oneOf('mode', mode, accessModes);
+    const block = options === undefined ? false : (validate.optionalBoolean('options.block', validate.options<{ block: boolean }>('options', options).block) ?? false);
     if (this.#cpuAccess !== undefined) {
       throw Object.assign(new Error(`CPU access (${this.#cpuAccess}) already begun on this DmaBuf; end it first`), { code: 'ERR_DMABUF_ACCESS_BEGUN' });
     }
-    if (!block) {
-      const events = mode === 'read' ? native().POLLIN : native().POLLOUT;
-      const ready = check(native().pollNow(fd, events), 'poll');
-      if ((ready & events) === 0) {
+    const binding = native();
+    const status = binding.dmaBufSyncStart(fd, flags!, block ? 0 : mode === 'read' ? binding.POLLIN : binding.POLLOUT);
+    if (status < 0) {
+      if (status === -16 && !block) {
         throw Object.assign(new Error(`beginCpuAccess('${mode}'): the buffer has unsignalled fences, and the kernel would block this thread until they signal; await waitIdle({ mode: '${mode}' }) first, or pass { block: true }`), { code: 'ERR_DMABUF_FENCES_PENDING' });
       }
+      check(status, syncSyscall);
     }
-    check(native().dmaBufSync(fd, DMA_BUF_SYNC_START | accessFlags(mode)), syncSyscall);
     this.#cpuAccess = mode;
   }
 
@@ -184,11 +192,13 @@ export class DmaBuf extends FdHandle {
     const fd = this.assertOpen(syncSyscall);
     const begun = this.#cpuAccess;
     if (begun === undefined) throw Object.assign(new Error('endCpuAccess without beginCpuAccess'), { code: 'ERR_DMABUF_ACCESS_NOT_BEGUN' });
-    if (mode !== undefined && validate.oneOf('mode', mode, accessModes) !== begun) {
+    if (mode !== undefined && mode !== begun) {
+      validate.oneOf('mode', mode, accessModes);
       throw Object.assign(new Error(`endCpuAccess('${mode}') does not match beginCpuAccess('${begun}')`), { code: 'ERR_DMABUF_ACCESS_MISMATCH' });
     }
     this.#cpuAccess = undefined;
-    check(native().dmaBufSync(fd, DMA_BUF_SYNC_END | accessFlags(begun)), syncSyscall);
+    const status = native().dmaBufSync(fd, endFlags[begun]!);
+    if (status < 0) check(status, syncSyscall);
   }
 
   /**
@@ -257,6 +267,10 @@ export class DmaBuf extends FdHandle {
     validate.oneOf('options.mode', mode, accessModes);
     if (timeoutMs !== undefined) validate.integer('options.timeoutMs', timeoutMs, 0);
     validate.optionalSignal('options.signal', signal);
+    if (signal?.aborted) throw signal.reason;
+    // Already idle (the common case) costs one poll(2) and no event-loop turn.
+    const idleEvents = mode === 'read' ? native().POLLIN : native().POLLOUT;
+    if ((check(native().pollNow(fd, idleEvents), 'poll') & idleEvents) !== 0) return;
     this.#waiter ??= new FdWaiter(fd, 'DmaBuf');
     const poller = native().Poller;
     await this.#waiter.wait(mode === 'read' ? poller.READABLE : poller.WRITABLE, 'poll', { timeoutMs, signal });

@@ -43,6 +43,7 @@ function allocate(name: string, size: number, options?: HeapAllocateOptions): Dm
     const fd = check(native().heapAllocate(heapFd, size, fdFlags >>> 0, heapFlags), 'ioctl(DMA_HEAP_IOCTL_ALLOC)', (code) =>
       code === 'ENOMEM' ? `the '${name}' heap could not allocate ${size} bytes` : undefined,
     );
+    // The kernel rounds the length up to whole pages: ask the fd, not the request.
     return DmaBuf.adopt(fd);
   } finally {
     closeFd(heapFd);

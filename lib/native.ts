@@ -49,11 +49,13 @@ export interface NativeBinding {
   O_RDWR: number;
   O_CLOEXEC: number;
   dmaBufSync(fd: number, flags: number): number;
+  dmaBufSyncStart(fd: number, flags: number, idleEvents: number): number;
   dmaBufSetName(fd: number, name: string): number;
   dmaBufExportSyncFile(fd: number, flags: number): number;
   dmaBufImportSyncFile(fd: number, syncFile: number, flags: number): number;
   syncFileMerge(name: string, first: number, second: number): number;
   syncFileInfo(fd: number): NativeSyncFileInfo | number;
+  syncFileStatus(fd: number, status: Int32Array): number;
   swSyncCreateFence(timeline: number, value: number, name: string): number;
   swSyncIncrement(timeline: number, count: number): number;
   mapShared(fd: number, length: number, writable: boolean): NativeMapping | number;

@@ -27,6 +27,8 @@ export interface SyncFileInfo {
 }
 
 const infoSyscall = 'ioctl(SYNC_IOC_FILE_INFO)';
+// One slot for every status read: the calls are synchronous, so none overlap.
+const statusSlot = new Int32Array(1);
 export const SYNC_NAME_MAX_BYTES = 31;
 
 function statusOf(code: number): FenceStatus {
@@ -96,13 +98,29 @@ export class SyncFile extends FdHandle {
    */
   async wait(options?: WaitOptions): Promise<void> {
     const fd = this.assertOpen('poll');
-    const { timeoutMs, signal } = validate.options<WaitOptions>('options', options);
-    if (timeoutMs !== undefined) validate.integer('options.timeoutMs', timeoutMs, 0);
-    validate.optionalSignal('options.signal', signal);
+    let status = this.#status(fd);
+    if (options !== undefined) {
+      const { timeoutMs, signal } = validate.options<WaitOptions>('options', options);
+      if (timeoutMs !== undefined) validate.integer('options.timeoutMs', timeoutMs, 0);
+      validate.optionalSignal('options.signal', signal);
+      if (signal?.aborted) throw signal.reason;
+      if (status === 0) status = await this.#pollUntilSignalled(fd, options);
+    } else if (status === 0) {
+      status = await this.#pollUntilSignalled(fd, {});
+    }
+    // Already signalled (the common case) cost one ioctl and no event-loop turn.
+    if (status < 0) throw kernelError(status, 'sync_file', { hint: 'a fence signalled with this error' });
+  }
+
+  async #pollUntilSignalled(fd: number, options: WaitOptions): Promise<number> {
     this.#waiter ??= new FdWaiter(fd, 'SyncFile');
-    await this.#waiter.wait(native().Poller.READABLE, 'poll', { timeoutMs, signal });
-    const { statusCode } = this.info();
-    if (statusCode < 0) throw kernelError(statusCode, 'sync_file', { hint: 'a fence signalled with this error' });
+    await this.#waiter.wait(native().Poller.READABLE, 'poll', options);
+    return this.#status(fd);
+  }
+
+  #status(fd: number): number {
+    check(native().syncFileStatus(fd, statusSlot), infoSyscall);
+    return statusSlot[0]!;
   }
 
   protected override releaseResources(): void {

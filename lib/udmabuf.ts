@@ -133,8 +133,8 @@ export class Udmabuf extends DmaBuf {
   #hugetlb = false;
 
   /** @internal */
-  static adoptWithMemfd(fd: number, memfd: Memfd | undefined, hugetlb = false): Udmabuf {
-    const buffer = new Udmabuf(fd);
+  static adoptWithMemfd(fd: number, size: number | undefined, memfd: Memfd | undefined, hugetlb = false): Udmabuf {
+    const buffer = new Udmabuf(fd, size);
     buffer.#memfd = memfd;
     buffer.#hugetlb = hugetlb;
     return buffer;
@@ -198,7 +198,7 @@ export class UdmabufDevice extends FdHandle {
     let buffer: Udmabuf | undefined;
     try {
       const fd = check(native().udmabufCreate(device, memfd.fd, 0, size), 'ioctl(UDMABUF_CREATE)', createHint);
-      buffer = Udmabuf.adoptWithMemfd(fd, opts.keepMemfd ? memfd : undefined, hugetlb);
+      buffer = Udmabuf.adoptWithMemfd(fd, size, opts.keepMemfd ? memfd : undefined, hugetlb);
       if (opts.name !== undefined) buffer.name = opts.name;
       return buffer;
     } catch (error) {
@@ -220,7 +220,7 @@ export class UdmabufDevice extends FdHandle {
     const fd = flat.length === 3
       ? check(native().udmabufCreate(device, flat[0]!, flat[1]!, flat[2]!), 'ioctl(UDMABUF_CREATE)', createHint)
       : check(native().udmabufCreateList(device, flat), 'ioctl(UDMABUF_CREATE_LIST)', createHint);
-    return Udmabuf.adoptWithMemfd(fd, undefined);
+    return Udmabuf.adoptWithMemfd(fd, undefined, undefined);
   }
 }
 

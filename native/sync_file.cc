@@ -77,6 +77,23 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// The status alone, in one ioctl (with num_fences 0 the kernel fills only the
+// header). A fence's status can itself be a negative errno, so it goes into
+// the caller's Int32Array and the return value stays 0 or -errno.
+static Napi::Value Status(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[1].As<Napi::TypedArray>().ElementLength() < 1) {
+    Napi::TypeError::New(info.Env(), "argument status must be an Int32Array of length 1").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  struct sync_file_info header = {};
+  if (ioctl(fd, SYNC_IOC_FILE_INFO, &header) < 0) return Errno(info.Env(), errno);
+  info[1].As<Napi::Int32Array>()[0] = header.status;
+  return Napi::Number::New(info.Env(), 0);
+}
+
 static Napi::Value SwSyncCreateFence(const Napi::CallbackInfo& info) {
   int32_t timeline;
   uint32_t value;
@@ -101,6 +118,7 @@ static Napi::Value SwSyncIncrement(const Napi::CallbackInfo& info) {
 void InitSyncFile(Napi::Env env, Napi::Object exports) {
   exports.Set("syncFileMerge", Napi::Function::New(env, Merge));
   exports.Set("syncFileInfo", Napi::Function::New(env, Info));
+  exports.Set("syncFileStatus", Napi::Function::New(env, Status));
   exports.Set("swSyncCreateFence", Napi::Function::New(env, SwSyncCreateFence));
   exports.Set("swSyncIncrement", Napi::Function::New(env, SwSyncIncrement));
 }
