@@ -59,6 +59,15 @@ export interface NativeBinding {
   swSyncCreateFence(timeline: number, value: number, name: string): number;
   swSyncIncrement(timeline: number, count: number): number;
   mapShared(fd: number, length: number, writable: boolean): NativeMapping | number;
+  socketPair(): [number, number] | number;
+  unixListen(address: string, backlog: number): number;
+  unixConnect(address: string): number;
+  accept(fd: number): number;
+  sendFds(fd: number, buffer: Buffer, offset: number, length: number, fds: number[]): number;
+  recvFds(fd: number, buffer: Buffer, offset: number, length: number, maxFds: number): { bytes: number; fds: number[]; truncated: boolean } | number;
+  pidfdOpen(pid: number): number;
+  pidfdGetFd(pidfd: number, targetFd: number): number;
+  SCM_MAX_FD: number;
   Poller: {
     new (fd: number, callback: (status: number, events: number) => void): NativePoller;
     READABLE: number;

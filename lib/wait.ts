@@ -6,8 +6,18 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+interface InternalWaitOptions extends WaitOptions {
+  /**
+   * libuv reports EPOLLERR as a UV_EBADF status, not as an event. A caller
+   * that retries its syscall (a socket) learns the real errno from it, so
+   * it asks to be woken instead of rejected.
+   */
+  wakeOnError?: boolean;
+}
+
 interface PendingWait {
   events: number;
+  wakeOnError: boolean;
   resolve(events: number): void;
   reject(error: Error): void;
   cleanup(): void;
@@ -45,8 +55,8 @@ export class FdWaiter {
     private readonly what: string,
   ) {}
 
-  wait(events: number, syscall: string, options: WaitOptions = {}): Promise<number> {
-    const { timeoutMs, signal } = options;
+  wait(events: number, syscall: string, options: InternalWaitOptions = {}): Promise<number> {
+    const { timeoutMs, signal, wakeOnError = false } = options;
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     return new Promise<number>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
@@ -56,6 +66,7 @@ export class FdWaiter {
       };
       const pending: PendingWait = {
         events,
+        wakeOnError,
         resolve,
         reject,
         cleanup: () => {
@@ -89,7 +100,10 @@ export class FdWaiter {
       this.#poller?.stop();
       return;
     }
-    this.#poller ??= new (native().Poller)(this.fd, (status, ready) => this.#onEvent(status, ready));
+    if (!this.#poller) {
+      this.#poller = new (native().Poller)(this.fd, (status, ready) => this.#onEvent(status, ready));
+      if (this.#unref) this.#poller.unref();
+    }
     const status = this.#poller.start(events);
     if (status !== 0) this.#onEvent(status, 0);
   }
@@ -99,10 +113,23 @@ export class FdWaiter {
       if (status === 0 && (ready & pending.events) === 0) continue;
       pending.cleanup();
       this.#pending.delete(pending);
-      if (status === 0) pending.resolve(ready);
+      if (status === 0 || pending.wakeOnError) pending.resolve(ready);
       else pending.reject(Object.assign(new Error(`poll ${this.what}: libuv status ${status}`), { code: 'EIO', errno: status, syscall: 'poll' }));
     }
     this.#arm();
+  }
+
+  #unref = false;
+
+  /** Lets the process exit while this waits. */
+  unref(): void {
+    this.#unref = true;
+    this.#poller?.unref();
+  }
+
+  ref(): void {
+    this.#unref = false;
+    this.#poller?.ref();
   }
 
   /** Stops polling and rejects every pending wait; the fd may be closed right after. */

@@ -61,6 +61,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   dmabuf::InitSyncFile(env, exports);
   dmabuf::InitMapping(env, exports);
   dmabuf::InitPoller(env, exports);
+  dmabuf::InitFdPass(env, exports);
   return exports;
 }
 

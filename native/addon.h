@@ -27,6 +27,7 @@ void InitDmaBuf(Napi::Env env, Napi::Object exports);
 void InitSyncFile(Napi::Env env, Napi::Object exports);
 void InitMapping(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
+void InitFdPass(Napi::Env env, Napi::Object exports);
 
 // State of one Node environment (the main thread, or a worker thread): never
 // process-wide, because each environment has its own JavaScript objects and
@@ -55,10 +56,22 @@ bool ArgSize(const Napi::CallbackInfo& info, size_t index, const char* name, uin
 bool ArgString(const Napi::CallbackInfo& info, size_t index, const char* name, std::string* out);
 bool ArgFunction(const Napi::CallbackInfo& info, size_t index, const char* name, Napi::Function* out);
 
-// Restarts a syscall interrupted by a signal or told to try again, as the
-// dma-buf documentation asks of DMA_BUF_IOCTL_SYNC callers. Not for close().
+// Restarts a syscall interrupted by a signal. Not for close(): after EINTR
+// the fd is already gone on Linux.
 template <typename Call>
 long long Restarting(Call call) {
+  long long result;
+  do {
+    result = call();
+  } while (result < 0 && errno == EINTR);
+  return result;
+}
+
+// Also restarts on EAGAIN, which DMA_BUF_IOCTL_SYNC returns when it should
+// simply be called again (dma-buf.c's own documentation). Never for a
+// non-blocking fd, where EAGAIN means "would block" and retrying spins.
+template <typename Call>
+long long RestartingSync(Call call) {
   long long result;
   do {
     result = call();

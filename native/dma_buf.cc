@@ -15,7 +15,7 @@ static Napi::Value Sync(const Napi::CallbackInfo& info) {
   if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "flags", &flags)) return info.Env().Undefined();
   struct dma_buf_sync sync = {};
   sync.flags = flags;
-  return Result(info.Env(), Restarting([&] { return ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync); }));
+  return Result(info.Env(), RestartingSync([&] { return ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync); }));
 }
 
 // DMA_BUF_IOCTL_SYNC START waits in the kernel, without a timeout, for the
@@ -36,7 +36,7 @@ static Napi::Value SyncStart(const Napi::CallbackInfo& info) {
   }
   struct dma_buf_sync sync = {};
   sync.flags = flags;
-  return Result(info.Env(), Restarting([&] { return ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync); }));
+  return Result(info.Env(), RestartingSync([&] { return ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync); }));
 }
 
 static Napi::Value SetName(const Napi::CallbackInfo& info) {

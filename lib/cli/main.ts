@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { formatDevices, listDevices } from '../devices';
+import { formatProcessReport, formatSystemReport, inspectProcess, inspectSystem } from '../inspect';
 import { VmSetupError } from '../vm/errors';
 import { buildKernel, defaultKernelSource, findCachedKernel, kernelProfiles, type KernelProfile } from '../vm/kernel';
 import { cacheRoot, packageRoot } from '../vm/paths';
@@ -13,6 +14,10 @@ Commands:
   devices [--json] [--host | --vm]
       Show what this kernel offers for dma-buf (udmabuf, heaps, sw_sync, debugfs).
       Without --host, a host that lacks /dev/udmabuf is answered from inside the VM.
+  ls [--pid <pid>] [--json]
+      Every dma-buf in the system, once, with the processes holding it by fd or mapping,
+      totals per process and per exporter, and debugfs's attachments and fences where
+      readable (root). With --pid, one process. Unreadable processes are listed, not fatal.
   vm run [options] -- <command> [args...]
       Boot the test VM (the host's root, read-only), run a command in it, return its exit
       status. The run fails on a kernel panic, oops, WARN, BUG or lockdep report.
@@ -129,6 +134,18 @@ async function devices(argv: string[]): Promise<number> {
   return report(result, true);
 }
 
+function list(argv: string[]): number {
+  const { values } = parseArgs({ args: argv, options: { pid: { type: 'string' }, json: { type: 'boolean' } } });
+  if (values.pid !== undefined) {
+    const report = inspectProcess(parsePositiveInteger('--pid', values.pid)!);
+    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatProcessReport(report)}\n`);
+    return report.error ? 1 : 0;
+  }
+  const report = inspectSystem();
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatSystemReport(report)}\n`);
+  return 0;
+}
+
 async function vmBuildKernel(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { profile: { type: 'string' } } });
   const kernel = await buildKernel({ profile: parseProfile(values.profile), onProgress: progress });
@@ -164,6 +181,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'devices':
         return await devices(rest);
+      case 'ls':
+        return list(rest);
       case 'vm': {
         const [sub, ...subArgs] = rest;
         if (sub === 'run') return await vmRun(subArgs);

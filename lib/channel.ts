@@ -1,0 +1,443 @@
+import { EventEmitter } from 'node:events';
+import { DmaBuf } from './dmabuf';
+import { check, kernelError } from './errors';
+import { closeFd, FdHandle } from './handle';
+import { native } from './native';
+import { SyncFile } from './sync-file';
+import * as validate from './validate';
+import { FdWaiter } from './wait';
+
+/** What a message can carry besides its JSON: dma-bufs, sync_files and plain fds (numbers). */
+export type Handle = DmaBuf | SyncFile | number;
+
+export interface ReceivedMessage<T = unknown> {
+  message: T;
+  /** The handles sent, in order: DmaBuf and SyncFile objects this process now owns, plain fds as numbers it must close. */
+  handles: Handle[];
+}
+
+type HandleKind = 'dmabuf' | 'syncfile' | 'fd';
+// EventEmitter's own listener type.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Listener = (...args: any[]) => void;
+
+// A frame: magic, JSON length, handle count, then the JSON. The handles'
+// fds travel as SCM_RIGHTS on the sendmsg that carries the header's first byte.
+const frameMagic = 0x44424348; // "DBCH"
+const headerSize = 12;
+/** The largest JSON a message may carry. */
+export const maxMessageBytes = 64 * 1024 * 1024;
+
+function channelError(code: string, message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code });
+}
+
+function kindOf(handle: Handle, index: number): { kind: HandleKind; fd: number } {
+  if (handle instanceof DmaBuf) return { kind: 'dmabuf', fd: handle.fd };
+  if (handle instanceof SyncFile) return { kind: 'syncfile', fd: handle.fd };
+  return { kind: 'fd', fd: validate.fd(`handles[${index}]`, handle) };
+}
+
+interface Outgoing {
+  frame: Buffer;
+  offset: number;
+  fds: number[];
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+interface PendingReceive {
+  resolve(received: ReceivedMessage): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A Unix stream socket that carries JSON messages with dma-bufs, sync_files
+ * and plain fds (SCM_RIGHTS). Non-blocking and driven by libuv polling.
+ * Messages go to pending `receive()` calls first, then to 'message'
+ * listeners, and wait in a queue when there are neither.
+ *
+ * Events: 'message' (ReceivedMessage), 'error' (a refused message, or the
+ * peer gone mid-message), 'close'.
+ */
+export class FdChannel extends FdHandle {
+  readonly #events = new EventEmitter();
+  #waiter: FdWaiter;
+  #outgoing: Outgoing[] = [];
+  #writing = false;
+  #reading = false;
+  #input = Buffer.alloc(64 * 1024);
+  #inputLength = 0;
+  #fdQueue: number[] = [];
+  #received: ReceivedMessage[] = [];
+  #receivers: PendingReceive[] = [];
+  #peerClosed = false;
+  #maxFdsPerRead: number;
+
+  private constructor(fd: number, options: { maxFdsPerRead?: number } = {}) {
+    super(fd, 'FdChannel');
+    this.#waiter = new FdWaiter(fd, 'FdChannel');
+    this.#maxFdsPerRead = options.maxFdsPerRead ?? native().SCM_MAX_FD;
+    this.#events.on('newListener', (event) => {
+      if (event === 'message') queueMicrotask(() => this.#deliver());
+    });
+    this.#readLoop();
+  }
+
+  /** Two connected ends. Hand one to a child with `spawn(..., { stdio: [..., end.fd] })`, then close it here. */
+  static pair(): [FdChannel, FdChannel] {
+    const fds = native().socketPair();
+    if (typeof fds === 'number') throw kernelError(fds, 'socketpair');
+    return [new FdChannel(fds[0]!), new FdChannel(fds[1]!)];
+  }
+
+  /**
+   * Takes over an fd that is one end of a Unix stream socket: in a child,
+   * the end its parent put in its stdio (`FdChannel.fromFd(3)`).
+   * `maxFdsPerRead` is for tests of lost fds (MSG_CTRUNC).
+   */
+  static fromFd(fd: number, options?: { maxFdsPerRead?: number }): FdChannel {
+    validate.fd('fd', fd);
+    const opts = validate.options<{ maxFdsPerRead: number }>('options', options);
+    if (opts.maxFdsPerRead !== undefined) validate.integer('options.maxFdsPerRead', opts.maxFdsPerRead, 0, native().SCM_MAX_FD);
+    return new FdChannel(fd, opts);
+  }
+
+  /** Connects to a `FdChannelServer`: a path, or `@name` for Linux's abstract namespace. */
+  static connect(path: string): FdChannel {
+    const address = socketAddress(path);
+    return new FdChannel(check(native().unixConnect(address), 'connect', (code) => (code === 'ENOENT' || code === 'ECONNREFUSED' ? `nothing listens at ${path}` : undefined)));
+  }
+
+  /** Listens at a path, or `@name` for the abstract namespace. */
+  static listen(path: string, options?: { backlog?: number }): FdChannelServer {
+    return FdChannelServer.listen(path, options);
+  }
+
+  on(event: 'message', listener: (received: ReceivedMessage) => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+  on(event: 'close', listener: () => void): this;
+  on(event: string, listener: Listener): this {
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  once(event: 'message' | 'error' | 'close', listener: Listener): this {
+    this.#events.once(event, listener);
+    return this;
+  }
+
+  off(event: 'message' | 'error' | 'close', listener: Listener): this {
+    this.#events.off(event, listener);
+    return this;
+  }
+
+  /**
+   * Sends a JSON-serialisable message with handles. Resolves once the whole
+   * message is in the socket; the handles stay the sender's (the kernel gave
+   * the receiver its own references).
+   */
+  send(message: unknown, handles: readonly Handle[] = []): Promise<void> {
+    this.assertOpen('sendmsg');
+    if (!Array.isArray(handles)) throw new TypeError('Expected an array for handles');
+    if (handles.length > native().SCM_MAX_FD) {
+      throw validate.rangeError('handles', `at most ${native().SCM_MAX_FD} handles in one message (SCM_MAX_FD)`, `${handles.length} handles`);
+    }
+    const described = handles.map(kindOf);
+    const json = Buffer.from(JSON.stringify({ message, kinds: described.map((item) => item.kind) }) ?? 'null');
+    if (json.length > maxMessageBytes) throw validate.rangeError('message', `at most ${maxMessageBytes} bytes of JSON`, `${json.length} bytes`);
+    const frame = Buffer.alloc(headerSize + json.length);
+    frame.writeUInt32LE(frameMagic, 0);
+    frame.writeUInt32LE(json.length, 4);
+    frame.writeUInt32LE(described.length, 8);
+    json.copy(frame, headerSize);
+    return new Promise<void>((resolve, reject) => {
+      this.#outgoing.push({ frame, offset: 0, fds: described.map((item) => item.fd), resolve, reject });
+      void this.#flush();
+    });
+  }
+
+  /** The next message; rejects if the channel closes first. */
+  receive<T = unknown>(): Promise<ReceivedMessage<T>> {
+    this.assertOpen('recvmsg');
+    const queued = this.#received.shift();
+    if (queued) return Promise.resolve(queued as ReceivedMessage<T>);
+    if (this.#peerClosed) return Promise.reject(channelError('ECONNRESET', 'the peer closed the channel'));
+    return new Promise<ReceivedMessage<T>>((resolve, reject) => {
+      this.#receivers.push({ resolve: resolve as (received: ReceivedMessage) => void, reject });
+    });
+  }
+
+  /** Lets the process exit while this channel waits for messages. */
+  unref(): this {
+    this.#waiter.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.#waiter.ref();
+    return this;
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#writing) return;
+    this.#writing = true;
+    try {
+      while (this.#outgoing.length > 0 && !this.closed) {
+        const next = this.#outgoing[0]!;
+        const sent = native().sendFds(this.fd, next.frame, next.offset, next.frame.length - next.offset, next.offset === 0 ? next.fds : []);
+        if (sent === -11 /* EAGAIN */) {
+          await this.#waiter.wait(native().Poller.WRITABLE, 'sendmsg', { wakeOnError: true });
+          continue;
+        }
+        if (sent < 0) {
+          this.#outgoing.shift();
+          next.reject(kernelError(sent, 'sendmsg', { hint: sent === -32 ? 'the peer closed the channel' : undefined }));
+          continue;
+        }
+        next.offset += sent;
+        if (next.offset === next.frame.length) {
+          this.#outgoing.shift();
+          next.resolve();
+        }
+      }
+    } catch (error) {
+      for (const pending of this.#outgoing.splice(0)) pending.reject(error as Error);
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #readLoop(): Promise<void> {
+    if (this.#reading) return;
+    this.#reading = true;
+    try {
+      while (!this.closed && !this.#peerClosed) {
+        if (this.#inputLength === this.#input.length) {
+          const grown = Buffer.alloc(this.#input.length * 2);
+          this.#input.copy(grown, 0, 0, this.#inputLength);
+          this.#input = grown;
+        }
+        const result = native().recvFds(this.fd, this.#input, this.#inputLength, this.#input.length - this.#inputLength, this.#maxFdsPerRead);
+        if (result === -11 /* EAGAIN */) {
+          await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true });
+          continue;
+        }
+        if (typeof result === 'number') throw kernelError(result, 'recvmsg');
+        this.#fdQueue.push(...result.fds);
+        if (result.truncated) {
+          // The kernel dropped fds it had no room for: the frame they belong
+          // to can never be whole again.
+          this.#fail(channelError('ERR_CHANNEL_FDS_LOST', 'recvmsg MSG_CTRUNC: the kernel dropped fds this end had no room for; the channel is unusable'));
+          return;
+        }
+        if (result.bytes === 0) {
+          this.#peerClosed = true;
+          if (this.#inputLength > 0 || this.#fdQueue.length > 0) {
+            this.#fail(channelError('ERR_CHANNEL_TRUNCATED', `the peer closed the channel in the middle of a message (${this.#inputLength} bytes and ${this.#fdQueue.length} fds left over)`));
+          } else {
+            this.#endOfStream();
+          }
+          return;
+        }
+        this.#inputLength += result.bytes;
+        this.#parseFrames();
+      }
+    } catch (error) {
+      if (!this.closed && (error as { code?: string }).code !== 'ECANCELED') this.#fail(error as Error);
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  #parseFrames(): void {
+    while (this.#inputLength >= headerSize) {
+      if (this.#input.readUInt32LE(0) !== frameMagic) {
+        this.#fail(channelError('ERR_CHANNEL_PROTOCOL', 'the peer sent bytes that are not an FdChannel frame'));
+        return;
+      }
+      const jsonLength = this.#input.readUInt32LE(4);
+      const handleCount = this.#input.readUInt32LE(8);
+      if (jsonLength > maxMessageBytes || handleCount > native().SCM_MAX_FD) {
+        this.#fail(channelError('ERR_CHANNEL_PROTOCOL', `a frame announced ${jsonLength} bytes and ${handleCount} handles, beyond the limits`));
+        return;
+      }
+      if (this.#inputLength < headerSize + jsonLength) {
+        if (this.#input.length < headerSize + jsonLength) {
+          const grown = Buffer.alloc(headerSize + jsonLength);
+          this.#input.copy(grown, 0, 0, this.#inputLength);
+          this.#input = grown;
+        }
+        return;
+      }
+      if (this.#fdQueue.length < handleCount) return; // the fds arrive with the frame's first bytes; wait for them
+      const json = this.#input.toString('utf8', headerSize, headerSize + jsonLength);
+      const fds = this.#fdQueue.splice(0, handleCount);
+      this.#input.copy(this.#input, 0, headerSize + jsonLength, this.#inputLength);
+      this.#inputLength -= headerSize + jsonLength;
+      this.#accept(json, fds);
+    }
+  }
+
+  #accept(json: string, fds: number[]): void {
+    let parsed: { message: unknown; kinds: HandleKind[] };
+    try {
+      parsed = JSON.parse(json) as { message: unknown; kinds: HandleKind[] };
+      if (!Array.isArray(parsed.kinds) || parsed.kinds.length !== fds.length) throw new Error('handle kinds do not match the fds');
+    } catch (error) {
+      for (const fd of fds) closeFd(fd);
+      this.#events.emit('error', channelError('ERR_CHANNEL_PROTOCOL', `a message could not be read: ${(error as Error).message}`));
+      return;
+    }
+    // Each fd is checked before it is wrapped: one that is not what the
+    // sender declared refuses the whole message, and every fd of it is closed.
+    const handles: Handle[] = [];
+    for (let index = 0; index < fds.length; index += 1) {
+      const kind = parsed.kinds[index];
+      try {
+        handles.push(kind === 'dmabuf' ? DmaBuf.fromFd(fds[index]!) : kind === 'syncfile' ? SyncFile.fromFd(fds[index]!) : fds[index]!);
+      } catch (error) {
+        for (const handle of handles) if (typeof handle !== 'number') handle.detach();
+        for (const fd of fds) closeFd(fd);
+        this.#events.emit('error', channelError('ERR_CHANNEL_BAD_HANDLE', `message refused: handle ${index} was sent as a ${kind} but is not one (${(error as Error).message}); its fds were closed`));
+        return;
+      }
+    }
+    this.#received.push({ message: parsed.message, handles });
+    this.#deliver();
+  }
+
+  #deliver(): void {
+    while (this.#received.length > 0) {
+      const receiver = this.#receivers.shift();
+      if (receiver) receiver.resolve(this.#received.shift()!);
+      else if (this.#events.listenerCount('message') > 0) this.#events.emit('message', this.#received.shift()!);
+      else return;
+    }
+  }
+
+  #endOfStream(): void {
+    for (const receiver of this.#receivers.splice(0)) receiver.reject(channelError('ECONNRESET', 'the peer closed the channel'));
+    this.#events.emit('close');
+  }
+
+  #fail(error: Error): void {
+    for (const fd of this.#fdQueue.splice(0)) closeFd(fd);
+    this.#inputLength = 0;
+    this.#peerClosed = true;
+    for (const receiver of this.#receivers.splice(0)) receiver.reject(error);
+    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', error);
+    this.#events.emit('close');
+  }
+
+  protected override releaseResources(): void {
+    this.#waiter.close('close');
+    for (const fd of this.#fdQueue.splice(0)) closeFd(fd);
+    for (const { handles } of this.#received.splice(0)) {
+      for (const handle of handles) {
+        if (typeof handle === 'number') closeFd(handle);
+        else handle.close();
+      }
+    }
+    const closed = channelError('ECANCELED', 'the channel was closed');
+    for (const receiver of this.#receivers.splice(0)) receiver.reject(closed);
+    for (const pending of this.#outgoing.splice(0)) pending.reject(closed);
+  }
+}
+
+function socketAddress(path: string): string {
+  validate.string('path', path);
+  const address = path.startsWith('@') ? `\0${path.slice(1)}` : path;
+  if (Buffer.byteLength(address) < 1 || Buffer.byteLength(address) > 107) throw validate.rangeError('path', 'a socket path of 1 to 107 bytes', path);
+  return address;
+}
+
+/** A listening Unix socket that accepts FdChannels ('connection' event, or `accept()`). */
+export class FdChannelServer extends FdHandle {
+  readonly #events = new EventEmitter();
+  #waiter: FdWaiter;
+  readonly path: string;
+
+  private constructor(fd: number, path: string) {
+    super(fd, 'FdChannelServer');
+    this.path = path;
+    this.#waiter = new FdWaiter(fd, 'FdChannelServer');
+  }
+
+  static listen(path: string, options?: { backlog?: number }): FdChannelServer {
+    const address = socketAddress(path);
+    const opts = validate.options<{ backlog: number }>('options', options);
+    const backlog = opts.backlog === undefined ? 128 : validate.integer('options.backlog', opts.backlog, 1, 65535);
+    const fd = check(native().unixListen(address, backlog), 'bind', (code) => (code === 'EADDRINUSE' ? `${path} is in use: remove a stale socket file, or pick another name` : undefined));
+    const server = new FdChannelServer(fd, path);
+    server.#events.on('newListener', (event) => {
+      if (event === 'connection') queueMicrotask(() => void server.#acceptLoop());
+    });
+    return server;
+  }
+
+  on(event: 'connection', listener: (channel: FdChannel) => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+  on(event: string, listener: Listener): this {
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  /** The next connection. */
+  async accept(): Promise<FdChannel> {
+    for (;;) {
+      const fd = native().accept(this.assertOpen('accept'));
+      if (fd >= 0) return FdChannel.fromFd(fd);
+      if (fd !== -11) throw kernelError(fd, 'accept');
+      await this.#waiter.wait(native().Poller.READABLE, 'accept', { wakeOnError: true });
+    }
+  }
+
+  #accepting = false;
+
+  async #acceptLoop(): Promise<void> {
+    if (this.#accepting) return;
+    this.#accepting = true;
+    try {
+      while (!this.closed && this.#events.listenerCount('connection') > 0) this.#events.emit('connection', await this.accept());
+    } catch (error) {
+      if (!this.closed) this.#events.emit('error', error);
+    } finally {
+      this.#accepting = false;
+    }
+  }
+
+  unref(): this {
+    this.#waiter.unref();
+    return this;
+  }
+
+  protected override releaseResources(): void {
+    this.#waiter.close('accept');
+  }
+}
+
+/**
+ * Another process's fd, duplicated into this one (pidfd_open +
+ * pidfd_getfd), close-on-exec. The kernel's errors come through as they
+ * are: EPERM (ptrace rules: not the caller's to inspect, or not dumpable),
+ * ESRCH (no such process), EBADF (no such fd there).
+ */
+export function pidfdGetFd(pid: number, fd: number): number {
+  validate.integer('pid', pid, 1, 0x7fffffff);
+  validate.fd('fd', fd);
+  const pidfd = check(native().pidfdOpen(pid), 'pidfd_open', (code) => (code === 'ESRCH' ? `no process ${pid}` : code === 'ENOSYS' ? 'this kernel has no pidfd_open (needs Linux 5.3)' : undefined));
+  try {
+    return check(native().pidfdGetFd(pidfd, fd), 'pidfd_getfd', (code) =>
+      code === 'EPERM'
+        ? `not allowed to take fds from process ${pid}: it must be this user's and dumpable, and ptrace rules (kernel.yama.ptrace_scope) must allow it`
+        : code === 'EBADF'
+          ? `process ${pid} has no fd ${fd}`
+          : code === 'ESRCH'
+            ? `process ${pid} has exited`
+            : undefined,
+    );
+  } finally {
+    closeFd(pidfd);
+  }
+}

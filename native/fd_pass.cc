@@ -1,0 +1,209 @@
+// Unix sockets that carry fds (SCM_RIGHTS), and pidfd_getfd: how dma-bufs and
+// sync_files move between processes. Sockets are non-blocking and
+// close-on-exec; every received fd is close-on-exec (MSG_CMSG_CLOEXEC).
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "addon.h"
+
+#ifndef SCM_MAX_FD
+#define SCM_MAX_FD 253  // include/net/scm.h: the most fds one message may carry
+#endif
+
+namespace dmabuf {
+
+// A name starting with NUL is Linux's abstract namespace (no file).
+static bool ArgAddress(const Napi::CallbackInfo& info, size_t index, struct sockaddr_un* address, socklen_t* length) {
+  std::string path;
+  if (!ArgString(info, index, "path", &path)) return false;
+  if (path.empty() || path.size() >= sizeof(address->sun_path)) {
+    Napi::RangeError::New(info.Env(), "path must be 1 to 107 bytes").ThrowAsJavaScriptException();
+    return false;
+  }
+  memset(address, 0, sizeof(*address));
+  address->sun_family = AF_UNIX;
+  memcpy(address->sun_path, path.data(), path.size());
+  *length = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size() + (path[0] == '\0' ? 0 : 1));
+  return true;
+}
+
+static Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) return Errno(info.Env(), errno);
+  Napi::Array pair = Napi::Array::New(info.Env(), 2);
+  pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
+  pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
+  return pair;
+}
+
+static Napi::Value UnixListen(const Napi::CallbackInfo& info) {
+  struct sockaddr_un address;
+  socklen_t length;
+  uint32_t backlog;
+  if (!ArgAddress(info, 0, &address, &length) || !ArgUint32(info, 1, "backlog", &backlog)) return info.Env().Undefined();
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno(info.Env(), errno);
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&address), length) < 0 || listen(fd, static_cast<int>(backlog)) < 0) {
+    int error = errno;
+    close(fd);
+    return Errno(info.Env(), error);
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// connect(2) on a Unix stream socket completes at once or fails (no
+// EINPROGRESS), so it is made blocking and the socket made non-blocking after.
+// Not restarted: after EINTR the connection goes on by itself, and a second
+// connect would fail with EALREADY.
+static Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+  struct sockaddr_un address;
+  socklen_t length;
+  if (!ArgAddress(info, 0, &address, &length)) return info.Env().Undefined();
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno(info.Env(), errno);
+  int status = connect(fd, reinterpret_cast<struct sockaddr*>(&address), length);
+  if (status < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+    int error = errno;
+    close(fd);
+    return Errno(info.Env(), error);
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+
+static Napi::Value Accept(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  return Result(info.Env(), Restarting([&] { return accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC); }));
+}
+
+static bool ArgBufferRange(const Napi::CallbackInfo& info, size_t index, char** data, size_t* length) {
+  if (!info[index].IsBuffer()) {
+    Napi::TypeError::New(info.Env(), "argument buffer must be a Buffer").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Buffer<char> buffer = info[index].As<Napi::Buffer<char>>();
+  uint64_t offset, count;
+  if (!ArgSize(info, index + 1, "offset", &offset) || !ArgSize(info, index + 2, "length", &count)) return false;
+  if (offset > buffer.Length() || count > buffer.Length() - offset) {
+    Napi::RangeError::New(info.Env(), "offset and length must lie inside the buffer").ThrowAsJavaScriptException();
+    return false;
+  }
+  *data = buffer.Data() + offset;
+  *length = static_cast<size_t>(count);
+  return true;
+}
+
+// sendFds(socket, buffer, offset, length, fds): bytes sent, or -errno.
+static Napi::Value SendFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  char* data;
+  size_t length;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length)) return env.Undefined();
+  if (!info[4].IsArray()) {
+    Napi::TypeError::New(env, "argument fds must be an array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array list = info[4].As<Napi::Array>();
+  if (list.Length() > SCM_MAX_FD) {
+    Napi::RangeError::New(env, "at most 253 fds (SCM_MAX_FD) fit one message").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<int> fds(list.Length());
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value item = list[i];
+    if (!item.IsNumber()) {
+      Napi::TypeError::New(env, "fds must hold numbers").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    fds[i] = item.As<Napi::Number>().Int32Value();
+  }
+  struct iovec vector = {data, length};
+  struct msghdr message = {};
+  message.msg_iov = &vector;
+  message.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
+  if (!fds.empty()) {
+    message.msg_control = control.data();
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    struct cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(header), fds.data(), sizeof(int) * fds.size());
+  }
+  return Result(env, Restarting([&] { return sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT); }));
+}
+
+// recvFds(socket, buffer, offset, length, maxFds): { bytes, fds, truncated },
+// or -errno. truncated (MSG_CTRUNC) means fds were lost; the ones that did
+// arrive are in fds, for the caller to close.
+static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  char* data;
+  size_t length;
+  uint32_t maxFds;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length) || !ArgUint32(info, 4, "maxFds", &maxFds)) {
+    return env.Undefined();
+  }
+  if (maxFds > SCM_MAX_FD) maxFds = SCM_MAX_FD;
+  struct iovec vector = {data, length};
+  struct msghdr message = {};
+  message.msg_iov = &vector;
+  message.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * (maxFds == 0 ? 1 : maxFds)));
+  message.msg_control = control.data();
+  message.msg_controllen = maxFds == 0 ? 0 : CMSG_SPACE(sizeof(int) * maxFds);
+  ssize_t received = Restarting([&] { return recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+  if (received < 0) return Errno(env, errno);
+  Napi::Array fds = Napi::Array::New(env);
+  uint32_t count = 0;
+  for (struct cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
+    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < n; i++) {
+      int received_fd;
+      memcpy(&received_fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+      fds.Set(count++, Napi::Number::New(env, received_fd));
+    }
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("bytes", Napi::Number::New(env, static_cast<double>(received)));
+  result.Set("fds", fds);
+  result.Set("truncated", Napi::Boolean::New(env, (message.msg_flags & MSG_CTRUNC) != 0));
+  return result;
+}
+
+static Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  int32_t pid;
+  if (!ArgInt32(info, 0, "pid", &pid)) return info.Env().Undefined();
+  return Result(info.Env(), syscall(SYS_pidfd_open, pid, 0));
+}
+
+static Napi::Value PidfdGetFd(const Napi::CallbackInfo& info) {
+  int32_t pidfd, target;
+  if (!ArgInt32(info, 0, "pidfd", &pidfd) || !ArgInt32(info, 1, "targetFd", &target)) return info.Env().Undefined();
+  // The new fd is always close-on-exec (pidfd_getfd(2)).
+  return Result(info.Env(), syscall(SYS_pidfd_getfd, pidfd, target, 0));
+}
+
+void InitFdPass(Napi::Env env, Napi::Object exports) {
+  exports.Set("socketPair", Napi::Function::New(env, SocketPair));
+  exports.Set("unixListen", Napi::Function::New(env, UnixListen));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
+  exports.Set("accept", Napi::Function::New(env, Accept));
+  exports.Set("sendFds", Napi::Function::New(env, SendFds));
+  exports.Set("recvFds", Napi::Function::New(env, RecvFds));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
+  exports.Set("pidfdGetFd", Napi::Function::New(env, PidfdGetFd));
+  exports.Set("SCM_MAX_FD", Napi::Number::New(env, SCM_MAX_FD));
+}
+
+}  // namespace dmabuf

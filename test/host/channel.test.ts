@@ -1,0 +1,232 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fstatSync, readdirSync, readSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { FdChannel, Memfd, pidfdGetFd, type KernelError } from '../../lib';
+import { closeFd } from '../../lib/handle';
+import { native } from '../../lib/native';
+
+// Memfds pass through SCM_RIGHTS exactly as dma-bufs do, so the channel's
+// mechanics are tested on the host; test/guest/sharing.test.ts uses real dma-bufs.
+const childScript = join(__dirname, '..', 'fixtures', 'scripts', 'channel-child.js');
+const openFds = () => readdirSync('/proc/self/fd').length;
+
+async function noLeak(fn: () => Promise<void>): Promise<void> {
+  const before = openFds();
+  await fn();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(openFds(), before, 'open fds before and after');
+}
+
+describe('FdChannel', () => {
+  it('carries a message with fds: the receiver gets the same file, close-on-exec', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      writeSync(memfd.fd, Buffer.from('across'), 0, 6, 0);
+      await a.send({ kind: 'frame', n: 7 }, [memfd.fd]);
+      const { message, handles } = await b.receive();
+      assert.deepEqual(message, { kind: 'frame', n: 7 });
+      const received = handles[0] as number;
+      assert.notEqual(received, memfd.fd);
+      assert.equal(fstatSync(received).ino, fstatSync(memfd.fd).ino);
+      assert.equal(native().fdFlags(received) & 1, 1, 'FD_CLOEXEC');
+      const text = Buffer.alloc(6);
+      readSync(received, text, 0, 6, 0);
+      assert.equal(text.toString(), 'across');
+      closeFd(received);
+      a.close();
+      b.close();
+    }));
+
+  it('delivers messages in order, to receive() and to listeners', async () => {
+    const [a, b] = FdChannel.pair();
+    for (let index = 0; index < 50; index += 1) void a.send(index);
+    const first = await b.receive<number>();
+    assert.equal(first.message, 0);
+    const rest: number[] = [];
+    await new Promise<void>((resolve) => {
+      b.on('message', ({ message }) => {
+        rest.push(message as number);
+        if (rest.length === 49) resolve();
+      });
+    });
+    assert.deepEqual(rest, Array.from({ length: 49 }, (_, index) => index + 1));
+    a.close();
+    b.close();
+  });
+
+  it('moves a large message through partial writes and reads', async () => {
+    const [a, b] = FdChannel.pair();
+    const big = { data: 'x'.repeat(6 * 1024 * 1024), tail: 'end' };
+    using memfd = Memfd.create(4096);
+    const receiving = b.receive<typeof big>();
+    await a.send(big, [memfd.fd]);
+    const { message, handles } = await receiving;
+    assert.equal(message.data.length, big.data.length);
+    assert.equal(message.tail, 'end');
+    assert.equal(handles.length, 1);
+    closeFd(handles[0] as number);
+    a.close();
+    b.close();
+  });
+
+  it('carries SCM_MAX_FD (253) fds in one message, and refuses one more before sending', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      const many = Array.from({ length: 253 }, () => memfd.fd);
+      await a.send('many', many);
+      const { handles } = await b.receive();
+      assert.equal(handles.length, 253);
+      assert.ok(handles.every((fd) => fstatSync(fd as number).ino === fstatSync(memfd.fd).ino));
+      for (const fd of handles) closeFd(fd as number);
+      assert.throws(() => a.send('too many', [...many, memfd.fd]), (error: Error) => error instanceof RangeError && /SCM_MAX_FD/.test(error.message));
+      a.close();
+      b.close();
+    }));
+
+  it('detects fds the kernel dropped (MSG_CTRUNC), and leaks none', () =>
+    noLeak(async () => {
+      const [a, bFull] = FdChannel.pair();
+      const fd = bFull.detach();
+      const b = FdChannel.fromFd(fd, { maxFdsPerRead: 2 });
+      using memfd = Memfd.create(4096);
+      await a.send('five', [memfd.fd, memfd.fd, memfd.fd, memfd.fd, memfd.fd]);
+      await assert.rejects(b.receive(), { code: 'ERR_CHANNEL_FDS_LOST' });
+      a.close();
+      b.close();
+    }));
+
+  it('reports a peer that vanishes mid-message, instead of hanging', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      // Half a frame, with an fd, written under the channel, then the end closed.
+      const frame = Buffer.alloc(12 + 100);
+      frame.writeUInt32LE(0x44424348, 0);
+      frame.writeUInt32LE(100, 4);
+      frame.writeUInt32LE(1, 8);
+      assert.equal(native().sendFds(a.fd, frame, 0, 40, [memfd.fd]), 40);
+      a.close();
+      await assert.rejects(b.receive(), { code: 'ERR_CHANNEL_TRUNCATED' });
+      b.close();
+    }));
+
+  it('refuses a handle sent as a dma-buf that is not one, and closes its fds', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      const json = Buffer.from(JSON.stringify({ message: 'lie', kinds: ['dmabuf'] }));
+      const frame = Buffer.alloc(12 + json.length);
+      frame.writeUInt32LE(0x44424348, 0);
+      frame.writeUInt32LE(json.length, 4);
+      frame.writeUInt32LE(1, 8);
+      json.copy(frame, 12);
+      const errors: Error[] = [];
+      b.on('error', (error) => errors.push(error));
+      assert.equal(native().sendFds(a.fd, frame, 0, frame.length, [memfd.fd]), frame.length);
+      await a.send('after the lie');
+      const { message } = await b.receive();
+      assert.equal(message, 'after the lie', 'the channel goes on after a refused message');
+      assert.equal(errors.length, 1);
+      assert.equal((errors[0] as Error & { code: string }).code, 'ERR_CHANNEL_BAD_HANDLE');
+      a.close();
+      b.close();
+    }));
+
+  it('rejects pending receives and sends when closed', async () => {
+    const [a, b] = FdChannel.pair();
+    const pending = b.receive();
+    b.close();
+    await assert.rejects(pending, { code: 'ECANCELED' });
+    await assert.rejects(a.send('to nobody').then(() => a.send('x'.repeat(8 * 1024 * 1024))), (error: KernelError) => error.code === 'EPIPE' || error.code === 'ECONNRESET');
+    a.close();
+  });
+
+  for (const [label, path] of [['a file system path', join(require('node:os').tmpdir(), `dmabuf-test-${process.pid}.sock`)], ['an abstract name', `@dmabuf-test-${process.pid}`]] as const) {
+    it(`listens and connects on ${label}`, async () => {
+      const { rmSync } = await import('node:fs');
+      rmSync(path, { force: true });
+      const server = FdChannel.listen(path);
+      try {
+        const accepted = server.accept();
+        const client = FdChannel.connect(path);
+        const peer = await accepted;
+        await client.send({ hello: 'server' });
+        assert.deepEqual((await peer.receive()).message, { hello: 'server' });
+        await peer.send({ hello: 'client' });
+        assert.deepEqual((await client.receive()).message, { hello: 'client' });
+        client.close();
+        peer.close();
+      } finally {
+        server.close();
+        rmSync(path, { force: true });
+      }
+    });
+  }
+
+  it('says nothing listens when connecting to nowhere', () => {
+    assert.throws(() => FdChannel.connect('@dmabuf-nobody-here'), (error: KernelError) => error.code === 'ECONNREFUSED' && /nothing listens/.test(error.message));
+  });
+
+  it('works with a child process: the child opens its end with one call', () =>
+    noLeak(async () => {
+      const [parent, childEnd] = FdChannel.pair();
+      const child = spawn(process.execPath, [childScript, 'echo-memfd'], { stdio: ['ignore', 'inherit', 'inherit', childEnd.fd] });
+      childEnd.close();
+      using memfd = Memfd.create(8192);
+      writeSync(memfd.fd, Buffer.from('from the parent'), 0, 15, 0);
+      await parent.send({ length: 15 }, [memfd.fd]);
+      const { message } = await parent.receive<{ saw: string; pid: number }>();
+      assert.equal(message.saw, 'from the parent');
+      assert.equal(message.pid, child.pid);
+      const reply = Buffer.alloc(26);
+      readSync(memfd.fd, reply, 0, 26, 4096);
+      assert.equal(reply.toString(), 'child saw: from the parent');
+      await new Promise((resolve) => child.on('exit', resolve));
+      parent.close();
+    }));
+
+  it('a receiver killed mid-transfer leaks nothing in the sender', () =>
+    noLeak(async () => {
+      const [parent, childEnd] = FdChannel.pair();
+      const child = spawn(process.execPath, [childScript, 'hold'], { stdio: ['ignore', 'inherit', 'inherit', childEnd.fd] });
+      childEnd.close();
+      using memfd = Memfd.create(4096);
+      await parent.send('hold this', [memfd.fd]);
+      await parent.receive();
+      const sending = (async () => {
+        for (;;) await parent.send({ filler: 'y'.repeat(1024 * 1024) }, [memfd.fd, memfd.fd]);
+      })();
+      child.kill('SIGKILL');
+      await assert.rejects(sending, (error: KernelError) => error.code === 'EPIPE' || error.code === 'ECONNRESET');
+      await new Promise((resolve) => child.on('exit', resolve));
+      parent.close();
+    }));
+});
+
+describe('pidfdGetFd', () => {
+  it('takes an fd from another process, close-on-exec', () =>
+    noLeak(async () => {
+      using memfd = Memfd.create(4096);
+      const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', memfd.fd] });
+      try {
+        await new Promise((resolve) => child.on('spawn', resolve));
+        const taken = pidfdGetFd(child.pid!, 3);
+        assert.equal(fstatSync(taken).ino, fstatSync(memfd.fd).ino);
+        assert.equal(native().fdFlags(taken) & 1, 1);
+        closeFd(taken);
+        assert.throws(() => pidfdGetFd(child.pid!, 999), (error: KernelError) => error.code === 'EBADF' && error.syscall === 'pidfd_getfd');
+      } finally {
+        child.kill();
+        await new Promise((resolve) => child.on('exit', resolve));
+      }
+      assert.throws(() => pidfdGetFd(child.pid!, 3), (error: KernelError) => error.code === 'ESRCH' && error.syscall === 'pidfd_open');
+    }));
+
+  it('checks its arguments', () => {
+    assert.throws(() => pidfdGetFd(0, 3), RangeError);
+    assert.throws(() => pidfdGetFd('1' as unknown as number, 3), TypeError);
+  });
+});
