@@ -3,8 +3,10 @@
  * library, then through the C baseline, alternating, best of several rounds
  * each, and prints the results as JSON lines.
  */
-import { spawnSync } from 'node:child_process';
-import { SwSyncTimeline, udmabuf } from '../lib';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { FdChannel, Memfd, SwSyncTimeline, udmabuf } from '../lib';
 
 interface Measurement {
   workload: string;
@@ -82,15 +84,113 @@ const workloads: Record<string, { iterations: number; run(iterations: number): P
       return { workload: 'fence', ops: iterations, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
     },
   },
+  fdpass: { iterations: 1000, run: fdPassChannel },
+  ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 1000, run: isolated('fdpass-usocket') } } : {}),
 };
 
+const peer = join(__dirname, 'fd-peer.js');
+
+async function fdPassChannel(iterations: number): Promise<Measurement> {
+  const [mine, theirs] = FdChannel.pair();
+  const child = spawn(process.execPath, [peer, 'channel'], { stdio: ['ignore', 'inherit', 'inherit', theirs.fd] });
+  theirs.close();
+  using memfd = Memfd.create(4096);
+  await mine.send('warm', [memfd.fd]);
+  closeSync((await mine.receive()).handles[0] as number);
+  const start = process.hrtime.bigint();
+  for (let index = 0; index < iterations; index += 1) {
+    await mine.send('ping', [memfd.fd]);
+    closeSync((await mine.receive()).handles[0] as number);
+  }
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  mine.close();
+  await new Promise((resolve) => child.on('exit', resolve));
+  return { workload: 'fdpass', ops: iterations, seconds };
+}
+
+interface USocketLike {
+  on(event: string, listener: (socket: USocketLike) => void): void;
+  removeAllListeners(event: string): void;
+  read(size: number, fdCount: number): { data: Buffer; fds: number[] } | null;
+  write(message: { data: Buffer; fds: number[] }): void;
+  end(): void;
+  listen(path: string, callback: () => void): void;
+  close(): void;
+}
+
+async function fdPassUsocket(iterations: number): Promise<Measurement> {
+  const installedAt = process.env.DMABUF_BENCH_USOCKET!;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { UServer } = require(require.resolve('usocket', { paths: [installedAt] })) as { UServer: new () => USocketLike };
+  const path = join(process.env.TMPDIR ?? '/tmp', `usocket-bench-${process.pid}.sock`);
+  rmSync(path, { force: true });
+  const server = new UServer();
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  const child = spawn(process.execPath, [peer, 'usocket', path, installedAt], { stdio: 'inherit' });
+  const connection = await new Promise<USocketLike>((resolve) => server.on('connection', resolve));
+  using memfd = Memfd.create(4096);
+  let pending: (() => void) | undefined;
+  connection.on('readable', () => {
+    for (;;) {
+      const message = connection.read(16, 1);
+      if (!message) return;
+      for (const fd of message.fds) closeSync(fd);
+      pending?.();
+    }
+  });
+  const roundTrip = () => new Promise<void>((resolve) => {
+    pending = resolve;
+    connection.write({ data: Buffer.alloc(16, 2), fds: [memfd.fd] });
+  });
+  await roundTrip();
+  const start = process.hrtime.bigint();
+  for (let index = 0; index < iterations; index += 1) await roundTrip();
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  // usocket 1.1.0 aborts the process (a failed assertion in uwrap.cc) when
+  // end() or close() meets a pending read: stop reading and let the peer go.
+  pending = undefined;
+  connection.removeAllListeners('readable');
+  connection.on('error', () => undefined);
+  server.on('error', () => undefined);
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+  rmSync(path, { force: true });
+  return { workload: 'fdpass-usocket', ops: iterations, seconds };
+}
+
 function runC(binary: string, workload: string, iterations: number): Measurement {
+  if (workload.startsWith('fdpass')) {
+    const pingpong = spawnSync(process.env.DMABUF_BENCH_PINGPONG!, [String(iterations)], { encoding: 'utf8' });
+    if (pingpong.status !== 0) throw new Error(`fd_pingpong failed: ${pingpong.stderr}`);
+    return JSON.parse(pingpong.stdout) as Measurement;
+  }
   const result = spawnSync(binary, [workload, String(iterations)], { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`${binary} ${workload} failed: ${result.stderr}`);
   return JSON.parse(result.stdout) as Measurement;
 }
 
+/**
+ * Runs a measurement in a child process: usocket 1.1.0 has been seen to abort
+ * its process on a failed assertion, which must not take the bench with it.
+ */
+function isolated(workload: string): (iterations: number) => Measurement {
+  return (iterations) => {
+    const child = spawnSync(process.execPath, [__filename, '--measure', workload, String(iterations)], { encoding: 'utf8', timeout: 60_000 });
+    if (child.status !== 0) {
+      const reason = (child.stderr.split('\n').find((line) => /Assertion|Error/.test(line)) ?? `exit status ${child.status ?? child.signal}`).trim();
+      throw Object.assign(new Error(reason), { isolatedFailure: true });
+    }
+    return JSON.parse(child.stdout) as Measurement;
+  };
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === '--measure') {
+    const measurement = await fdPassUsocket(Number(process.argv[4]));
+    process.stdout.write(JSON.stringify(measurement));
+    return;
+  }
   const binary = process.env.DMABUF_BENCH_C;
   if (!binary) throw new Error('DMABUF_BENCH_C names the C baseline binary (bench/run.ts sets it)');
   const only = process.argv.slice(2);
@@ -98,13 +198,19 @@ async function main(): Promise<void> {
     if (only.length > 0 && !only.includes(name)) continue;
     let bestJs = 0;
     let bestC = 0;
-    await workload.run(Math.ceil(workload.iterations / 10)); // warm-up: JIT and page cache
-    runC(binary, name, Math.ceil(workload.iterations / 10));
-    for (let round = 0; round < rounds; round += 1) {
-      const js = await workload.run(workload.iterations);
-      const c = runC(binary, name, workload.iterations);
-      bestJs = Math.max(bestJs, js.ops / js.seconds);
-      bestC = Math.max(bestC, c.ops / c.seconds);
+    try {
+      await workload.run(Math.ceil(workload.iterations / 10)); // warm-up: JIT and page cache
+      runC(binary, name, Math.ceil(workload.iterations / 10));
+      for (let round = 0; round < rounds; round += 1) {
+        const js = await workload.run(workload.iterations);
+        const c = runC(binary, name, workload.iterations);
+        bestJs = Math.max(bestJs, js.ops / js.seconds);
+        bestC = Math.max(bestC, c.ops / c.seconds);
+      }
+    } catch (error) {
+      if (!(error as { isolatedFailure?: boolean }).isolatedFailure) throw error;
+      process.stdout.write(`${JSON.stringify({ workload: name, error: (error as Error).message })}\n`);
+      continue;
     }
     process.stdout.write(`${JSON.stringify({ workload: name, js: bestJs, c: bestC })}\n`);
   }

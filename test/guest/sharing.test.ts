@@ -165,3 +165,15 @@ describe('inspection: who holds which buffer', () => {
     assert.equal((JSON.parse(one.stdout) as ReturnType<typeof inspectProcess>).buffers[0]!.inode, byFd.inode);
   });
 });
+
+describe('the README\'s two-process example', () => {
+  requireVm();
+
+  it('runs as written', () => {
+    const example = join(__dirname, '..', '..', '..', 'examples', 'two-processes.js');
+    const result = spawnSync(process.execPath, [example], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^reader \d+ saw: hello, reader$/m);
+    assert.match(result.stdout, /^writer \d+: reader exited with 0$/m);
+  });
+});

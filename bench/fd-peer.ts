@@ -1,0 +1,52 @@
+/**
+ * The far end of the fd-passing benchmark, in its own Node process: echoes
+ * every message with an fd of its own, through FdChannel (argv[2] 'channel',
+ * the socket is fd 3) or usocket (argv[2] 'usocket', argv[3] the socket path,
+ * argv[4] where usocket is installed).
+ */
+import { closeSync } from 'node:fs';
+import { FdChannel, Memfd } from '../lib';
+
+async function channelPeer(): Promise<void> {
+  const channel = FdChannel.fromFd(3);
+  using memfd = Memfd.create(4096);
+  for (;;) {
+    let received;
+    try {
+      received = await channel.receive();
+    } catch {
+      break; // the benchmark closed its end
+    }
+    closeSync(received.handles[0] as number);
+    await channel.send('pong', [memfd.fd]);
+  }
+  channel.close();
+}
+
+interface USocketLike {
+  on(event: string, listener: () => void): void;
+  read(size: number, fdCount: number): { data: Buffer; fds: number[] } | null;
+  write(message: { data: Buffer; fds: number[] }): void;
+  connect(path: string): void;
+}
+
+function usocketPeer(path: string, installedAt: string): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { USocket } = require(require.resolve('usocket', { paths: [installedAt] })) as { USocket: new () => USocketLike };
+  const memfd = Memfd.create(4096);
+  const socket = new USocket();
+  socket.on('readable', () => {
+    for (;;) {
+      const message = socket.read(16, 1);
+      if (!message) return;
+      for (const fd of message.fds) closeSync(fd);
+      socket.write({ data: Buffer.alloc(16, 1), fds: [memfd.fd] });
+    }
+  });
+  socket.on('end', () => process.exit(0));
+  socket.on('close', () => process.exit(0));
+  socket.connect(path);
+}
+
+if (process.argv[2] === 'usocket') usocketPeer(process.argv[3]!, process.argv[4]!);
+else void channelPeer();
