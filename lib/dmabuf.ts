@@ -141,7 +141,12 @@ export class DmaBuf extends FdHandle {
    * (see SharedMapping), so a read-only fd is refused.
    */
   map(): Buffer {
-    return this.#mapping.view(this.assertOpen('mmap'), this.size);
+    return this.#mapping.view(this.assertOpen('mmap'), this.size, this.mappingKeepAlive());
+  }
+
+  /** Files a mapping of this buffer must hold open until it is unmapped (see Udmabuf). */
+  protected mappingKeepAlive(): number[] | undefined {
+    return undefined;
   }
 
   /**

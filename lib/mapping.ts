@@ -14,12 +14,12 @@ import { rangeError } from './validate';
 export class SharedMapping {
   #mapping: NativeMapping | undefined;
 
-  view(fd: number, size: number): Buffer {
+  view(fd: number, size: number, keepAlive?: number[]): Buffer {
     if (size > bufferConstants.MAX_LENGTH) {
       throw rangeError('size', `at most buffer.constants.MAX_LENGTH (${bufferConstants.MAX_LENGTH}) bytes to map as one Buffer`, size);
     }
     if (!this.#mapping || this.#mapping.buffer === null) {
-      this.#mapping = check(native().mapShared(fd, size, true), 'mmap', (code) =>
+      this.#mapping = check(native().mapShared(fd, size, true, keepAlive), 'mmap', (code) =>
         code === 'EACCES' ? 'the fd is read-only, and mappings are always read-write (a write to a read-only mapping would kill the process)' : undefined,
       );
     }

@@ -58,7 +58,8 @@ export interface NativeBinding {
   syncFileStatus(fd: number, status: Int32Array): number;
   swSyncCreateFence(timeline: number, value: number, name: string): number;
   swSyncIncrement(timeline: number, count: number): number;
-  mapShared(fd: number, length: number, writable: boolean): NativeMapping | number;
+  /** keepAlive: fds the mapping duplicates and holds until it is unmapped. */
+  mapShared(fd: number, length: number, writable: boolean, keepAlive?: number[]): NativeMapping | number;
   socketPair(): [number, number] | number;
   unixListen(address: string, backlog: number): number;
   unixConnect(address: string): number;

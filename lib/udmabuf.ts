@@ -1,4 +1,4 @@
-import { ftruncateSync, readFileSync } from 'node:fs';
+import { fstatSync, ftruncateSync, readFileSync } from 'node:fs';
 import { F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_HUGETLB, DMA_BUF_NAME_MAX_BYTES } from './constants';
 import { DmaBuf } from './dmabuf';
 import { check } from './errors';
@@ -131,13 +131,35 @@ export function hugetlbMappingIsUnsafe(release = String(native().kernelRelease()
 export class Udmabuf extends DmaBuf {
   #memfd: Memfd | undefined;
   #hugetlb = false;
+  // The caller's memfds behind a fromMemfd buffer, by fd and inode.
+  #backing: { fd: number; inode: number }[] = [];
 
   /** @internal */
-  static adoptWithMemfd(fd: number, size: number | undefined, memfd: Memfd | undefined, hugetlb = false): Udmabuf {
+  static adoptWithMemfd(fd: number, size: number | undefined, memfd: Memfd | undefined, hugetlb = false, backing: number[] = []): Udmabuf {
     const buffer = new Udmabuf(fd, size);
     buffer.#memfd = memfd;
     buffer.#hugetlb = hugetlb;
+    buffer.#backing = [...new Set(backing)].map((memfdFd) => ({ fd: memfdFd, inode: fstatSync(memfdFd).ino }));
     return buffer;
+  }
+
+  /**
+   * Linux 6.1's udmabuf corrupts page state when a memfd's inode is evicted
+   * while its pages are mapped through the udmabuf, so every mapping holds
+   * its own duplicates of the memfds that are still open. A memfd closed
+   * before the mapping is made is harmless (its pages left the page cache
+   * unmapped); a number the caller has since reused is recognised by inode
+   * and left alone.
+   */
+  protected override mappingKeepAlive(): number[] {
+    if (this.#memfd && !this.#memfd.closed) return [this.#memfd.fd];
+    return this.#backing.filter(({ fd, inode }) => {
+      try {
+        return fstatSync(fd).ino === inode;
+      } catch {
+        return false;
+      }
+    }).map(({ fd }) => fd);
   }
 
   /** True when the buffer is backed by huge pages (created with `hugetlb: true`). */
@@ -220,7 +242,8 @@ export class UdmabufDevice extends FdHandle {
     const fd = flat.length === 3
       ? check(native().udmabufCreate(device, flat[0]!, flat[1]!, flat[2]!), 'ioctl(UDMABUF_CREATE)', createHint)
       : check(native().udmabufCreateList(device, flat), 'ioctl(UDMABUF_CREATE_LIST)', createHint);
-    return Udmabuf.adoptWithMemfd(fd, undefined, undefined);
+    const memfds = flat.filter((_, index) => index % 3 === 0);
+    return Udmabuf.adoptWithMemfd(fd, undefined, undefined, false, memfds);
   }
 }
 

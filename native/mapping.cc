@@ -6,23 +6,35 @@
 // unmapped; the region state it shares with the Mapping object makes sure the
 // range is unmapped exactly once, whichever comes first, because a second
 // munmap could hit an unrelated mapping placed at the same address since.
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <memory>
+#include <vector>
 
 #include "addon.h"
 
 namespace dmabuf {
 
+// keepAlive: duplicates of files that must outlive the mapping, closed only
+// after munmap. Linux 6.1's udmabuf maps its memfd's page-cache pages
+// directly; evicting the memfd's inode while they are mapped corrupts page
+// state, so a udmabuf mapping holds its memfds open itself, whatever order
+// close() or garbage collection releases everything else in.
 struct Region {
   void* address;
   size_t length;
   bool unmapped;
+  std::vector<int> keepAlive;
 
   int Unmap() {
     if (unmapped) return 0;
     unmapped = true;
-    return munmap(address, length) == 0 ? 0 : -errno;
+    int result = munmap(address, length) == 0 ? 0 : -errno;
+    for (int fd : keepAlive) close(fd);
+    keepAlive.clear();
+    return result;
   }
 };
 
@@ -82,11 +94,41 @@ static Napi::Value MapShared(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "argument writable must be a boolean").ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  std::vector<int> keepAlive;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsArray()) {
+      Napi::TypeError::New(env, "argument keepAlive must be an array of fds").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array list = info[3].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value item = list[i];
+      if (!item.IsNumber()) {
+        Napi::TypeError::New(env, "keepAlive must hold fds").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      keepAlive.push_back(item.As<Napi::Number>().Int32Value());
+    }
+  }
   if (length == 0) return Errno(env, EINVAL);
   int protection = PROT_READ | (info[2].As<Napi::Boolean>().Value() ? PROT_WRITE : 0);
+  std::vector<int> held;
+  for (int keep : keepAlive) {
+    int dup = fcntl(keep, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+      int error = errno;
+      for (int fdHeld : held) close(fdHeld);
+      return Errno(env, error);
+    }
+    held.push_back(dup);
+  }
   void* address = mmap(nullptr, length, protection, MAP_SHARED, fd, 0);
-  if (address == MAP_FAILED) return Errno(env, errno);
-  auto region = std::make_shared<Region>(Region{address, static_cast<size_t>(length), false});
+  if (address == MAP_FAILED) {
+    int error = errno;
+    for (int fdHeld : held) close(fdHeld);
+    return Errno(env, error);
+  }
+  auto region = std::make_shared<Region>(Region{address, static_cast<size_t>(length), false, std::move(held)});
   Napi::Object object = DataOf(env)->mappingConstructor.New({});
   Mapping::Unwrap(object)->Attach(env, region);
   return object;

@@ -11,6 +11,16 @@ import { native } from '../../lib/native';
 const childScript = join(__dirname, '..', 'fixtures', 'scripts', 'channel-child.js');
 const openFds = () => readdirSync('/proc/self/fd').length;
 
+/** An FdChannel frame built under the channel, for peers that misbehave: magic, JSON length, handle count, JSON. */
+function rawFrame(announcedLength: number, handleCount: number, json = Buffer.alloc(0)): Buffer {
+  const frame = Buffer.alloc(12 + Math.max(announcedLength, json.length));
+  frame.writeUInt32LE(0x44424348, 0);
+  frame.writeUInt32LE(announcedLength, 4);
+  frame.writeUInt32LE(handleCount, 8);
+  json.copy(frame, 12);
+  return frame;
+}
+
 async function noLeak(fn: () => Promise<void>): Promise<void> {
   const before = openFds();
   await fn();
@@ -103,10 +113,7 @@ describe('FdChannel', () => {
       const [a, b] = FdChannel.pair();
       using memfd = Memfd.create(4096);
       // Half a frame, with an fd, written under the channel, then the end closed.
-      const frame = Buffer.alloc(12 + 100);
-      frame.writeUInt32LE(0x44424348, 0);
-      frame.writeUInt32LE(100, 4);
-      frame.writeUInt32LE(1, 8);
+      const frame = rawFrame(100, 1);
       assert.equal(native().sendFds(a.fd, frame, 0, 40, [memfd.fd]), 40);
       a.close();
       await assert.rejects(b.receive(), { code: 'ERR_CHANNEL_TRUNCATED' });
@@ -118,11 +125,7 @@ describe('FdChannel', () => {
       const [a, b] = FdChannel.pair();
       using memfd = Memfd.create(4096);
       const json = Buffer.from(JSON.stringify({ message: 'lie', kinds: ['dmabuf'] }));
-      const frame = Buffer.alloc(12 + json.length);
-      frame.writeUInt32LE(0x44424348, 0);
-      frame.writeUInt32LE(json.length, 4);
-      frame.writeUInt32LE(1, 8);
-      json.copy(frame, 12);
+      const frame = rawFrame(json.length, 1, json);
       const errors: Error[] = [];
       b.on('error', (error) => errors.push(error));
       assert.equal(native().sendFds(a.fd, frame, 0, frame.length, [memfd.fd]), frame.length);
