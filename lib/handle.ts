@@ -1,4 +1,4 @@
-import { check, errnoName, kernelError } from './errors';
+import { check, errnoName, kernelError, type KernelError } from './errors';
 import { native } from './native';
 
 /**
@@ -17,13 +17,9 @@ export function closeFd(fd: number): void {
   native().closeFd(fd);
 }
 
-/** The error every method of a closed handle throws, as Node's FileHandle does. */
-export function closedError(what: string, syscall: string): Error & { code: string; syscall: string } {
-  const error = new Error(`${syscall}: ${what} is closed`) as Error & { code: string; syscall: string; errno: number };
-  error.code = 'EBADF';
-  error.errno = -9;
-  error.syscall = syscall;
-  return error;
+/** The error every method of a closed handle throws, as Node's FileHandle does: EBADF. */
+export function closedError(what: string, syscall: string): KernelError {
+  return kernelError(-9, syscall, { hint: `${what} is closed` });
 }
 
 interface Leaked {

@@ -1,3 +1,4 @@
+import { kernelError } from './errors';
 import { native, type NativePoller } from './native';
 
 export interface WaitOptions {
@@ -24,19 +25,11 @@ interface PendingWait {
 }
 
 function timeoutError(syscall: string, timeoutMs: number): Error {
-  const error = new Error(`${syscall} ETIME: not signalled within ${timeoutMs} ms`) as Error & { code: string; errno: number; syscall: string };
-  error.code = 'ETIME';
-  error.errno = -62;
-  error.syscall = syscall;
-  return error;
+  return kernelError(-62, syscall, { hint: `not signalled within ${timeoutMs} ms` });
 }
 
 function cancelledError(syscall: string, what: string): Error {
-  const error = new Error(`${syscall} ECANCELED: ${what} was closed while waiting`) as Error & { code: string; errno: number; syscall: string };
-  error.code = 'ECANCELED';
-  error.errno = -125;
-  error.syscall = syscall;
-  return error;
+  return kernelError(-125, syscall, { hint: `${what} was closed while waiting` });
 }
 
 /**
