@@ -155,7 +155,7 @@ export class DmaBuf extends FdHandle {
    */
   syncRaw(flags: number): void {
     const fd = this.assertOpen(syncSyscall);
-    check(native().dmaBufSync(fd, validate.integer('flags', flags, 0, 0xffffffff)), syncSyscall);
+    check(native().dmaBufSync(fd, validate.integer('flags', flags, 0, 0xffffffff), 0), syncSyscall);
   }
 
   /** The mode of the CPU access begun and not yet ended, if any. */
@@ -182,7 +182,7 @@ export class DmaBuf extends FdHandle {
       throw Object.assign(new Error(`CPU access (${this.#cpuAccess}) already begun on this DmaBuf; end it first`), { code: 'ERR_DMABUF_ACCESS_BEGUN' });
     }
     const binding = native();
-    const status = binding.dmaBufSyncStart(fd, flags!, block ? 0 : mode === 'read' ? binding.POLLIN : binding.POLLOUT);
+    const status = binding.dmaBufSync(fd, flags!, block ? 0 : mode === 'read' ? binding.POLLIN : binding.POLLOUT);
     if (status < 0) {
       if (status === -16 && !block) {
         throw Object.assign(new Error(`beginCpuAccess('${mode}'): the buffer has unsignalled fences, and the kernel would block this thread until they signal; await waitIdle({ mode: '${mode}' }) first, or pass { block: true }`), { code: 'ERR_DMABUF_FENCES_PENDING' });
@@ -202,7 +202,7 @@ export class DmaBuf extends FdHandle {
       throw Object.assign(new Error(`endCpuAccess('${mode}') does not match beginCpuAccess('${begun}')`), { code: 'ERR_DMABUF_ACCESS_MISMATCH' });
     }
     this.#cpuAccess = undefined;
-    const status = native().dmaBufSync(fd, endFlags[begun]!);
+    const status = native().dmaBufSync(fd, endFlags[begun]!, 0);
     if (status < 0) check(status, syncSyscall);
   }
 

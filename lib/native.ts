@@ -48,8 +48,8 @@ export interface NativeBinding {
   heapAllocate(heap: number, length: number, fdFlags: number, heapFlags: number): number;
   O_RDWR: number;
   O_CLOEXEC: number;
-  dmaBufSync(fd: number, flags: number): number;
-  dmaBufSyncStart(fd: number, flags: number, idleEvents: number): number;
+  /** idleEvents: POLLIN/POLLOUT to refuse with -EBUSY rather than wait on fences; 0 to let the ioctl wait. */
+  dmaBufSync(fd: number, flags: number, idleEvents: number): number;
   dmaBufSetName(fd: number, name: string): number;
   dmaBufExportSyncFile(fd: number, flags: number): number;
   dmaBufImportSyncFile(fd: number, syncFile: number, flags: number): number;

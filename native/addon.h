@@ -79,6 +79,10 @@ long long RestartingSync(Call call) {
   return result;
 }
 
+// Readiness without waiting (timeout 0): the revents, 0 when not ready, or
+// -errno. For deciding whether an ioctl that waits on fences would block.
+int PollReady(int fd, short events);
+
 }  // namespace dmabuf
 
 #endif  // DMABUF_NATIVE_ADDON_H_

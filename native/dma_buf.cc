@@ -1,6 +1,5 @@
 // ioctls on a dma-buf fd: CPU-access sync, naming, and fence export/import.
 #include <linux/dma-buf.h>
-#include <poll.h>
 #include <sys/ioctl.h>
 
 #include <cstring>
@@ -9,30 +8,20 @@
 
 namespace dmabuf {
 
-static Napi::Value Sync(const Napi::CallbackInfo& info) {
-  int32_t fd;
-  uint32_t flags;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "flags", &flags)) return info.Env().Undefined();
-  struct dma_buf_sync sync = {};
-  sync.flags = flags;
-  return Result(info.Env(), RestartingSync([&] { return ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync); }));
-}
-
-// DMA_BUF_IOCTL_SYNC START waits in the kernel, without a timeout, for the
+// DMA_BUF_IOCTL_SYNC. START waits in the kernel, without a timeout, for the
 // fences its direction needs. With idleEvents set (POLLIN for a read, POLLOUT
 // otherwise), a zero-timeout poll first says whether it would, and the call
-// returns -EBUSY instead of blocking the caller's thread.
-static Napi::Value SyncStart(const Napi::CallbackInfo& info) {
+// returns -EBUSY instead of blocking the caller's thread. 0 skips the check.
+static Napi::Value Sync(const Napi::CallbackInfo& info) {
   int32_t fd;
   uint32_t flags, idleEvents;
   if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "flags", &flags) || !ArgUint32(info, 2, "idleEvents", &idleEvents)) {
     return info.Env().Undefined();
   }
   if (idleEvents != 0) {
-    struct pollfd entry = {fd, static_cast<short>(idleEvents), 0};
-    int ready = Restarting([&] { return poll(&entry, 1, 0); });
-    if (ready < 0) return Errno(info.Env(), errno);
-    if (ready == 0 || (entry.revents & static_cast<short>(idleEvents)) == 0) return Errno(info.Env(), EBUSY);
+    int ready = PollReady(fd, static_cast<short>(idleEvents));
+    if (ready < 0) return Errno(info.Env(), -ready);
+    if ((ready & static_cast<short>(idleEvents)) == 0) return Errno(info.Env(), EBUSY);
   }
   struct dma_buf_sync sync = {};
   sync.flags = flags;
@@ -77,7 +66,6 @@ static Napi::Value ImportSyncFile(const Napi::CallbackInfo& info) {
 
 void InitDmaBuf(Napi::Env env, Napi::Object exports) {
   exports.Set("dmaBufSync", Napi::Function::New(env, Sync));
-  exports.Set("dmaBufSyncStart", Napi::Function::New(env, SyncStart));
   exports.Set("dmaBufSetName", Napi::Function::New(env, SetName));
   exports.Set("dmaBufExportSyncFile", Napi::Function::New(env, ExportSyncFile));
   exports.Set("dmaBufImportSyncFile", Napi::Function::New(env, ImportSyncFile));

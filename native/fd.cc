@@ -48,16 +48,18 @@ static Napi::Value FdFlags(const Napi::CallbackInfo& info) {
   return Result(info.Env(), fcntl(fd, F_GETFD));
 }
 
-// A readiness check that never waits (timeout 0): for deciding whether an
-// ioctl that waits on fences would block the event loop.
+int PollReady(int fd, short events) {
+  struct pollfd entry = {fd, events, 0};
+  int ready = Restarting([&] { return poll(&entry, 1, 0); });
+  if (ready < 0) return -errno;
+  return ready == 0 ? 0 : entry.revents;
+}
+
 static Napi::Value PollNow(const Napi::CallbackInfo& info) {
   int32_t fd;
   uint32_t events;
   if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "events", &events)) return info.Env().Undefined();
-  struct pollfd entry = {fd, static_cast<short>(events), 0};
-  int ready = Restarting([&] { return poll(&entry, 1, 0); });
-  if (ready < 0) return Errno(info.Env(), errno);
-  return Napi::Number::New(info.Env(), ready == 0 ? 0 : entry.revents);
+  return Napi::Number::New(info.Env(), PollReady(fd, static_cast<short>(events)));
 }
 
 void InitFd(Napi::Env env, Napi::Object exports) {
