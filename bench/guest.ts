@@ -5,6 +5,8 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FdChannel, Memfd, SwSyncTimeline, udmabuf } from '../lib';
 
@@ -85,6 +87,9 @@ const workloads: Record<string, { iterations: number; run(iterations: number): P
     },
   },
   fdpass: { iterations: 1000, run: fdPassChannel },
+  // Node's own stream sockets doing the same ping-pong without fds: the floor
+  // an event-loop round trip sets, against the same C pair.
+  'fdpass-node-net': { iterations: 1000, run: pingPongNodeNet },
   ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 1000, run: isolated('fdpass-usocket') } } : {}),
 };
 
@@ -106,6 +111,30 @@ async function fdPassChannel(iterations: number): Promise<Measurement> {
   mine.close();
   await new Promise((resolve) => child.on('exit', resolve));
   return { workload: 'fdpass', ops: iterations, seconds };
+}
+
+async function pingPongNodeNet(iterations: number): Promise<Measurement> {
+  const path = join(tmpdir(), `dmabuf-bench-net-${process.pid}.sock`);
+  rmSync(path, { force: true });
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  const child = spawn(process.execPath, ['-e', `const s = require('node:net').connect(${JSON.stringify(path)}); s.on('data', (d) => s.write(d)); s.on('end', () => s.end());`], { stdio: 'inherit' });
+  const socket = await new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const roundTrips = async (count: number): Promise<void> => {
+    for (let index = 0; index < count; index += 1) {
+      socket.write('ping');
+      await new Promise((resolve) => socket.once('data', resolve));
+    }
+  };
+  await roundTrips(10);
+  const start = process.hrtime.bigint();
+  await roundTrips(iterations);
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  socket.end();
+  await new Promise((resolve) => child.on('exit', resolve));
+  server.close();
+  rmSync(path, { force: true });
+  return { workload: 'fdpass-node-net', ops: iterations, seconds };
 }
 
 interface USocketLike {

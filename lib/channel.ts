@@ -76,7 +76,7 @@ export class FdChannel extends FdHandle {
 
   private constructor(fd: number, options: { maxFdsPerRead?: number } = {}) {
     super(fd, 'FdChannel');
-    this.#waiter = new FdWaiter(fd, 'FdChannel');
+    this.#waiter = new FdWaiter(fd, 'FdChannel', { drained: true });
     this.#maxFdsPerRead = options.maxFdsPerRead ?? native().SCM_MAX_FD;
     this.#events.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#deliver());
@@ -151,8 +151,19 @@ export class FdChannel extends FdHandle {
     frame.writeUInt32LE(json.length, 4);
     frame.writeUInt32LE(described.length, 8);
     json.copy(frame, headerSize);
+    const fds = described.map((item) => item.fd);
+    let offset = 0;
+    if (this.#outgoing.length === 0) {
+      // Nothing queued: the common case goes out in this call, with no queue.
+      const sent = this.#sendPart(frame, 0, fds);
+      if (sent === frame.length) return Promise.resolve();
+      if (sent < 0 && sent !== -11 /* EAGAIN */) {
+        return Promise.reject(kernelError(sent, 'sendmsg', { hint: sent === -32 ? 'the peer closed the channel' : undefined }));
+      }
+      offset = Math.max(sent, 0);
+    }
     return new Promise<void>((resolve, reject) => {
-      this.#outgoing.push({ frame, offset: 0, fds: described.map((item) => item.fd), resolve, reject });
+      this.#outgoing.push({ frame, offset, fds, resolve, reject });
       void this.#flush();
     });
   }
@@ -179,13 +190,18 @@ export class FdChannel extends FdHandle {
     return this;
   }
 
+  /** The fds go with the frame's first byte and never again. */
+  #sendPart(frame: Buffer, offset: number, fds: number[]): number {
+    return native().sendFds(this.fd, frame, offset, frame.length - offset, offset === 0 ? fds : []);
+  }
+
   async #flush(): Promise<void> {
     if (this.#writing) return;
     this.#writing = true;
     try {
       while (this.#outgoing.length > 0 && !this.closed) {
         const next = this.#outgoing[0]!;
-        const sent = native().sendFds(this.fd, next.frame, next.offset, next.frame.length - next.offset, next.offset === 0 ? next.fds : []);
+        const sent = this.#sendPart(next.frame, next.offset, next.fds);
         if (sent === -11 /* EAGAIN */) {
           await this.#waiter.wait(native().Poller.WRITABLE, 'sendmsg', { wakeOnError: true });
           continue;
@@ -240,8 +256,13 @@ export class FdChannel extends FdHandle {
           }
           return;
         }
+        const drained = this.#inputLength + result.bytes < this.#input.length;
         this.#inputLength += result.bytes;
         this.#parseFrames();
+        // A stream socket that gave less than asked for was empty a moment
+        // ago: wait for the (level-triggered) poll instead of spending a
+        // recvmsg on EAGAIN.
+        if (drained && !this.closed && !this.#peerClosed) await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true });
       }
     } catch (error) {
       if (!this.closed && (error as { code?: string }).code !== 'ECANCELED') this.#fail(error as Error);

@@ -14,7 +14,8 @@ export interface NativeMapping {
 }
 
 export interface NativePoller {
-  start(events: number): number;
+  /** `stayArmed`: do not stop on the first event (for fds the caller drains on every event). */
+  start(events: number, stayArmed?: boolean): number;
   stop(): void;
   close(): void;
   ref(): void;

@@ -37,16 +37,26 @@ function cancelledError(syscall: string, what: string): Error {
  * many waits are pending: libuv allows one handle per fd. Each wait names the
  * events it needs; the poll is armed for the union and re-armed after each
  * event for the waits still pending.
+ *
+ * `drained`: the owner empties the fd (a socket it reads until EAGAIN) after
+ * every event and waits again in the same turn. The poll then stays armed
+ * across events and is stopped only when, once the woken code has run, no
+ * wait is left: a message costs no epoll_ctl removal and re-add.
  */
 export class FdWaiter {
   #poller: NativePoller | undefined;
   #pending = new Set<PendingWait>();
   #closed = false;
+  #armedEvents = 0;
+  readonly #drained: boolean;
 
   constructor(
     private readonly fd: number,
     private readonly what: string,
-  ) {}
+    options: { drained?: boolean } = {},
+  ) {
+    this.#drained = options.drained ?? false;
+  }
 
   wait(events: number, syscall: string, options: InternalWaitOptions = {}): Promise<number> {
     const { timeoutMs, signal, wakeOnError = false } = options;
@@ -89,7 +99,9 @@ export class FdWaiter {
     if (this.#closed) return;
     let events = 0;
     for (const pending of this.#pending) events |= pending.events;
+    if (events === this.#armedEvents) return;
     if (events === 0) {
+      this.#armedEvents = 0;
       this.#poller?.stop();
       return;
     }
@@ -97,11 +109,15 @@ export class FdWaiter {
       this.#poller = new (native().Poller)(this.fd, (status, ready) => this.#onEvent(status, ready));
       if (this.#unref) this.#poller.unref();
     }
-    const status = this.#poller.start(events);
+    const status = this.#poller.start(events, this.#drained);
+    this.#armedEvents = status === 0 ? events : 0;
     if (status !== 0) this.#onEvent(status, 0);
   }
 
   #onEvent(status: number, ready: number): void {
+    // The native poll stopped itself unless it stays armed (and it never
+    // stays armed after an error).
+    if (!this.#drained || status !== 0) this.#armedEvents = 0;
     for (const pending of [...this.#pending]) {
       if (status === 0 && (ready & pending.events) === 0) continue;
       pending.cleanup();
@@ -109,7 +125,10 @@ export class FdWaiter {
       if (status === 0 || pending.wakeOnError) pending.resolve(ready);
       else pending.reject(Object.assign(new Error(`poll ${this.what}: libuv status ${status}`), { code: 'EIO', errno: status, syscall: 'poll' }));
     }
-    this.#arm();
+    // The woken waits resume in microtasks queued above, and a drained fd's
+    // owner waits again in them; deciding after they ran keeps the poll armed.
+    if (this.#drained) queueMicrotask(() => this.#arm());
+    else this.#arm();
   }
 
   #unref = false;
@@ -131,6 +150,7 @@ export class FdWaiter {
     this.#closed = true;
     this.#poller?.close();
     this.#poller = undefined;
+    this.#armedEvents = 0;
     for (const pending of this.#pending) {
       pending.cleanup();
       pending.reject(cancelledError(syscall, this.what));

@@ -2,9 +2,11 @@
 // readable or writable without a blocked thread.
 //
 // libuv's rules: one poll handle per fd, never close a polled fd, free the
-// handle only in uv_close's callback. The poll is one-shot (stopped on the
-// first event) because fence readiness is level-triggered: an event that is
-// still true would otherwise fire on every loop turn.
+// handle only in uv_close's callback. By default the poll is one-shot
+// (stopped on the first event) because fence readiness is level-triggered: an
+// event that is still true would otherwise fire on every loop turn. A socket
+// whose reader drains it on every event asks to stay armed instead, which
+// spares an epoll_ctl removal and re-add per message.
 #include <uv.h>
 
 #include "addon.h"
@@ -60,6 +62,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     uint32_t events;
     if (!ArgUint32(info, 0, "events", &events)) return info.Env().Undefined();
     if (handle_ == nullptr) return Errno(info.Env(), EBADF);
+    oneShot_ = !(info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value());
     int status = uv_poll_start(handle_, static_cast<int>(events & (UV_READABLE | UV_WRITABLE)), OnEvent);
     // An active poll must keep this object (and its callback) alive.
     if (status == 0 && !active_) {
@@ -126,7 +129,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     // JavaScript could otherwise let a collection free us mid-call.
     Napi::Object keepAlive = self->Value();
     (void)keepAlive;
-    self->StopPolling();
+    if (self->oneShot_ || status != 0) self->StopPolling();
     // Status and events are handed on as they are; the callback may close us.
     Napi::FunctionReference& callback = self->callback_;
     if (!callback.IsEmpty()) {
@@ -136,6 +139,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
 
   uv_poll_t* handle_ = nullptr;
   bool active_ = false;
+  bool oneShot_ = true;
   bool cleanupHookAdded_ = false;
   Napi::FunctionReference callback_;
 };
