@@ -13,7 +13,8 @@
         "native/sync_file.cc",
         "native/mapping.cc",
         "native/poller.cc",
-        "native/fd_pass.cc"
+        "native/fd_pass.cc",
+        "native/dmabuf_test.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

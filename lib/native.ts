@@ -70,6 +70,12 @@ export interface NativeBinding {
   pidfdOpen(pid: number): number;
   pidfdGetFd(pidfd: number, targetFd: number): number;
   SCM_MAX_FD: number;
+  O_NONBLOCK: number;
+  readInto(fd: number, buffer: Buffer): number;
+  /** Any ioctl of type 0xDB whose size fits `argument` (kernel-module/uapi/dmabuf_test.h). */
+  dmabufTestIoctl(fd: number, command: number, argument: Buffer): number;
+  dmabufTestCommands: Record<string, number>;
+  DBT_EVENT_SIZE: number;
   Poller: {
     new (fd: number, callback: (status: number, events: number) => void): NativePoller;
     READABLE: number;

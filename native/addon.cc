@@ -48,6 +48,16 @@ bool ArgFunction(const Napi::CallbackInfo& info, size_t index, const char* name,
   return true;
 }
 
+bool ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name, char** data, size_t* length) {
+  if (!info[index].IsTypedArray() || info[index].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    return Fail(info, name, "a Buffer or Uint8Array");
+  }
+  Napi::Uint8Array array = info[index].As<Napi::Uint8Array>();
+  *data = reinterpret_cast<char*>(array.Data());
+  *length = array.ByteLength();
+  return true;
+}
+
 }  // namespace dmabuf
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
@@ -62,6 +72,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   dmabuf::InitMapping(env, exports);
   dmabuf::InitPoller(env, exports);
   dmabuf::InitFdPass(env, exports);
+  dmabuf::InitDmabufTest(env, exports);
   return exports;
 }
 

@@ -28,6 +28,7 @@ void InitSyncFile(Napi::Env env, Napi::Object exports);
 void InitMapping(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 void InitFdPass(Napi::Env env, Napi::Object exports);
+void InitDmabufTest(Napi::Env env, Napi::Object exports);
 
 // State of one Node environment (the main thread, or a worker thread): never
 // process-wide, because each environment has its own JavaScript objects and
@@ -55,6 +56,8 @@ bool ArgUint32(const Napi::CallbackInfo& info, size_t index, const char* name, u
 bool ArgSize(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t* out);
 bool ArgString(const Napi::CallbackInfo& info, size_t index, const char* name, std::string* out);
 bool ArgFunction(const Napi::CallbackInfo& info, size_t index, const char* name, Napi::Function* out);
+// A Buffer (or any Uint8Array) the call may read or write in place.
+bool ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name, char** data, size_t* length);
 
 // Restarts a syscall interrupted by a signal. Not for close(): after EINTR
 // the fd is already gone on Linux.

@@ -48,6 +48,15 @@ static Napi::Value FdFlags(const Napi::CallbackInfo& info) {
   return Result(info.Env(), fcntl(fd, F_GETFD));
 }
 
+// read(2) into a Buffer: for devices that report events as records.
+static Napi::Value ReadInto(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  char* data;
+  size_t length;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBuffer(info, 1, "buffer", &data, &length)) return info.Env().Undefined();
+  return Result(info.Env(), Restarting([&] { return read(fd, data, length); }));
+}
+
 int PollReady(int fd, short events) {
   struct pollfd entry = {fd, events, 0};
   int ready = Restarting([&] { return poll(&entry, 1, 0); });
@@ -70,6 +79,8 @@ void InitFd(Napi::Env env, Napi::Object exports) {
   exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec));
   exports.Set("fdFlags", Napi::Function::New(env, FdFlags));
   exports.Set("pollNow", Napi::Function::New(env, PollNow));
+  exports.Set("readInto", Napi::Function::New(env, ReadInto));
+  exports.Set("O_NONBLOCK", Napi::Number::New(env, O_NONBLOCK));
   exports.Set("POLLIN", Napi::Number::New(env, POLLIN));
   exports.Set("POLLOUT", Napi::Number::New(env, POLLOUT));
 }

@@ -83,18 +83,16 @@ static Napi::Value Accept(const Napi::CallbackInfo& info) {
 }
 
 static bool ArgBufferRange(const Napi::CallbackInfo& info, size_t index, char** data, size_t* length) {
-  if (!info[index].IsBuffer()) {
-    Napi::TypeError::New(info.Env(), "argument buffer must be a Buffer").ThrowAsJavaScriptException();
-    return false;
-  }
-  Napi::Buffer<char> buffer = info[index].As<Napi::Buffer<char>>();
+  char* start;
+  size_t size;
+  if (!ArgBuffer(info, index, "buffer", &start, &size)) return false;
   uint64_t offset, count;
   if (!ArgSize(info, index + 1, "offset", &offset) || !ArgSize(info, index + 2, "length", &count)) return false;
-  if (offset > buffer.Length() || count > buffer.Length() - offset) {
+  if (offset > size || count > size - offset) {
     Napi::RangeError::New(info.Env(), "offset and length must lie inside the buffer").ThrowAsJavaScriptException();
     return false;
   }
-  *data = buffer.Data() + offset;
+  *data = start + offset;
   *length = static_cast<size_t>(count);
   return true;
 }

@@ -1,0 +1,454 @@
+import { EventEmitter, on } from 'node:events';
+import { DmaBuf } from './dmabuf';
+import { errnoName, kernelError } from './errors';
+import { closeFd, FdHandle } from './handle';
+import { native } from './native';
+import { SyncFile } from './sync-file';
+import * as validate from './validate';
+import { FdWaiter } from './wait';
+
+/**
+ * The test module (kernel-module/, /dev/dmabuf_test) from TypeScript: a
+ * dynamic or static exporter the kernel can pin and move, an importer that
+ * attaches to any dma-buf the way a driver does, and fences in reservation
+ * objects. For driver developers it is a reference importer for their own
+ * exporter: attach to its buffer, map, move it, and read the counters.
+ */
+
+type FieldType = 'u32' | 's32' | 'u64';
+
+/** A C struct of the uapi header, laid out with natural alignment as the compiler does. */
+class Struct<Name extends string> {
+  readonly size: number;
+  readonly #offsets = new Map<Name, [number, FieldType]>();
+
+  constructor(fields: readonly (readonly [Name, FieldType])[]) {
+    let offset = 0;
+    for (const [name, type] of fields) {
+      const width = type === 'u64' ? 8 : 4;
+      offset = Math.ceil(offset / width) * width;
+      this.#offsets.set(name, [offset, type]);
+      offset += width;
+    }
+    this.size = Math.ceil(offset / 8) * 8;
+  }
+
+  encode(values: Partial<Record<Name, number>>): Buffer {
+    const buffer = Buffer.alloc(this.size);
+    for (const [name, value] of Object.entries(values) as [Name, number][]) {
+      const [offset, type] = this.#offsets.get(name)!;
+      if (type === 'u64') buffer.writeBigUInt64LE(BigInt(value), offset);
+      else if (type === 's32') buffer.writeInt32LE(value, offset);
+      else buffer.writeUInt32LE(value, offset);
+    }
+    return buffer;
+  }
+
+  decode(buffer: Buffer): Record<Name, number> {
+    const values = {} as Record<Name, number>;
+    for (const [name, [offset, type]] of this.#offsets) {
+      values[name] = type === 'u64' ? Number(buffer.readBigUInt64LE(offset)) : type === 's32' ? buffer.readInt32LE(offset) : buffer.readUInt32LE(offset);
+    }
+    return values;
+  }
+}
+
+const structs = {
+  EXPORT: new Struct([['pages', 'u32'], ['flags', 'u32'], ['fd', 's32'], ['id', 'u32']]),
+  MOVE: new Struct([['id', 'u32'], ['flags', 'u32'], ['fenceId', 'u32'], ['pad', 'u32']]),
+  EXPORTER_INFO: new Struct([
+    ['id', 'u32'], ['flags', 'u32'], ['pages', 'u32'], ['pinCount', 'u32'], ['attachments', 'u32'], ['heldMoves', 'u32'],
+    ['attachCalls', 'u64'], ['detachCalls', 'u64'], ['pinCalls', 'u64'], ['unpinCalls', 'u64'], ['mapCalls', 'u64'], ['unmapCalls', 'u64'], ['moves', 'u64'],
+  ]),
+  ATTACH: new Struct([['fd', 's32'], ['flags', 'u32'], ['id', 'u32'], ['pad', 'u32']]),
+  DETACH: new Struct([['id', 'u32'], ['pad', 'u32']]),
+  MAP: new Struct([['id', 'u32'], ['direction', 'u32'], ['nents', 'u32'], ['pad', 'u32'], ['bytes', 'u64']]),
+  UNMAP: new Struct([['id', 'u32'], ['pad', 'u32']]),
+  PIN: new Struct([['id', 'u32'], ['pad', 'u32']]),
+  UNPIN: new Struct([['id', 'u32'], ['pad', 'u32']]),
+  ATTACHMENT_INFO: new Struct([
+    ['id', 'u32'], ['flags', 'u32'], ['state', 'u32'], ['pins', 'u32'], ['nents', 'u32'], ['pad', 'u32'],
+    ['bytes', 'u64'], ['moveNotifies', 'u64'], ['size', 'u64'],
+  ]),
+  FENCE_CREATE: new Struct([['dmabufFd', 's32'], ['usage', 'u32'], ['flags', 'u32'], ['id', 'u32'], ['syncFileFd', 's32'], ['pad', 'u32']]),
+  FENCE_SIGNAL: new Struct([['id', 'u32'], ['error', 's32']]),
+};
+export type KernelTestCommand = keyof typeof structs;
+const eventStruct = new Struct([['type', 'u32'], ['id', 'u32'], ['sequence', 'u64']]);
+
+const EXPORT_DYNAMIC = 1;
+const MOVE_FENCED = 1;
+const ATTACH_DYNAMIC = 1;
+const FENCE_ADD = 1;
+const FENCE_SYNC_FILE = 2;
+const STATE_MAPPED = 1;
+const STATE_INVALIDATED = 2;
+const STATE_CORE_CACHED = 4;
+const EVENT_MOVE_NOTIFY = 1;
+const EVENT_OVERFLOW = 2;
+
+export type DmaDirection = 'bidirectional' | 'to-device' | 'from-device';
+const directions: readonly DmaDirection[] = ['bidirectional', 'to-device', 'from-device'];
+/** Fence usages of a reservation object, in the kernel's order (enum dma_resv_usage). */
+export type FenceUsage = 'kernel' | 'write' | 'read' | 'bookkeep';
+const usages: readonly FenceUsage[] = ['kernel', 'write', 'read', 'bookkeep'];
+
+export const defaultDevicePath = '/dev/dmabuf_test';
+
+const hints: Partial<Record<KernelTestCommand, Partial<Record<string, string>>>> = {
+  MOVE: {
+    EBUSY: 'the buffer is pinned: an importer pinned it, or mapped it on a kernel without CONFIG_DMABUF_MOVE_NOTIFY',
+    EINVAL: 'only a dynamic exporter can move',
+  },
+  MAP: { EBUSY: 'the attachment is already mapped (unmap first), or the core cached a mapping with another direction' },
+  UNMAP: { EINVAL: 'the attachment is not mapped' },
+  PIN: { EINVAL: 'only a dynamic importer may pin (the kernel WARNs for a static one)' },
+  UNPIN: { EINVAL: 'the attachment holds no pin (or is a static importer)' },
+  ATTACH: { EINVAL: 'the fd is not a dma-buf', EBADF: 'the fd is not open' },
+  FENCE_SIGNAL: { ENOENT: 'no such fence: already signalled, or never created by this file' },
+};
+
+function ioctl(fd: number, command: KernelTestCommand, argument: Buffer): void {
+  const number = (native().dmabufTestCommands as Record<string, number>)[command]!;
+  // The size is encoded in the command: a layout here that disagrees with
+  // the header the addon was built with is caught before the kernel sees it.
+  if (((number >>> 16) & 0x3fff) !== argument.length) {
+    throw new Error(`DBT_IOCTL_${command}: the struct here is ${argument.length} bytes, the uapi header says ${(number >>> 16) & 0x3fff}; rebuild the addon`);
+  }
+  const result = native().dmabufTestIoctl(fd, number, argument);
+  if (result < 0) {
+    const code = errnoName(-result);
+    throw kernelError(result, `ioctl(DBT_IOCTL_${command})`, { hint: hints[command]?.[code] ?? (code === 'ENOENT' ? 'no such object in this file (closed, detached, or never created)' : undefined) });
+  }
+}
+
+/** Sends a command whose argument is built from `values`, and returns the struct the kernel wrote back. */
+function call<C extends KernelTestCommand>(fd: number, command: C, values: Parameters<(typeof structs)[C]['encode']>[0]): ReturnType<(typeof structs)[C]['decode']> {
+  const struct = structs[command] as Struct<string>;
+  const argument = struct.encode(values as Record<string, number>);
+  ioctl(fd, command, argument);
+  return struct.decode(argument) as ReturnType<(typeof structs)[C]['decode']>;
+}
+
+export interface ExporterInfo {
+  dynamic: boolean;
+  pages: number;
+  /** Pins not yet unpinned. */
+  pinCount: number;
+  attachments: number;
+  /** Fenced moves whose old pages are still held. */
+  heldMoves: number;
+  attachCalls: number;
+  detachCalls: number;
+  pinCalls: number;
+  unpinCalls: number;
+  mapCalls: number;
+  unmapCalls: number;
+  moves: number;
+}
+
+export interface AttachmentInfo {
+  dynamic: boolean;
+  mapped: boolean;
+  /** move_notify arrived while mapped: the mapping must be remade. */
+  invalidated: boolean;
+  /** The core holds a cached mapping (mismatched importer and exporter, or cache_sgt_mapping). */
+  coreCached: boolean;
+  pins: number;
+  /** DMA segments and bytes of the current mapping (0 when unmapped). */
+  segments: number;
+  bytes: number;
+  moveNotifies: number;
+  size: number;
+}
+
+export interface KernelTestEvent {
+  type: 'move-notify' | 'overflow';
+  /** The attachment notified; for 'overflow', how many events were dropped. */
+  attachmentId: number;
+  /** Counts every event of the device file, dropped ones included. */
+  sequence: number;
+}
+
+/** Something the device made: it belongs to the open device file and dies with it. */
+abstract class DeviceObject {
+  protected constructor(
+    protected readonly device: KernelTestDevice,
+    readonly id: number,
+  ) {}
+
+  protected get fd(): number {
+    return this.device.fd;
+  }
+}
+
+/** A buffer exported by the module. `dmabuf` is an ordinary DmaBuf (map it, share it, close it). */
+export class TestExporter extends DeviceObject {
+  /** @internal */
+  constructor(device: KernelTestDevice, id: number, readonly dmabuf: DmaBuf) {
+    super(device, id);
+  }
+
+  info(): ExporterInfo {
+    const { flags, pages, pinCount, attachments, heldMoves, attachCalls, detachCalls, pinCalls, unpinCalls, mapCalls, unmapCalls, moves } = call(this.fd, 'EXPORTER_INFO', { id: this.id });
+    return { dynamic: (flags & EXPORT_DYNAMIC) !== 0, pages, pinCount, attachments, heldMoves, attachCalls, detachCalls, pinCalls, unpinCalls, mapCalls, unmapCalls, moves };
+  }
+
+  /**
+   * Migrates the contents to new pages under the reservation lock and calls
+   * dma_buf_move_notify. With `fenced`, the old pages stay allocated until
+   * the returned fence is signalled (and the fence sits in the reservation
+   * object as a kernel fence, so waitIdle and static importers wait for it).
+   */
+  move(options?: { fenced?: boolean }): TestFence | undefined {
+    const { fenced } = validate.options<{ fenced: boolean }>('options', options);
+    validate.optionalBoolean('options.fenced', fenced);
+    const { fenceId } = call(this.fd, 'MOVE', { id: this.id, flags: fenced ? MOVE_FENCED : 0 });
+    return fenced ? new TestFence(this.device, fenceId, undefined) : undefined;
+  }
+}
+
+/** The test device attached to a dma-buf, as a driver's importer would be. */
+export class TestAttachment extends DeviceObject {
+  #detached = false;
+
+  /** @internal */
+  constructor(device: KernelTestDevice, id: number, readonly dynamic: boolean) {
+    super(device, id);
+  }
+
+  /**
+   * Maps for the device: under the reservation lock for a dynamic importer,
+   * through the _unlocked calls for a static one (which wait in the kernel
+   * for the buffer's kernel fences).
+   */
+  map(direction: DmaDirection = 'bidirectional'): { segments: number; bytes: number } {
+    const { nents, bytes } = call(this.fd, 'MAP', { id: this.id, direction: directions.indexOf(validate.oneOf('direction', direction, directions)) });
+    return { segments: nents, bytes };
+  }
+
+  unmap(): void {
+    call(this.fd, 'UNMAP', { id: this.id });
+  }
+
+  pin(): void {
+    call(this.fd, 'PIN', { id: this.id });
+  }
+
+  unpin(): void {
+    call(this.fd, 'UNPIN', { id: this.id });
+  }
+
+  info(): AttachmentInfo {
+    const { flags, state, pins, nents, bytes, moveNotifies, size } = call(this.fd, 'ATTACHMENT_INFO', { id: this.id });
+    return {
+      dynamic: (flags & ATTACH_DYNAMIC) !== 0,
+      mapped: (state & STATE_MAPPED) !== 0,
+      invalidated: (state & STATE_INVALIDATED) !== 0,
+      coreCached: (state & STATE_CORE_CACHED) !== 0,
+      pins,
+      segments: nents,
+      bytes,
+      moveNotifies,
+      size,
+    };
+  }
+
+  /** Unmaps and unpins what is left, then detaches. Idempotent. */
+  detach(): void {
+    if (this.#detached || this.device.closed) return;
+    this.#detached = true;
+    call(this.fd, 'DETACH', { id: this.id });
+  }
+
+  [Symbol.dispose](): void {
+    this.detach();
+  }
+}
+
+/** A fence of the module, signalled on command (or with ECANCELED when the device file closes). */
+export class TestFence extends DeviceObject {
+  /** @internal */
+  constructor(device: KernelTestDevice, id: number, readonly syncFile: SyncFile | undefined) {
+    super(device, id);
+  }
+
+  /** Signals the fence, with a negative errno it then carries if `error` is given. */
+  signal(error = 0): void {
+    validate.integer('error', -error, 0, 4095);
+    call(this.fd, 'FENCE_SIGNAL', { id: this.id, error });
+  }
+}
+
+/**
+ * An open /dev/dmabuf_test. Closing it detaches every attachment, signals
+ * every fence with ECANCELED and drops its references to exported buffers
+ * (which live on while their DmaBuf objects are open).
+ *
+ * Events: 'move-notify' and 'overflow' (KernelTestEvent), emitted while a
+ * listener is attached; or iterate `events()`.
+ */
+export class KernelTestDevice extends FdHandle {
+  readonly #events = new EventEmitter();
+  readonly #waiter: FdWaiter;
+  #reading = false;
+  #stopReading: AbortController | undefined;
+  #eventBuffer = Buffer.alloc(64 * native().DBT_EVENT_SIZE);
+
+  private constructor(fd: number) {
+    super(fd, 'KernelTestDevice');
+    this.#waiter = new FdWaiter(fd, 'KernelTestDevice', { drained: true });
+    this.#events.on('newListener', (event: string) => {
+      if (event === 'move-notify' || event === 'overflow') queueMicrotask(() => void this.#readLoop());
+    });
+    this.#events.on('removeListener', () => {
+      if (!this.#listening()) this.#stopReading?.abort();
+    });
+  }
+
+  /** Opens the device; ENOENT says the module is not loaded. */
+  static open(path: string = defaultDevicePath): KernelTestDevice {
+    validate.string('path', path);
+    const fd = native().openFile(path, native().O_RDWR | native().O_NONBLOCK);
+    if (fd < 0) {
+      throw kernelError(fd, 'open', {
+        path,
+        hint: errnoName(-fd) === 'ENOENT' ? 'the dmabuf_test module is not loaded: in the VM, `dmabuf vm run --module kernel-module -- <command>` builds and loads it' : undefined,
+      });
+    }
+    return new KernelTestDevice(fd);
+  }
+
+  /** A buffer of `pages` zeroed pages: dynamic (pin/unpin, movable) or static (cached mapping). */
+  export(options: { pages: number; dynamic: boolean }): TestExporter {
+    const opts = validate.options<{ pages: number; dynamic: boolean }>('options', options);
+    const pages = validate.integer('options.pages', opts.pages, 1, 16384);
+    const dynamic = validate.optionalBoolean('options.dynamic', opts.dynamic) ?? false;
+    const { fd, id } = call(this.fd, 'EXPORT', { pages, flags: dynamic ? EXPORT_DYNAMIC : 0 });
+    return new TestExporter(this, id, DmaBuf.adopt(fd, pages * native().pageSize()));
+  }
+
+  /** Attaches the test device to any dma-buf (the caller keeps its fd). */
+  attach(buffer: DmaBuf | number, options?: { dynamic?: boolean }): TestAttachment {
+    const fd = buffer instanceof DmaBuf ? buffer.fd : validate.fd('buffer', buffer);
+    const dynamic = validate.optionalBoolean('options.dynamic', validate.options<{ dynamic: boolean }>('options', options).dynamic) ?? false;
+    const { id } = call(this.fd, 'ATTACH', { fd, flags: dynamic ? ATTACH_DYNAMIC : 0 });
+    return new TestAttachment(this, id, dynamic);
+  }
+
+  /**
+   * An unsignalled fence; with `buffer`, added to its reservation object
+   * with `usage` (default 'write'); with `syncFile: true`, also as a SyncFile.
+   */
+  createFence(options: { buffer?: DmaBuf | number; usage?: FenceUsage; syncFile?: boolean } = {}): TestFence {
+    const opts = validate.options<{ buffer: DmaBuf | number; usage: FenceUsage; syncFile: boolean }>('options', options);
+    const bufferFd = opts.buffer === undefined ? -1 : opts.buffer instanceof DmaBuf ? opts.buffer.fd : validate.fd('options.buffer', opts.buffer);
+    if (opts.usage !== undefined && opts.buffer === undefined) throw new TypeError('options.usage needs options.buffer');
+    const usage = opts.buffer === undefined ? 0 : usages.indexOf(validate.oneOf('options.usage', opts.usage ?? 'write', usages));
+    const wantSyncFile = validate.optionalBoolean('options.syncFile', opts.syncFile) ?? false;
+    const flags = (bufferFd >= 0 ? FENCE_ADD : 0) | (wantSyncFile ? FENCE_SYNC_FILE : 0);
+    const { id, syncFileFd } = call(this.fd, 'FENCE_CREATE', { dmabufFd: bufferFd, usage, flags });
+    let syncFile: SyncFile | undefined;
+    if (wantSyncFile) {
+      try {
+        syncFile = SyncFile.adopt(syncFileFd);
+      } catch (error) {
+        closeFd(syncFileFd);
+        throw error;
+      }
+    }
+    return new TestFence(this, id, syncFile);
+  }
+
+  /**
+   * Sends any command with raw argument bytes (at least the command's size):
+   * for fuzzing the module. `command` is a full ioctl number of type 0xDB.
+   */
+  rawIoctl(command: number, argument: Buffer): number {
+    validate.integer('command', command, 0, 0xffffffff);
+    if (!Buffer.isBuffer(argument)) throw new TypeError('argument must be a Buffer');
+    return native().dmabufTestIoctl(this.fd, command, argument);
+  }
+
+  /** The full ioctl numbers, for rawIoctl. */
+  static get commands(): Readonly<Record<KernelTestCommand, number>> {
+    return native().dmabufTestCommands as Record<KernelTestCommand, number>;
+  }
+
+  /** Events queued now, without waiting (consumes them: listeners will not see these). */
+  readEvents(): KernelTestEvent[] {
+    const fd = this.assertOpen('read');
+    const events: KernelTestEvent[] = [];
+    for (;;) {
+      const bytes = native().readInto(fd, this.#eventBuffer);
+      if (bytes === -11 /* EAGAIN */) return events;
+      if (bytes < 0) throw kernelError(bytes, 'read', { path: defaultDevicePath });
+      for (let offset = 0; offset + eventStruct.size <= bytes; offset += eventStruct.size) {
+        const { type, id, sequence } = eventStruct.decode(this.#eventBuffer.subarray(offset, offset + eventStruct.size));
+        events.push({ type: type === EVENT_OVERFLOW ? 'overflow' : type === EVENT_MOVE_NOTIFY ? 'move-notify' : (`unknown-${type}` as 'overflow'), attachmentId: id, sequence });
+      }
+    }
+  }
+
+  on(event: 'move-notify' | 'overflow', listener: (event: KernelTestEvent) => void): this {
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  off(event: 'move-notify' | 'overflow', listener: (event: KernelTestEvent) => void): this {
+    this.#events.off(event, listener);
+    return this;
+  }
+
+  /** Invalidations as they happen, as an async iterator (ends with the signal, or when the device closes). */
+  async *events(options?: { signal?: AbortSignal }): AsyncGenerator<KernelTestEvent> {
+    const signal = validate.optionalSignal('options.signal', validate.options<{ signal: AbortSignal }>('options', options).signal);
+    const stop = new AbortController();
+    const onClose = () => stop.abort();
+    this.#events.once('close', onClose);
+    const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+    const forward = (event: KernelTestEvent) => this.#events.emit('event', event);
+    this.on('move-notify', forward).on('overflow', forward);
+    try {
+      for await (const [event] of on(this.#events, 'event', { signal: combined })) yield event as KernelTestEvent;
+    } catch (error) {
+      if ((error as { name?: string }).name !== 'AbortError' || signal?.aborted) throw error;
+    } finally {
+      this.off('move-notify', forward).off('overflow', forward);
+      this.#events.off('close', onClose);
+    }
+  }
+
+  #listening(): boolean {
+    return this.#events.listenerCount('move-notify') + this.#events.listenerCount('overflow') > 0;
+  }
+
+  async #readLoop(): Promise<void> {
+    if (this.#reading) return;
+    this.#reading = true;
+    try {
+      while (!this.closed && this.#listening()) {
+        for (const event of this.readEvents()) this.#events.emit(event.type, event);
+        this.#stopReading = new AbortController();
+        await this.#waiter.wait(native().Poller.READABLE, 'read', { signal: this.#stopReading.signal });
+      }
+    } catch (error) {
+      const stopped = (error as { name?: string }).name === 'AbortError' || (error as { code?: string }).code === 'ECANCELED';
+      if (!stopped && this.#events.listenerCount('error') > 0) this.#events.emit('error', error);
+    } finally {
+      this.#reading = false;
+      this.#stopReading = undefined;
+    }
+  }
+
+  protected override releaseResources(): void {
+    this.#waiter.close('read');
+    this.#events.emit('close');
+  }
+}
+
+/** The module's user interface: `kernelTest.open()`. */
+export const kernelTest = {
+  open: (path?: string): KernelTestDevice => KernelTestDevice.open(path),
+  devicePath: defaultDevicePath,
+};

@@ -1,0 +1,50 @@
+// The test module's ioctls (kernel-module/uapi/dmabuf_test.h). TypeScript
+// packs the argument structs; this only checks that a command is the
+// module's and that its argument fits the buffer given, so that no command
+// number, even a random one from a fuzzer, lets the kernel write past it.
+#include <sys/ioctl.h>
+
+#include "../kernel-module/uapi/dmabuf_test.h"
+#include "addon.h"
+
+namespace dmabuf {
+
+static Napi::Value TestIoctl(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint32_t command;
+  char* data;
+  size_t length;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "command", &command) || !ArgBuffer(info, 2, "argument", &data, &length)) {
+    return info.Env().Undefined();
+  }
+  if (_IOC_TYPE(command) != DBT_IOC_MAGIC) {
+    Napi::RangeError::New(info.Env(), "command must be a dmabuf_test ioctl (type 0xDB)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  if (_IOC_SIZE(command) > length) {
+    Napi::RangeError::New(info.Env(), "argument is smaller than the command's size").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  return Result(info.Env(), Restarting([&] { return ioctl(fd, command, data); }));
+}
+
+void InitDmabufTest(Napi::Env env, Napi::Object exports) {
+  exports.Set("dmabufTestIoctl", Napi::Function::New(env, TestIoctl));
+  Napi::Object commands = Napi::Object::New(env);
+  commands.Set("EXPORT", Napi::Number::New(env, DBT_IOCTL_EXPORT));
+  commands.Set("MOVE", Napi::Number::New(env, DBT_IOCTL_MOVE));
+  commands.Set("EXPORTER_INFO", Napi::Number::New(env, DBT_IOCTL_EXPORTER_INFO));
+  commands.Set("ATTACH", Napi::Number::New(env, DBT_IOCTL_ATTACH));
+  commands.Set("DETACH", Napi::Number::New(env, DBT_IOCTL_DETACH));
+  commands.Set("MAP", Napi::Number::New(env, DBT_IOCTL_MAP));
+  commands.Set("UNMAP", Napi::Number::New(env, DBT_IOCTL_UNMAP));
+  commands.Set("PIN", Napi::Number::New(env, DBT_IOCTL_PIN));
+  commands.Set("UNPIN", Napi::Number::New(env, DBT_IOCTL_UNPIN));
+  commands.Set("ATTACHMENT_INFO", Napi::Number::New(env, DBT_IOCTL_ATTACHMENT_INFO));
+  commands.Set("FENCE_CREATE", Napi::Number::New(env, DBT_IOCTL_FENCE_CREATE));
+  commands.Set("FENCE_SIGNAL", Napi::Number::New(env, DBT_IOCTL_FENCE_SIGNAL));
+  exports.Set("dmabufTestCommands", commands);
+  exports.Set("DBT_EVENT_SIZE", Napi::Number::New(env, sizeof(struct dbt_event)));
+}
+
+}  // namespace dmabuf
