@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { buildKernel, run } from '../lib/vm';
-import { buildKernelSelftests } from './support/kernel-selftests';
+import { buildKernel, run, type BuiltKernel, type KernelProfile } from '../lib/vm';
+import { buildDmabufSelftestsModule, buildEfaultProgram, buildKernelSelftests } from './support/kernel-selftests';
 
 interface Summary {
   passes: number;
@@ -33,12 +33,26 @@ function hostMocha(config: string, summaryPath: string): Promise<number> {
   });
 }
 
-async function guestMocha(selftestsDir: string): Promise<{ status: number; summary?: Summary }> {
+/** CONFIG_DMABUF_MOVE_NOTIFY of a built kernel, for the tests whose expectations depend on it. */
+function moveNotifyOf(kernel: BuiltKernel): 'y' | 'n' {
+  return /^CONFIG_DMABUF_MOVE_NOTIFY=y$/m.test(readFileSync(join(kernel.tree!, '.config'), 'utf8')) ? 'y' : 'n';
+}
+
+/**
+ * Mocha inside the VM on one kernel profile, with the test module built
+ * against it and loaded, and the kernel's DMABUF_SELFTESTS module built for
+ * the tests to load.
+ */
+async function guestMocha(profile: KernelProfile, config: string, scratch: string, env: Record<string, string>): Promise<{ status: number; summary?: Summary }> {
+  const kernel = await buildKernel({ profile, onProgress: (line) => process.stdout.write(`${line}\n`) });
+  const selftestsModule = await buildDmabufSelftestsModule(kernel, join(scratch, profile));
   const result = await run({
     // --expose-gc: the guest suite checks what garbage collection does to leaked handles.
-    command: [process.execPath, '--expose-gc', mochaBin, '--config', '.mocharc.guest.json'],
+    command: [process.execPath, '--expose-gc', mochaBin, '--config', config],
     cwd: root,
-    env: { DMABUF_TEST_SUMMARY: '/run/results/summary.json', DMABUF_SELFTESTS_DIR: selftestsDir },
+    profile,
+    modules: [{ path: join(root, 'kernel-module') }],
+    env: { DMABUF_TEST_SUMMARY: '/run/results/summary.json', DMABUF_MOVE_NOTIFY: moveNotifyOf(kernel), DMABUF_KERNEL_SELFTESTS_KO: selftestsModule, ...env },
     keepResults: true,
     timeoutMs: 30 * 60_000,
     onStdout: (chunk) => process.stdout.write(chunk),
@@ -46,7 +60,7 @@ async function guestMocha(selftestsDir: string): Promise<{ status: number; summa
   });
   const summary = readSummary(join(result.resultsDir!, 'summary.json'));
   rmSync(result.resultsDir!, { recursive: true, force: true });
-  process.stdout.write(`guest: VM run ${result.ok ? 'clean' : `failed (${result.failures.join(', ')})`} in ${(result.durationMs / 1000).toFixed(1)}s, kernel ${result.kernel.release}\n`);
+  process.stdout.write(`guest (${profile}): VM run ${result.ok ? 'clean' : `failed (${result.failures.join(', ')})`} in ${(result.durationMs / 1000).toFixed(1)}s, kernel ${result.kernel.release}\n`);
   if (!result.ok) process.stdout.write(`${result.summary}\n`);
   return { status: result.ok ? 0 : 1, summary };
 }
@@ -66,10 +80,21 @@ async function main(): Promise<number> {
     say('runner suite (host tests that boot the VM)');
     suites.push({ name: 'runner', status: await hostMocha('.mocharc.runner.json', join(scratch, 'runner.json')), summary: readSummary(join(scratch, 'runner.json')) });
 
-    say('guest suite (mocha inside the VM)');
+    say('guest suite (mocha inside the VM, base kernel, test module loaded)');
     const selftestsDir = join(scratch, 'selftests');
     await buildKernelSelftests(kernel, selftestsDir);
-    suites.push({ name: 'guest', ...(await guestMocha(selftestsDir)) });
+    const efault = buildEfaultProgram(root, scratch);
+    suites.push({ name: 'guest', ...(await guestMocha('base', '.mocharc.guest.json', scratch, { DMABUF_SELFTESTS_DIR: selftestsDir, DMABUF_DBT_EFAULT: efault })) });
+
+    // The kernel-module suite again where kernel CI would run such code: under
+    // lockdep, KASAN and DMABUF_DEBUG, and with CONFIG_DMABUF_MOVE_NOTIFY off.
+    for (const profile of ['debug', 'no-move-notify'] as const) {
+      say(`kernel-module suite on the ${profile} kernel`);
+      const started = Date.now();
+      const outcome = await guestMocha(profile, '.mocharc.module.json', scratch, { DMABUF_DBT_EFAULT: efault });
+      process.stdout.write(`${profile}: kernel and suite took ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
+      suites.push({ name: `guest-${profile}`, ...outcome });
+    }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomInt } from 'node:crypto';
+import { closeSync } from 'node:fs';
+import { errnoName, KernelTestDevice, kernelTest, Memfd, udmabuf } from '../../../lib';
+import { openFdCount } from '../helpers';
+import { requireModule } from './helpers';
+
+const commands = KernelTestDevice.commands;
+const sizeOf = (command: number) => (command >>> 16) & 0x3fff;
+const numberOf = (command: number) => command & 0xff;
+/** _IOC(dir, 0xDB, nr, size) */
+const ioc = (direction: number, nr: number, size: number) => ((direction << 30) | (size << 16) | (0xdb << 8) | nr) >>> 0;
+
+function words(...values: number[]): Buffer {
+  const buffer = Buffer.alloc(values.length * 4);
+  values.forEach((value, index) => buffer.writeInt32LE(value | 0, index * 4));
+  return buffer;
+}
+
+function expectErrno(device: KernelTestDevice, command: number, argument: Buffer, code: string): void {
+  const padded = Buffer.concat([argument, Buffer.alloc(Math.max(0, sizeOf(command) - argument.length))]);
+  assert.equal(errnoName(-device.rawIoctl(command, padded)), code, `command 0x${command.toString(16)} with ${argument.toString('hex')}`);
+}
+
+describe('kernel module: every ioctl argument is checked', () => {
+  requireModule();
+  let device: KernelTestDevice;
+  beforeEach(() => {
+    device = kernelTest.open();
+  });
+  afterEach(() => device.close());
+
+  it('unknown commands, and known numbers with another size, are ENOTTY', () => {
+    expectErrno(device, ioc(3, 0x7f, 16), Buffer.alloc(16), 'ENOTTY');
+    expectErrno(device, ioc(3, numberOf(commands.EXPORT), 8), Buffer.alloc(8), 'ENOTTY');
+    expectErrno(device, ioc(0, numberOf(commands.DETACH), 0), Buffer.alloc(0), 'ENOTTY');
+  });
+
+  it('unknown flags, nonzero padding and out-of-range values are EINVAL', () => {
+    expectErrno(device, commands.EXPORT, words(1, 2), 'EINVAL'); // flags
+    expectErrno(device, commands.EXPORT, words(0, 0), 'EINVAL'); // no pages
+    expectErrno(device, commands.EXPORT, words(16385, 0), 'EINVAL'); // above DBT_MAX_PAGES
+    expectErrno(device, commands.ATTACH, words(0, 0, 0, 1), 'EINVAL'); // pad
+    expectErrno(device, commands.ATTACH, words(0, 4), 'EINVAL'); // flags
+    expectErrno(device, commands.MAP, words(1, 3), 'EINVAL'); // direction
+    expectErrno(device, commands.DETACH, words(1, 1), 'EINVAL'); // pad
+    expectErrno(device, commands.MOVE, words(1, 2), 'EINVAL');
+    expectErrno(device, commands.FENCE_CREATE, words(-1, 4, 1), 'EINVAL'); // usage
+    expectErrno(device, commands.FENCE_CREATE, words(-1, 1, 0), 'EINVAL'); // usage without DBT_FENCE_ADD
+    expectErrno(device, commands.FENCE_CREATE, words(-1, 0, 4), 'EINVAL'); // flags
+    expectErrno(device, commands.FENCE_SIGNAL, words(1, 1), 'EINVAL'); // a positive error
+    expectErrno(device, commands.FENCE_SIGNAL, words(1, -4096), 'EINVAL'); // beyond MAX_ERRNO
+  });
+
+  it('ids that name nothing are ENOENT; fds that are not dma-bufs are EBADF or EINVAL', () => {
+    for (const command of [commands.MOVE, commands.EXPORTER_INFO, commands.DETACH, commands.MAP, commands.UNMAP, commands.PIN, commands.UNPIN, commands.ATTACHMENT_INFO, commands.FENCE_SIGNAL]) {
+      expectErrno(device, command, words(12345), 'ENOENT');
+    }
+    // An exporter id is not an attachment id.
+    const exporter = device.export({ pages: 1, dynamic: true });
+    using _buffer = exporter.dmabuf;
+    expectErrno(device, commands.MAP, words(exporter.id), 'ENOENT');
+    expectErrno(device, commands.ATTACH, words(-1), 'EBADF');
+    using memfd = Memfd.create(4096);
+    expectErrno(device, commands.ATTACH, words(memfd.fd), 'EINVAL');
+    expectErrno(device, commands.FENCE_CREATE, words(memfd.fd, 1, 1), 'EINVAL');
+    expectErrno(device, commands.FENCE_CREATE, words(1_000_000, 1, 1), 'EBADF');
+  });
+
+  it('an argument the kernel cannot read or write is EFAULT, for every command (from C: JavaScript cannot pass a bad pointer)', function () {
+    const program = process.env.DMABUF_DBT_EFAULT;
+    if (!program) throw new Error('DMABUF_DBT_EFAULT names the compiled test/fixtures/dbt_efault.c; npm test builds it');
+    const result = spawnSync(program, [kernelTest.devicePath], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    const outcomes = JSON.parse(result.stdout) as Record<string, string>;
+    assert.deepEqual(Object.keys(outcomes).sort(), Object.keys(commands).sort());
+    for (const [name, outcome] of Object.entries(outcomes)) assert.equal(outcome, 'EFAULT', name);
+  });
+
+  it('the addon refuses commands of other types and arguments smaller than the command says', () => {
+    assert.throws(() => device.rawIoctl(0x40086401, Buffer.alloc(8)), RangeError);
+    assert.throws(() => device.rawIoctl(commands.EXPORTER_INFO, Buffer.alloc(8)), RangeError);
+    assert.throws(() => device.rawIoctl(-1, Buffer.alloc(8)), RangeError);
+    assert.throws(() => device.rawIoctl(commands.EXPORT, 'x' as unknown as Buffer), TypeError);
+  });
+
+  it('fuzz: random commands and arguments for a bounded time, with nothing leaked (the runner checks the kernel log)', () => {
+    const deadline = Date.now() + Number(process.env.DMABUF_FUZZ_MS ?? 5000);
+    const fdsBefore = openFdCount();
+    using memory = udmabuf.create(2 * 4096);
+    using memfd = Memfd.create(4096);
+    const known = Object.values(commands);
+    const outcomes = new Map<string, number>();
+    let fuzzDevice = kernelTest.open();
+    let calls = 0;
+    // Values that hit the checks' edges: small ids, real fds, flags bits, limits.
+    const pool = () => [0, 1, 2, 3, 1, 2, -1, 0xffffffff, memory.fd, memfd.fd, fuzzDevice.fd, 16384, 16385, 4, randomInt(0, 2 ** 32) | 0][randomInt(0, 15)]!;
+    while (Date.now() < deadline) {
+      const command = randomInt(0, 4) === 0 ? ioc(randomInt(0, 4), randomInt(0, 16), randomInt(0, 64)) : known[randomInt(0, known.length)]!;
+      const argument = Buffer.alloc(Math.max(sizeOf(command), 4));
+      for (let offset = 0; offset + 4 <= argument.length; offset += 4) argument.writeInt32LE(pool() | 0, offset);
+      const result = fuzzDevice.rawIoctl(command, argument);
+      calls += 1;
+      const outcome = result < 0 ? errnoName(-result) : 'ok';
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      if (result === 0) release(command, argument);
+      // A fresh file now and then, so that created objects do not pile up.
+      if (calls % 200 === 0) {
+        fuzzDevice.close();
+        fuzzDevice = kernelTest.open();
+      }
+    }
+    fuzzDevice.close();
+    process.stdout.write(`      ${calls} calls: ${[...outcomes].map(([outcome, count]) => `${outcome} ${count}`).join(', ')}\n`);
+    assert.ok(calls > 1000, `only ${calls} calls`);
+    assert.ok((outcomes.get('ok') ?? 0) > 0, 'some calls succeed, so the fuzzer reaches past the checks');
+    for (const outcome of outcomes.keys()) assert.ok(['ok', 'ENOTTY', 'EINVAL', 'ENOENT', 'EBADF', 'EBUSY', 'EOVERFLOW'].includes(outcome), `unexpected ${outcome}`);
+    assert.equal(openFdCount(), fdsBefore + 2, 'only the two buffers of this test are open');
+
+    // What a successful call handed out is closed at once, and its fences
+    // signalled, so that no later static map waits on one forever.
+    function release(command: number, argument: Buffer): void {
+      if (command === commands.EXPORT) closeSync(argument.readInt32LE(8));
+      if (command === commands.FENCE_CREATE) {
+        if (argument.readUInt32LE(8) & 2) closeSync(argument.readInt32LE(16));
+        fuzzDevice.rawIoctl(commands.FENCE_SIGNAL, words(argument.readUInt32LE(12), 0));
+      }
+      if (command === commands.MOVE && argument.readUInt32LE(4) & 1) fuzzDevice.rawIoctl(commands.FENCE_SIGNAL, words(argument.readUInt32LE(8), 0));
+    }
+  });
+});
+
+describe("the kernel's own DMABUF_SELFTESTS", () => {
+  it('dmabuf_selftests.ko, built from this kernel\'s drivers/dma-buf, loads and every selftest passes', function () {
+    this.timeout(300_000);
+    const module = process.env.DMABUF_KERNEL_SELFTESTS_KO;
+    if (!module) throw new Error('DMABUF_KERNEL_SELFTESTS_KO names the built module; npm test builds it');
+    // The module runs its tests in its init: insmod fails with the first failure's errno.
+    const insmod = spawnSync('insmod', [module], { encoding: 'utf8' });
+    const log = spawnSync('dmesg', [], { encoding: 'utf8' }).stdout;
+    spawnSync('rmmod', ['dmabuf_selftests']);
+    const run = log.slice(log.lastIndexOf('dma-buf: Running sanitycheck'));
+    assert.equal(insmod.status, 0, `insmod: ${insmod.stderr}\n${run}`);
+    const ran = [...run.matchAll(/dma-buf: Running (\w+)\n/g)].map((match) => match[1]);
+    assert.deepEqual(ran, ['sanitycheck', 'dma_fence', 'dma_fence_chain', 'dma_fence_unwrap', 'dma_resv']);
+    assert.equal(/dma-buf\/.* failed/.test(run), false, run);
+    const subtests = [...run.matchAll(/dma-buf: Running \w+\/\w+/g)].length;
+    process.stdout.write(`      ${ran.length} selftests, ${subtests} subtests passed\n`);
+    assert.ok(subtests > 20);
+  });
+});

@@ -1,0 +1,297 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { DmaBuf, kernelTest, udmabuf, type KernelTestDevice, type TestExporter } from '../../../lib';
+import { settledWithin } from '../helpers';
+import { moveNotifyEnabled, requireModule } from './helpers';
+
+const pageSize = 4096;
+
+/** The whole buffer, in as many DMA segments as its pages' physical contiguity allows. */
+function assertMapping(mapping: { segments: number; bytes: number }, pages: number): void {
+  assert.equal(mapping.bytes, pages * pageSize);
+  assert.ok(mapping.segments >= 1 && mapping.segments <= pages, `${mapping.segments} segments for ${pages} pages`);
+}
+
+// What the 6.1 core does between importers and exporters, read back from the
+// module's counters. The expectations follow drivers/dma-buf/dma-buf.c; the
+// two kernel configurations (CONFIG_DMABUF_MOVE_NOTIFY on and off) differ in
+// whether a dynamic importer's mapping pins the exporter.
+describe('kernel module: importers and exporters as the core treats them', () => {
+  requireModule();
+  let device: KernelTestDevice;
+  let moveNotify: boolean;
+  before(() => {
+    moveNotify = moveNotifyEnabled();
+  });
+  beforeEach(() => {
+    device = kernelTest.open();
+  });
+  afterEach(() => device.close());
+
+  function dynamicExporter(pages = 4): TestExporter {
+    return device.export({ pages, dynamic: true });
+  }
+
+  it('a static importer on a dynamic exporter: pinned and mapped at attach, the mapping cached until detach', () => {
+    const exporter = dynamicExporter();
+    using _buffer = exporter.dmabuf;
+    const attachment = device.attach(exporter.dmabuf);
+    let info = exporter.info();
+    assert.deepEqual([info.attachCalls, info.pinCalls, info.pinCount, info.mapCalls], [1, 1, 1, 1]);
+    assert.equal(attachment.info().coreCached, true);
+    attachment.map('to-device'); // the cached table, whatever the direction: it was cached bidirectional
+    assert.equal(exporter.info().mapCalls, 1);
+    assert.throws(() => exporter.move(), { code: 'EBUSY', syscall: 'ioctl(DBT_IOCTL_MOVE)' });
+    attachment.unmap();
+    assert.equal(exporter.info().unmapCalls, 0, 'unmapping the cached table does nothing');
+    attachment.detach();
+    info = exporter.info();
+    assert.deepEqual([info.unmapCalls, info.unpinCalls, info.pinCount, info.detachCalls, info.attachments], [1, 1, 0, 1, 0]);
+    exporter.move();
+    assert.equal(exporter.info().moves, 1);
+  });
+
+  it('a dynamic importer on a dynamic exporter: mapped on demand, notified on move, remapped after', () => {
+    const exporter = dynamicExporter();
+    using _buffer = exporter.dmabuf;
+    const attachment = device.attach(exporter.dmabuf, { dynamic: true });
+    assert.deepEqual([exporter.info().mapCalls, exporter.info().pinCalls], [0, 0]);
+    assertMapping(attachment.map(), 4);
+    assert.equal(exporter.info().pinCount, moveNotify ? 0 : 1, 'without MOVE_NOTIFY a dynamic mapping pins');
+    if (moveNotify) {
+      exporter.move();
+      const state = attachment.info();
+      assert.deepEqual([state.moveNotifies, state.invalidated, state.mapped], [1, true, true]);
+      assert.deepEqual(device.readEvents().map(({ type, attachmentId }) => [type, attachmentId]), [['move-notify', attachment.id]]);
+      attachment.unmap();
+      attachment.map();
+      assert.deepEqual([exporter.info().mapCalls, exporter.info().unmapCalls, attachment.info().invalidated], [2, 1, false]);
+    } else {
+      assert.throws(() => exporter.move(), { code: 'EBUSY' });
+      attachment.unmap();
+      assert.deepEqual([exporter.info().pinCount, exporter.info().unpinCalls], [0, 1]);
+      exporter.move();
+      assert.equal(attachment.info().moveNotifies, 1, 'move_notify is called without MOVE_NOTIFY too');
+    }
+  });
+
+  it('move_notify reaches every dynamic attachment, mapped or not', () => {
+    const exporter = dynamicExporter();
+    using _buffer = exporter.dmabuf;
+    const unmapped = device.attach(exporter.dmabuf, { dynamic: true });
+    const mapped = device.attach(exporter.dmabuf, { dynamic: true });
+    if (moveNotify) mapped.map();
+    exporter.move();
+    assert.equal(unmapped.info().moveNotifies, 1);
+    assert.equal(unmapped.info().invalidated, false, 'nothing mapped, nothing invalidated');
+    assert.equal(mapped.info().moveNotifies, 1);
+    assert.equal(device.readEvents().length, 2);
+  });
+
+  it('a dynamic importer on a static exporter: the core maps once at attach and caches it', () => {
+    using memory = udmabuf.create(16 * pageSize);
+    const onUdmabuf = device.attach(memory, { dynamic: true });
+    assert.equal(onUdmabuf.info().coreCached, true);
+    assertMapping(onUdmabuf.map('from-device'), 16);
+
+    const exporter = device.export({ pages: 2, dynamic: false });
+    using _buffer = exporter.dmabuf;
+    const onStatic = device.attach(exporter.dmabuf, { dynamic: true });
+    assert.deepEqual([exporter.info().mapCalls, exporter.info().pinCalls], [1, 0]);
+    onStatic.map('to-device');
+    assert.equal(exporter.info().mapCalls, 1);
+    assert.throws(() => exporter.move(), { code: 'EINVAL', message: /only a dynamic exporter can move/ });
+  });
+
+  it('a static importer on a static exporter with cache_sgt_mapping: the first map is cached, another direction is EBUSY', () => {
+    const exporter = device.export({ pages: 2, dynamic: false });
+    using _buffer = exporter.dmabuf;
+    const attachment = device.attach(exporter.dmabuf);
+    assert.equal(exporter.info().mapCalls, 0);
+    attachment.map('to-device');
+    assert.equal(attachment.info().coreCached, true);
+    attachment.unmap();
+    assert.equal(exporter.info().unmapCalls, 0);
+    assert.throws(() => attachment.map('from-device'), { code: 'EBUSY' });
+    attachment.map('to-device');
+    attachment.detach();
+    assert.deepEqual([exporter.info().mapCalls, exporter.info().unmapCalls], [1, 1]);
+  });
+
+  it('a pin from a dynamic importer stops moves until unpinned; a static importer may not pin', () => {
+    const exporter = dynamicExporter();
+    using _buffer = exporter.dmabuf;
+    const dynamic = device.attach(exporter.dmabuf, { dynamic: true });
+    dynamic.pin();
+    assert.equal(exporter.info().pinCount, 1);
+    assert.throws(() => exporter.move(), { code: 'EBUSY', message: /pinned/ });
+    dynamic.unpin();
+    exporter.move();
+    assert.throws(() => dynamic.unpin(), { code: 'EINVAL' });
+    using memory = udmabuf.create(pageSize);
+    const staticImporter = device.attach(memory);
+    assert.throws(() => staticImporter.pin(), { code: 'EINVAL', message: /only a dynamic importer may pin/ });
+  });
+
+  it('detach while mapped unmaps first; closing the importer file detaches everything it held', () => {
+    const exporter = dynamicExporter();
+    using _buffer = exporter.dmabuf;
+    const attachment = device.attach(exporter.dmabuf, { dynamic: true });
+    attachment.map();
+    attachment.pin();
+    attachment.detach();
+    let info = exporter.info();
+    assert.deepEqual([info.unmapCalls, info.pinCount, info.attachments], [1, 0, 0]);
+
+    const other = kernelTest.open();
+    for (let index = 0; index < 3; index += 1) other.attach(exporter.dmabuf, { dynamic: true }).map();
+    other.attach(exporter.dmabuf).map(); // static: pinned and cached at attach
+    assert.equal(exporter.info().attachments, 4);
+    other.close();
+    info = exporter.info();
+    assert.deepEqual([info.attachments, info.detachCalls, info.pinCount], [0, 5, 0]);
+    assert.equal(info.unmapCalls, info.mapCalls);
+  });
+
+  it('an exported buffer outlives the device file that made it', () => {
+    const exporter = dynamicExporter(1);
+    const view = exporter.dmabuf.map();
+    view.write('still here');
+    device.close();
+    device = kernelTest.open();
+    using second = DmaBuf.fromFd(exporter.dmabuf.fd, { dup: true });
+    assert.equal(second.map().toString('utf8', 0, 10), 'still here');
+    assert.equal(second.info().exporter, 'dmabuf_test');
+    exporter.dmabuf.close();
+  });
+
+  it('data survives every move: read back through the old mapping and through a fresh one', () => {
+    const exporter = dynamicExporter(8);
+    using _buffer = exporter.dmabuf;
+    const pattern = randomBytes(8 * pageSize);
+    const oldView = exporter.dmabuf.map();
+    pattern.copy(oldView);
+    for (let move = 0; move < 10; move += 1) {
+      const fence = exporter.move({ fenced: move % 2 === 1 });
+      using fresh = DmaBuf.fromFd(exporter.dmabuf.fd, { dup: true });
+      assert.ok(fresh.map().equals(pattern), `fresh mapping after move ${move}`);
+      assert.ok(oldView.equals(pattern), `the first mapping (refaulted) after move ${move}`);
+      oldView[move] = pattern[move] = move;
+      fence?.signal();
+    }
+    assert.deepEqual([exporter.info().moves, exporter.info().heldMoves], [10, 0]);
+  });
+
+  it('many attachments and many moves: every notification counted, the event queue overflows honestly', () => {
+    const attachmentCount = 40;
+    const moves = 10;
+    const exporter = dynamicExporter(2);
+    using _buffer = exporter.dmabuf;
+    const attachments = Array.from({ length: attachmentCount }, () => device.attach(exporter.dmabuf, { dynamic: true }));
+    for (let move = 0; move < moves; move += 1) {
+      if (moveNotify) for (const attachment of attachments) attachment.map();
+      exporter.move();
+      if (moveNotify) {
+        assert.ok(attachments.every((attachment) => attachment.info().invalidated));
+        for (const attachment of attachments) attachment.unmap();
+      } else {
+        for (const attachment of attachments) attachment.map();
+        assert.equal(exporter.info().pinCount, attachmentCount);
+        for (const attachment of attachments) attachment.unmap();
+      }
+    }
+    assert.ok(attachments.every((attachment) => attachment.info().moveNotifies === moves));
+    const events = device.readEvents();
+    const notified = events.filter((event) => event.type === 'move-notify');
+    const overflow = events.filter((event) => event.type === 'overflow');
+    assert.equal(notified.length, 256, 'the ring holds 256');
+    assert.deepEqual(overflow.map((event) => [event.attachmentId, event.sequence]), [[attachmentCount * moves - 256, attachmentCount * moves]]);
+    assert.deepEqual(notified.map((event) => event.sequence), Array.from({ length: 256 }, (_, index) => index + 1));
+    const info = exporter.info();
+    assert.deepEqual([info.moves, info.mapCalls, info.unmapCalls, info.pinCount], [moves, attachmentCount * moves, attachmentCount * moves, 0]);
+  });
+
+  it('invalidations arrive as events while listening, and through the async iterator', async () => {
+    const exporter = dynamicExporter(1);
+    using _buffer = exporter.dmabuf;
+    const attachment = device.attach(exporter.dmabuf, { dynamic: true });
+    const seen = new Promise<number>((resolve) => device.on('move-notify', (event) => resolve(event.attachmentId)));
+    exporter.move();
+    assert.equal(await seen, attachment.id);
+
+    const iterator = device.events();
+    const next = iterator.next();
+    await new Promise((resolve) => setImmediate(resolve));
+    exporter.move();
+    const { value } = await next;
+    assert.equal(value?.type, 'move-notify');
+    assert.equal(value?.sequence, 2);
+    await iterator.return(undefined);
+  });
+});
+
+describe('kernel module: fences in reservation objects', () => {
+  requireModule();
+  let device: KernelTestDevice;
+  beforeEach(() => {
+    device = kernelTest.open();
+  });
+  afterEach(() => device.close());
+
+  it('a write fence keeps the buffer busy for readers and writers until signalled', async () => {
+    using buffer = udmabuf.create(pageSize);
+    const fence = device.createFence({ buffer, usage: 'write', syncFile: true });
+    using syncFile = fence.syncFile!;
+    assert.equal(syncFile.info().fences[0]!.driver, 'dmabuf_test');
+    assert.throws(() => buffer.beginCpuAccess('read'), { code: 'ERR_DMABUF_FENCES_PENDING' });
+    using forReaders = buffer.exportSyncFile('read');
+    assert.equal(forReaders.info().status, 'active');
+    const idle = buffer.waitIdle({ mode: 'read', timeoutMs: 10_000 });
+    assert.equal(await settledWithin(idle, 100), false);
+    fence.signal();
+    await idle;
+    assert.equal(syncFile.info().status, 'signaled');
+    assert.equal(forReaders.info().status, 'signaled');
+  });
+
+  it('a read fence holds writers only; a kernel fence holds everyone', () => {
+    using buffer = udmabuf.create(pageSize);
+    const read = device.createFence({ buffer, usage: 'read' });
+    using forReaders = buffer.exportSyncFile('read');
+    using forWriters = buffer.exportSyncFile('write');
+    assert.deepEqual([forReaders.info().status, forWriters.info().status], ['signaled', 'active']);
+    read.signal();
+    const kernel = device.createFence({ buffer, usage: 'kernel' });
+    using kernelForReaders = buffer.exportSyncFile('read');
+    assert.equal(kernelForReaders.info().status, 'active');
+    kernel.signal();
+    assert.equal(kernelForReaders.info().status, 'signaled');
+  });
+
+  it('a fenced move holds the old pages until its fence signals, and waiters see the kernel fence', async () => {
+    const exporter = device.export({ pages: 2, dynamic: true });
+    using buffer = exporter.dmabuf;
+    const fence = exporter.move({ fenced: true })!;
+    assert.equal(exporter.info().heldMoves, 1);
+    const idle = buffer.waitIdle({ mode: 'read', timeoutMs: 10_000 });
+    assert.equal(await settledWithin(idle, 100), false);
+    fence.signal();
+    await idle;
+    assert.equal(exporter.info().heldMoves, 0);
+  });
+
+  it('signalled with an error, the fence carries it; unsignalled fences are cancelled when the device closes', () => {
+    const failing = device.createFence({ syncFile: true });
+    using failed = failing.syncFile!;
+    failing.signal(-5);
+    assert.deepEqual([failed.info().status, failed.info().statusCode], ['error', -5]);
+    assert.throws(() => failing.signal(), { code: 'ENOENT', message: /already signalled/ });
+
+    const other = kernelTest.open();
+    using buffer = udmabuf.create(pageSize);
+    using orphan = other.createFence({ buffer, syncFile: true }).syncFile!;
+    other.close();
+    assert.equal(orphan.info().statusCode, -125, 'ECANCELED');
+    buffer.withCpuAccess('read', () => undefined); // nothing left to wait for
+  });
+});
