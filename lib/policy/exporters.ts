@@ -1,0 +1,183 @@
+import { exportBuffer, moveNotify, type Attachment, type DmaDirection, type ExporterOps, type PolicyBuffer, type PolicyProfile } from './core';
+import { policyErrno } from './errors';
+import { FenceTimeline, type PolicyFence } from './fence';
+import type { ReservationObject } from './resv';
+import type { Trace } from './trace';
+
+/** Counters of what the core asked an exporter to do, named as the kernel test module names them. */
+export interface ExporterCounters {
+  attachCalls: number;
+  detachCalls: number;
+  pinCalls: number;
+  unpinCalls: number;
+  mapCalls: number;
+  unmapCalls: number;
+  moves: number;
+  pinCount: number;
+  attachments: number;
+}
+
+/**
+ * Memory an exporter can move between. The policy layer never touches real
+ * memory itself: lib/moving-buffer.ts gives udmabuf-backed stores, tests
+ * give plain ones.
+ */
+export interface BackingStore<Backing, Mapping> {
+  allocate(size: number): Backing;
+  /** Copies all of `from` into `to`; `from` is not written. */
+  copy(from: Backing, to: Backing): void;
+  /** What an importer's map gets for this memory. */
+  describe(backing: Backing, generation: number, direction: DmaDirection): Mapping;
+  /** The importer unmapped it. */
+  forget?(mapping: Mapping): void;
+  release(backing: Backing): void;
+}
+
+export interface MoveResult {
+  generation: number;
+  /** With a fenced move: the fence that keeps the old memory alive, now in the reservation object as a kernel fence. */
+  fence?: PolicyFence;
+}
+
+/**
+ * An exporter over a BackingStore: dynamic (pin/unpin, may move) or static
+ * (cached mapping, never moves), counting what the core asks of it as the
+ * kernel test module does.
+ */
+export class MovableExporter<Backing, Mapping> {
+  readonly buffer: PolicyBuffer<Mapping>;
+  readonly counters: ExporterCounters = { attachCalls: 0, detachCalls: 0, pinCalls: 0, unpinCalls: 0, mapCalls: 0, unmapCalls: 0, moves: 0, pinCount: 0, attachments: 0 };
+  #backing: Backing;
+  #generation = 0;
+  readonly #timeline = new FenceTimeline();
+  /** Old memory of fenced moves, freed as their fences signal. */
+  readonly #held = new Set<Backing>();
+  #released = false;
+
+  constructor(
+    readonly store: BackingStore<Backing, Mapping>,
+    options: { size: number; dynamic: boolean; profile: PolicyProfile; name?: string; trace?: Trace; resv?: ReservationObject },
+  ) {
+    this.#backing = store.allocate(options.size);
+    const counters = this.counters;
+    const ops: ExporterOps<Mapping> = {
+      attach: () => {
+        counters.attachCalls += 1;
+        counters.attachments += 1;
+      },
+      detach: () => {
+        counters.detachCalls += 1;
+        counters.attachments -= 1;
+      },
+      map: (_attachment: Attachment<Mapping>, direction: DmaDirection) => {
+        counters.mapCalls += 1;
+        return store.describe(this.#backing, this.#generation, direction);
+      },
+      unmap: (_attachment: Attachment<Mapping>, mapping: Mapping) => {
+        counters.unmapCalls += 1;
+        store.forget?.(mapping);
+      },
+      release: () => this.#release(),
+    };
+    if (options.dynamic) {
+      ops.pin = () => {
+        counters.pinCalls += 1;
+        counters.pinCount += 1;
+      };
+      ops.unpin = () => {
+        counters.unpinCalls += 1;
+        counters.pinCount -= 1;
+      };
+    } else {
+      (ops as { cacheSgtMapping: boolean }).cacheSgtMapping = true;
+    }
+    this.buffer = exportBuffer({ ops, size: options.size, name: options.name, profile: options.profile, trace: options.trace, resv: options.resv });
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** The memory importers map now. */
+  get backing(): Backing {
+    return this.#backing;
+  }
+
+  /** Old memory still held for fenced moves. */
+  get heldMoves(): number {
+    return this.#held.size;
+  }
+
+  /**
+   * Moves the contents to new memory under the reservation lock and notifies
+   * importers. EBUSY while pinned; EINVAL for a static exporter. With
+   * `fenced`, the old memory stays allocated until the returned fence is
+   * signalled (by whoever stands for the copy engine: `signalMove`), and
+   * the fence sits in the reservation object so that waiters and static
+   * maps wait for it.
+   */
+  async move(options: { fenced?: boolean; lockHeld?: boolean } = {}): Promise<MoveResult> {
+    const { buffer } = this;
+    if (!buffer.dynamic) throw policyErrno('EINVAL', 'move', 'only a dynamic exporter can move');
+    if (!options.lockHeld) await buffer.resv.lock();
+    try {
+      if (this.counters.pinCount > 0) throw policyErrno('EBUSY', 'move', `${buffer.name} is pinned (${this.counters.pinCount} pins)`);
+      if (options.fenced) buffer.resv.reserveFences(1);
+      const next = this.store.allocate(buffer.size);
+      this.store.copy(this.#backing, next);
+      const old = this.#backing;
+      this.#backing = next;
+      this.#generation += 1;
+      this.counters.moves += 1;
+      buffer.record('move');
+      moveNotify(buffer);
+      if (!options.fenced) {
+        this.store.release(old);
+        return { generation: this.#generation };
+      }
+      const fence = this.#timeline.next();
+      this.#held.add(old);
+      void fence.whenSignaled().then(() => {
+        this.#held.delete(old);
+        this.store.release(old);
+      });
+      buffer.resv.addFence(fence, 'kernel');
+      return { generation: this.#generation, fence };
+    } finally {
+      if (!options.lockHeld) buffer.resv.unlock();
+    }
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.store.release(this.#backing);
+  }
+}
+
+/** A BackingStore of plain numbers: for the model's own tests and for comparing with the kernel. */
+export interface ModelMapping {
+  generation: number;
+  direction: DmaDirection;
+  backing: number;
+}
+
+export function modelStore(): BackingStore<number, ModelMapping> & { live: Set<number> } {
+  let next = 0;
+  const live = new Set<number>();
+  return {
+    live,
+    allocate() {
+      next += 1;
+      live.add(next);
+      return next;
+    },
+    copy() {},
+    describe(backing, generation, direction) {
+      return { backing, generation, direction };
+    },
+    release(backing) {
+      live.delete(backing);
+    },
+  };
+}

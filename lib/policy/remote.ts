@@ -1,0 +1,224 @@
+import { EventEmitter } from 'node:events';
+import { detach, dynamicAttach, mapAttachment, mapAttachmentUnlocked, pin, unmapAttachment, unmapAttachmentUnlocked, unpin, type Attachment, type DmaDirection, type PolicyBuffer } from './core';
+
+/**
+ * Importers in other processes. The exporter's process serves each
+ * importer over a channel (an FdChannel fits; this layer never touches fds):
+ * an attachment per channel, maps that carry the memory's handles, and
+ * move notifications pushed as they happen. An importer that goes away is
+ * detached (its mappings unmapped, its pins dropped); an exporter that goes
+ * away fails the importer's pending calls and emits 'error', never hangs.
+ */
+
+// Listener types of EventEmitter-like channels.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyListener = (...args: any[]) => void;
+
+export interface PolicyChannel {
+  send(message: unknown, handles?: readonly never[]): Promise<void>;
+  on(event: string, listener: AnyListener): unknown;
+  close(): void;
+}
+
+interface Request {
+  req: number;
+  op: 'attach' | 'map' | 'unmap' | 'pin' | 'unpin' | 'detach';
+  dynamic?: boolean;
+  name?: string;
+  direction?: DmaDirection;
+  mappingId?: number;
+}
+
+type Reply = { req: number; ok: true; [key: string]: unknown } | { req: number; ok: false; code: string; message: string };
+
+/** How a mapping crosses the channel: a JSON description and the handles (a DmaBuf) that go with it. */
+export type MappingCodec<M> = (mapping: M) => { description: unknown; handles: readonly unknown[] };
+
+/**
+ * Serves one importer process on `channel`. Resolves when the importer
+ * detached or went away, with everything it held released.
+ */
+export function serveImporter<M>(buffer: PolicyBuffer<M>, channel: PolicyChannel, encode: MappingCodec<M>): Promise<void> {
+  let attachment: Attachment<M> | undefined;
+  const mappings = new Map<number, { mapping: M; direction: DmaDirection }>();
+  let nextMappingId = 1;
+  let queue = Promise.resolve();
+  const send = (message: unknown, handles: readonly unknown[] = []) => channel.send(message, handles as never[]).catch(() => undefined);
+
+  async function withLock<T>(fn: () => Promise<T> | T): Promise<T> {
+    await buffer.resv.lock();
+    try {
+      return await fn();
+    } finally {
+      buffer.resv.unlock();
+    }
+  }
+
+  async function release(): Promise<void> {
+    if (!attachment) return;
+    const current = attachment;
+    attachment = undefined;
+    if (current.dynamic) {
+      await withLock(async () => {
+        for (const { mapping, direction } of mappings.values()) await unmapAttachment(current, mapping, direction);
+        while (current.pins > 0) unpin(current);
+      });
+    } else {
+      for (const { mapping, direction } of mappings.values()) await unmapAttachmentUnlocked(current, mapping, direction);
+    }
+    mappings.clear();
+    await detach(buffer, current);
+  }
+
+  async function handle(request: Request): Promise<Reply | undefined> {
+    const { req } = request;
+    if (request.op === 'attach') {
+      if (attachment) return { req, ok: false, code: 'EBUSY', message: 'this channel already has an attachment' };
+      attachment = await dynamicAttach(buffer, {
+        name: request.name,
+        ops: request.dynamic ? { moveNotify: () => void send({ op: 'move-notify' }) } : undefined,
+      });
+      return { req, ok: true, size: buffer.size, dynamic: attachment.dynamic };
+    }
+    const current = attachment;
+    if (!current) return { req, ok: false, code: 'ENOENT', message: 'attach first' };
+    switch (request.op) {
+      case 'map': {
+        const direction = request.direction ?? 'bidirectional';
+        const mapping = current.dynamic ? await withLock(() => mapAttachment(current, direction)) : await mapAttachmentUnlocked(current, direction);
+        const mappingId = nextMappingId++;
+        mappings.set(mappingId, { mapping, direction });
+        const { description, handles } = encode(mapping);
+        await send({ req, ok: true, mappingId, description }, handles);
+        return undefined; // replied here: the handles go with the reply
+      }
+      case 'unmap': {
+        const entry = mappings.get(request.mappingId ?? -1);
+        if (!entry) return { req, ok: false, code: 'ENOENT', message: `no mapping ${String(request.mappingId)}` };
+        mappings.delete(request.mappingId!);
+        if (current.dynamic) await withLock(() => unmapAttachment(current, entry.mapping, entry.direction));
+        else await unmapAttachmentUnlocked(current, entry.mapping, entry.direction);
+        return { req, ok: true };
+      }
+      case 'pin':
+        await withLock(() => pin(current));
+        return { req, ok: true };
+      case 'unpin':
+        await withLock(() => unpin(current));
+        return { req, ok: true };
+      case 'detach':
+        await release();
+        return { req, ok: true };
+      default:
+        return { req, ok: false, code: 'EINVAL', message: `unknown op ${String((request as { op?: unknown }).op)}` };
+    }
+  }
+
+  return new Promise<void>((resolve) => {
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      // After whatever is running: the importer is gone, so nothing it held may stay.
+      queue = queue.then(release).catch(() => undefined).then(resolve);
+    };
+    channel.on('message', ({ message }: { message: Request }) => {
+      queue = queue.then(async () => {
+        try {
+          const reply = await handle(message);
+          if (reply) await send(reply);
+        } catch (error) {
+          const { code = 'EIO', message: text } = error as { code?: string; message: string };
+          await send({ req: message.req, ok: false, code, message: text });
+        }
+      });
+    });
+    channel.on('close', end);
+    channel.on('error', end);
+  });
+}
+
+export interface RemoteMapping {
+  mappingId: number;
+  description: unknown;
+  /** Handles that came with it (a DmaBuf): the importer owns them. */
+  handles: unknown[];
+}
+
+/**
+ * The importer's side: one attachment to a buffer exported by another
+ * process. Events: 'move-notify' (the exporter moved: drop mappings, map
+ * again), 'error' (the exporter went away).
+ */
+export class RemoteAttachment extends EventEmitter {
+  #nextReq = 1;
+  readonly #pending = new Map<number, { resolve(reply: { message: Record<string, unknown>; handles: unknown[] }): void; reject(error: Error): void }>();
+  #gone: Error | undefined;
+  dynamic = false;
+  size = 0;
+
+  private constructor(private readonly channel: PolicyChannel) {
+    super();
+    channel.on('message', ({ message, handles }: { message: Record<string, unknown>; handles: unknown[] }) => {
+      if (message.op === 'move-notify') {
+        this.emit('move-notify');
+        return;
+      }
+      const pending = this.#pending.get(message.req as number);
+      if (!pending) return;
+      this.#pending.delete(message.req as number);
+      if (message.ok) pending.resolve({ message, handles });
+      else pending.reject(Object.assign(new Error(`${String(message.code)}: ${String(message.message)}`), { code: message.code }));
+    });
+    const gone = () => {
+      if (this.#gone) return;
+      this.#gone = Object.assign(new Error('the exporter went away (its channel closed)'), { code: 'ECONNRESET' });
+      for (const pending of this.#pending.values()) pending.reject(this.#gone);
+      this.#pending.clear();
+      if (this.listenerCount('error') > 0) this.emit('error', this.#gone);
+    };
+    channel.on('close', gone);
+    channel.on('error', gone);
+  }
+
+  static async attach(channel: PolicyChannel, options: { dynamic: boolean; name?: string }): Promise<RemoteAttachment> {
+    const remote = new RemoteAttachment(channel);
+    const { message } = await remote.#call({ op: 'attach', dynamic: options.dynamic, name: options.name });
+    remote.dynamic = message.dynamic as boolean;
+    remote.size = message.size as number;
+    return remote;
+  }
+
+  #call(request: Omit<Request, 'req'>): Promise<{ message: Record<string, unknown>; handles: unknown[] }> {
+    if (this.#gone) return Promise.reject(this.#gone);
+    const req = this.#nextReq++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(req, { resolve, reject });
+      this.channel.send({ ...request, req }).catch((error: Error) => {
+        this.#pending.delete(req);
+        reject(error);
+      });
+    });
+  }
+
+  async map(direction: DmaDirection = 'bidirectional'): Promise<RemoteMapping> {
+    const { message, handles } = await this.#call({ op: 'map', direction });
+    return { mappingId: message.mappingId as number, description: message.description, handles };
+  }
+
+  async unmap(mapping: RemoteMapping): Promise<void> {
+    await this.#call({ op: 'unmap', mappingId: mapping.mappingId });
+  }
+
+  async pin(): Promise<void> {
+    await this.#call({ op: 'pin' });
+  }
+
+  async unpin(): Promise<void> {
+    await this.#call({ op: 'unpin' });
+  }
+
+  async detach(): Promise<void> {
+    await this.#call({ op: 'detach' });
+  }
+}
