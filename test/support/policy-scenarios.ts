@@ -1,0 +1,262 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { kernelTest, policy, type DmaDirection } from '../../lib';
+
+/**
+ * One scenario language for the model and the kernel: the same steps run
+ * through lib/policy (with a counting exporter) and through the kernel test
+ * module, with an importer that locks the way the module's does (dynamic:
+ * reservation lock around map and unmap; static: the _unlocked calls;
+ * detach unmaps and unpins first). Outcomes and counters must agree.
+ */
+export type Step =
+  | { op: 'attach'; dynamic: boolean }
+  | { op: 'map'; target: number; direction: DmaDirection }
+  | { op: 'unmap' | 'pin' | 'unpin' | 'detach'; target: number }
+  | { op: 'move' };
+
+export const scenarioStep: fc.Arbitrary<Step> = fc.oneof(
+  fc.record({ op: fc.constant('attach' as const), dynamic: fc.boolean() }),
+  fc.record({ op: fc.constant('map' as const), target: fc.nat(7), direction: fc.constantFrom<DmaDirection>('bidirectional', 'to-device', 'from-device') }),
+  fc.record({ op: fc.constantFrom('unmap' as const, 'pin' as const, 'unpin' as const, 'detach' as const), target: fc.nat(7) }),
+  fc.record({ op: fc.constant('move' as const) }),
+);
+
+export interface Snapshot {
+  attachCalls: number;
+  detachCalls: number;
+  pinCalls: number;
+  unpinCalls: number;
+  mapCalls: number;
+  unmapCalls: number;
+  moves: number;
+  pinCount: number;
+  attachments: number;
+}
+
+export interface StepOutcome {
+  step: string;
+  /** 'ok', or the errno code the step failed with. */
+  result: string;
+  counters: Snapshot;
+  /** move notifications so far, per attachment in creation order (detached ones keep their last count). */
+  notifications: number[];
+}
+
+export interface ScenarioResult {
+  outcomes: StepOutcome[];
+  final: Snapshot;
+}
+
+function describeStep(step: Step, attachmentIndex?: number): string {
+  const target = attachmentIndex === undefined ? '' : ` #${attachmentIndex}`;
+  if (step.op === 'attach') return `attach ${step.dynamic ? 'dynamic' : 'static'}`;
+  if (step.op === 'map') return `map${target} ${step.direction}`;
+  return `${step.op}${target}`;
+}
+
+function codeOf(error: unknown): string {
+  const code = (error as { code?: string }).code;
+  if (!code || code === 'ERR_DMABUF_POLICY_RULE') throw error;
+  return code;
+}
+
+/** The importer's own bookkeeping, the same on both sides. */
+interface ImporterState {
+  index: number;
+  dynamic: boolean;
+  mapped: boolean;
+  pins: number;
+  notifications: number;
+}
+
+function pick(live: ImporterState[], target: number): ImporterState | undefined {
+  return live.length === 0 ? undefined : live[target % live.length];
+}
+
+/** Runs the steps on the model, checking the profile's invariants after each. */
+export async function runScenario(profile: policy.PolicyProfile, dynamicExporter: boolean, steps: readonly Step[]): Promise<ScenarioResult> {
+  const exporter = new policy.MovableExporter(policy.modelStore(), { size: 4096, dynamic: dynamicExporter, profile });
+  const { buffer } = exporter;
+  const all: ImporterState[] = [];
+  const live: ImporterState[] = [];
+  const attachments = new Map<ImporterState, policy.Attachment<policy.ModelMapping>>();
+  const mappings = new Map<ImporterState, { mapping: policy.ModelMapping; direction: DmaDirection }>();
+  const notifiedSinceMap = new Set<ImporterState>();
+  const outcomes: StepOutcome[] = [];
+
+  const withLock = async <T>(fn: () => Promise<T> | T): Promise<T> => {
+    await buffer.resv.lock();
+    try {
+      return await fn();
+    } finally {
+      buffer.resv.unlock();
+    }
+  };
+
+  async function unmap(state: ImporterState): Promise<void> {
+    const attachment = attachments.get(state)!;
+    const { mapping, direction } = mappings.get(state)!;
+    if (state.dynamic) await withLock(() => policy.unmapAttachment(attachment, mapping, direction));
+    else await policy.unmapAttachmentUnlocked(attachment, mapping, direction);
+    mappings.delete(state);
+    state.mapped = false;
+  }
+
+  async function detachState(state: ImporterState): Promise<void> {
+    const attachment = attachments.get(state)!;
+    if (state.mapped) await unmap(state);
+    if (state.pins > 0) {
+      await withLock(() => {
+        for (; state.pins > 0; state.pins -= 1) policy.unpin(attachment);
+      });
+    }
+    await policy.detach(buffer, attachment);
+    live.splice(live.indexOf(state), 1);
+  }
+
+  async function apply(step: Step, state: ImporterState | undefined): Promise<void> {
+    switch (step.op) {
+      case 'attach': {
+        const created: ImporterState = { index: all.length, dynamic: step.dynamic, mapped: false, pins: 0, notifications: 0 };
+        const ops = step.dynamic
+          ? {
+              moveNotify: () => {
+                created.notifications += 1;
+                if (profile.name === 'tracking') {
+                  assert.ok(created.mapped, 'tracking: a notification reached an attachment with no mapping');
+                  assert.ok(!notifiedSinceMap.has(created), 'tracking: a mapping was notified twice');
+                }
+                notifiedSinceMap.add(created);
+              },
+            }
+          : undefined;
+        attachments.set(created, await policy.dynamicAttach(buffer, { ops }));
+        all.push(created);
+        live.push(created);
+        return;
+      }
+      case 'move': {
+        const before = new Map(live.map((importer) => [importer, { count: importer.notifications, notified: notifiedSinceMap.has(importer) }]));
+        await exporter.move();
+        for (const importer of live) {
+          const { count, notified } = before.get(importer)!;
+          const expected = profile.name === 'tracking' ? Number(importer.dynamic && importer.mapped && !notified) : Number(importer.dynamic);
+          assert.equal(importer.notifications - count, expected, `${policy.profileLabel(profile)}: notifications of attachment #${importer.index} for one move`);
+        }
+        return;
+      }
+      default:
+        break;
+    }
+    if (!state) return;
+    const attachment = attachments.get(state)!;
+    switch (step.op) {
+      case 'map': {
+        if (state.mapped) throw Object.assign(new Error('already mapped'), { code: 'EBUSY' });
+        const mapping = state.dynamic ? await withLock(() => policy.mapAttachment(attachment, step.direction)) : await policy.mapAttachmentUnlocked(attachment, step.direction);
+        mappings.set(state, { mapping, direction: step.direction });
+        state.mapped = true;
+        notifiedSinceMap.delete(state);
+        return;
+      }
+      case 'unmap':
+        if (!state.mapped) throw Object.assign(new Error('not mapped'), { code: 'EINVAL' });
+        return unmap(state);
+      case 'pin':
+        if (!state.dynamic) throw Object.assign(new Error('static importers do not pin'), { code: 'EINVAL' });
+        await withLock(() => policy.pin(attachment));
+        state.pins += 1;
+        return;
+      case 'unpin':
+        if (!state.dynamic || state.pins === 0) throw Object.assign(new Error('no pin'), { code: 'EINVAL' });
+        await withLock(() => policy.unpin(attachment));
+        state.pins -= 1;
+        return;
+      case 'detach':
+        return detachState(state);
+    }
+  }
+
+  for (const step of steps) {
+    const state = step.op === 'attach' || step.op === 'move' ? undefined : pick(live, step.target);
+    if (step.op !== 'attach' && step.op !== 'move' && !state) continue;
+    let result = 'ok';
+    try {
+      await apply(step, state);
+    } catch (error) {
+      result = codeOf(error);
+    }
+    // Invariants the core must keep, whatever the profile.
+    assert.equal(exporter.counters.pinCount, buffer.pinCount, 'the exporter\'s pins are the core\'s');
+    assert.ok(exporter.counters.pinCount >= 0);
+    for (const attachment of buffer.attachments) {
+      if (attachment.sgt) assert.equal(attachment.sgt.generation, exporter.generation, 'a cached mapping never goes stale under its attachment');
+    }
+    outcomes.push({ step: describeStep(step, state?.index), result, counters: { ...exporter.counters }, notifications: all.map((importer) => importer.notifications) });
+  }
+  for (const state of [...live]) await detachState(state);
+  policy.release(buffer);
+  return { outcomes, final: { ...exporter.counters } };
+}
+
+/** The same steps against the kernel, through the test module (in the VM). */
+export function runScenarioOnKernel(dynamicExporter: boolean, steps: readonly Step[]): ScenarioResult {
+  const device = kernelTest.open();
+  try {
+    const exporter = device.export({ pages: 1, dynamic: dynamicExporter });
+    const all: { state: ImporterState; attachment: ReturnType<typeof device.attach> }[] = [];
+    const live: typeof all = [];
+    const outcomes: StepOutcome[] = [];
+    const snapshot = (): Snapshot => {
+      const { attachCalls, detachCalls, pinCalls, unpinCalls, mapCalls, unmapCalls, moves, pinCount, attachments } = exporter.info();
+      return { attachCalls, detachCalls, pinCalls, unpinCalls, mapCalls, unmapCalls, moves, pinCount, attachments };
+    };
+    const notifications = () => all.map(({ state, attachment }) => (live.some((entry) => entry.state === state) ? attachment.info().moveNotifies : state.notifications));
+    for (const step of steps) {
+      const entry = step.op === 'attach' || step.op === 'move' ? undefined : live.length === 0 ? undefined : live[step.target % live.length];
+      if (step.op !== 'attach' && step.op !== 'move' && !entry) continue;
+      let result = 'ok';
+      try {
+        switch (step.op) {
+          case 'attach': {
+            const attachment = device.attach(exporter.dmabuf, { dynamic: step.dynamic });
+            const created = { state: { index: all.length, dynamic: step.dynamic, mapped: false, pins: 0, notifications: 0 }, attachment };
+            all.push(created);
+            live.push(created);
+            break;
+          }
+          case 'move':
+            exporter.move();
+            break;
+          case 'map':
+            entry!.attachment.map(step.direction);
+            break;
+          case 'unmap':
+            entry!.attachment.unmap();
+            break;
+          case 'pin':
+            entry!.attachment.pin();
+            break;
+          case 'unpin':
+            entry!.attachment.unpin();
+            break;
+          case 'detach':
+            entry!.state.notifications = entry!.attachment.info().moveNotifies;
+            entry!.attachment.detach();
+            live.splice(live.indexOf(entry!), 1);
+            break;
+        }
+      } catch (error) {
+        result = codeOf(error);
+      }
+      outcomes.push({ step: describeStep(step, entry?.state.index), result, counters: snapshot(), notifications: notifications() });
+    }
+    for (const entry of [...live]) entry.attachment.detach();
+    const final = snapshot();
+    exporter.dmabuf.close();
+    return { outcomes, final };
+  } finally {
+    device.close();
+  }
+}
