@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Fails the suite at once outside the VM, instead of failing every test for a confusing reason. */
@@ -38,3 +39,17 @@ export async function settledWithin(promise: Promise<unknown>, ms: number): Prom
 }
 
 export const pageSize = 4096;
+
+export function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
+}
+
+/** The first line a child prints on stdout. */
+export async function firstLine(child: ChildProcess): Promise<string> {
+  let text = '';
+  for await (const chunk of child.stdout!) {
+    text += String(chunk);
+    if (text.includes('\n')) return text.slice(0, text.indexOf('\n'));
+  }
+  throw new Error('the child printed nothing');
+}

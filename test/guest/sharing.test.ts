@@ -2,23 +2,10 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { FdChannel, SwSyncTimeline, SyncFile, inspectProcess, inspectSystem, udmabuf, type DmaBuf } from '../../lib';
-import { pageSize, requireVm } from './helpers';
+import { exited, firstLine, pageSize, requireVm } from './helpers';
 
 const scripts = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'scripts');
 const bin = join(__dirname, '..', '..', '..', 'bin', 'dmabuf.js');
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
-}
-
-async function firstLine(child: ChildProcess): Promise<string> {
-  let text = '';
-  for await (const chunk of child.stdout!) {
-    text += String(chunk);
-    if (text.includes('\n')) return text.slice(0, text.indexOf('\n'));
-  }
-  throw new Error('the child printed nothing');
-}
 
 describe('sharing buffers between processes', () => {
   requireVm();
