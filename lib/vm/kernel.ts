@@ -149,7 +149,8 @@ function requireBuildTools(source: string): void {
   }
 }
 
-function run(command: string, args: string[], cwd: string, log: NodeJS.WritableStream, onLine?: (line: string) => void): Promise<number> {
+/** Runs a build tool, its output into `log` (and line by line to `onLine`); resolves with its exit status. */
+export function runLogged(command: string, args: string[], cwd: string, log: NodeJS.WritableStream, onLine?: (line: string) => void): Promise<number> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let pending = '';
@@ -226,8 +227,8 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   try {
     progress(`kernel ${key}: building from ${source} (a few minutes, once; log: ${logPath})`);
     if (statSync(source).isDirectory()) {
-      if ((await run('cp', ['-a', `${source}/.`, tree], tree, log)) !== 0) fail('copying the source tree');
-    } else if ((await run('tar', ['-xf', source, '--strip-components=1', '-C', tree], tree, log)) !== 0) {
+      if ((await runLogged('cp', ['-a', `${source}/.`, tree], tree, log)) !== 0) fail('copying the source tree');
+    } else if ((await runLogged('tar', ['-xf', source, '--strip-components=1', '-C', tree], tree, log)) !== 0) {
       fail('unpacking the source');
     }
     progress(`kernel ${key}: source unpacked (${elapsed()})`);
@@ -237,14 +238,14 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
     for (const [name, value] of parseFragment(merged)) wanted.set(name, value);
     const fragmentFile = join(scratch, 'fragment.config');
     writeFileSync(fragmentFile, merged);
-    if ((await run('make', ['allnoconfig', `KCONFIG_ALLCONFIG=${fragmentFile}`], tree, log)) !== 0) fail('make allnoconfig');
+    if ((await runLogged('make', ['allnoconfig', `KCONFIG_ALLCONFIG=${fragmentFile}`], tree, log)) !== 0) fail('make allnoconfig');
     const unmet = unmetOptions(wanted, readFileSync(join(tree, '.config'), 'utf8'));
     if (unmet.length > 0) fail(`the config fragment did not apply:\n  ${unmet.join('\n  ')}`);
 
     const jobs = options.jobs ?? cpus().length + 1;
     let compiled = 0;
     let lastReport = Date.now();
-    const status = await run('make', [`-j${jobs}`, 'bzImage', 'modules'], tree, log, (line) => {
+    const status = await runLogged('make', [`-j${jobs}`, 'bzImage', 'modules'], tree, log, (line) => {
       if (/^\s+(CC|AS|LD|AR)\b/.test(line)) compiled += 1;
       if (Date.now() - lastReport >= 15_000) {
         lastReport = Date.now();
@@ -256,7 +257,7 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
     // out-of-tree modules build against, and drops ~1.4 GB of objects.
     copyFileSync(join(tree, 'arch', 'x86', 'boot', 'bzImage'), join(scratch, 'bzImage'));
     const release = readRelease(tree) ?? '';
-    if ((await run('make', ['clean'], tree, log)) !== 0) fail('make clean');
+    if ((await runLogged('make', ['clean'], tree, log)) !== 0) fail('make clean');
     writeFileSync(join(scratch, 'release'), `${release}\n`);
     log.end();
 
@@ -284,7 +285,7 @@ export async function kernelHeaders(kernel: BuiltKernel): Promise<string> {
   if (existsSync(join(include, 'linux', 'dma-buf.h'))) return include;
   const logPath = join(kernel.tree, '..', 'headers.log');
   const log = createWriteStream(logPath);
-  const status = await run('make', ['headers'], kernel.tree, log);
+  const status = await runLogged('make', ['headers'], kernel.tree, log);
   log.end();
   if (status !== 0) throw new VmSetupError(`make headers failed in ${kernel.tree} (log: ${logPath}).\n${lastLines(logPath, 20)}`, `Read ${logPath}.`, logPath);
   return include;

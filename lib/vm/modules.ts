@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 import { VmSetupError } from './errors';
-import type { BuiltKernel } from './kernel';
+import { runLogged, type BuiltKernel } from './kernel';
 import { cacheRoot } from './paths';
 
 export interface ModuleSpec {
@@ -41,13 +41,13 @@ export async function buildModule(sourceDir: string, kernel: BuiltKernel): Promi
   mkdirSync(buildDir, { recursive: true });
   cpSync(source, buildDir, { recursive: true, filter: (path) => !/\.(o|ko|mod|cmd)$/.test(path) });
   const output: Buffer[] = [];
-  const status = await new Promise<number>((resolvePromise, reject) => {
-    const child = spawn('make', ['-C', kernel.tree!, `M=${buildDir}`, 'modules'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (chunk: Buffer) => output.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => output.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise(code ?? 1));
+  const collect = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      output.push(chunk);
+      done();
+    },
   });
+  const status = await runLogged('make', ['-C', kernel.tree!, `M=${buildDir}`, 'modules'], buildDir, collect);
   const text = Buffer.concat(output).toString('utf8');
   if (status !== 0 || built().length === 0) {
     throw new VmSetupError(`Building the module in ${source} failed:\n${text.trimEnd().split('\n').slice(-30).join('\n')}`, 'Fix the module source; it is built with `make -C <kernel tree> M=<copy of the source> modules`.');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { DmaBuf, kernelTest, udmabuf, type KernelTestDevice, type TestExporter } from '../../../lib';
+import { DmaBuf, heap, kernelTest, udmabuf, type KernelTestDevice, type TestExporter } from '../../../lib';
 import { settledWithin } from '../helpers';
 import { moveNotifyEnabled, requireModule } from './helpers';
 
@@ -88,11 +88,19 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     assert.equal(device.readEvents().length, 2);
   });
 
-  it('a dynamic importer on a static exporter: the core maps once at attach and caches it', () => {
+  it('a dynamic importer on a static exporter (udmabuf, the system heap, ours): the core maps once at attach and caches it', () => {
     using memory = udmabuf.create(16 * pageSize);
     const onUdmabuf = device.attach(memory, { dynamic: true });
     assert.equal(onUdmabuf.info().coreCached, true);
     assertMapping(onUdmabuf.map('from-device'), 16);
+    using fromHeap = heap.allocate('system', 16 * pageSize);
+    const onHeap = device.attach(fromHeap, { dynamic: true });
+    assert.equal(onHeap.info().coreCached, true);
+    assertMapping(onHeap.map(), 16);
+    const staticOnHeap = device.attach(fromHeap);
+    assert.equal(staticOnHeap.info().coreCached, false, 'a static importer of a static exporter maps on demand');
+    assertMapping(staticOnHeap.map('to-device'), 16);
+    staticOnHeap.unmap();
 
     const exporter = device.export({ pages: 2, dynamic: false });
     using _buffer = exporter.dmabuf;

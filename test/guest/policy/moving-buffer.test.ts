@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { createMovingBuffer, FdChannel, policy, serveRemoteImporter, type DmaBuf } from '../../../lib';
+import { createMovingBuffer, FdChannel, policy, serveRemoteImporter, SwSyncTimeline, type DmaBuf } from '../../../lib';
 import { exited, firstLine, requireVm } from '../helpers';
 
 const root = join(__dirname, '..', '..', '..', '..');
@@ -98,6 +98,21 @@ describe('policy: buffers that really move', () => {
     dmabuf.close();
     mine.close();
     await exited(child);
+  });
+
+  it('a real sync_file is a fence of the model: a reservation object waits for the kernel to signal it', async () => {
+    using timeline = SwSyncTimeline.open();
+    using syncFile = timeline.createFence(1);
+    const resv = new policy.ReservationObject();
+    await resv.lock();
+    resv.reserveFences(1);
+    resv.addFence(policy.externalFence(syncFile), 'write');
+    resv.unlock();
+    assert.equal(resv.testSignaled('read'), false);
+    const idle = resv.wait('read', { timeoutMs: 10_000 });
+    timeline.advance(1);
+    await idle;
+    assert.equal(resv.testSignaled('bookkeep'), true);
   });
 
   it('the README example runs as written: a buffer moves three times while another process reads it', () => {
