@@ -24,10 +24,10 @@ async function exporter() {
     await delay(50);
     mapped = nextMap();
     // Move and mark the new memory in one locked section: nobody maps in between.
-    await moving.buffer.resv.lock();
-    await moving.move({ lockHeld: true });
-    moving.backing.map().fill(generation);
-    moving.buffer.resv.unlock();
+    await moving.buffer.resv.withLock(async () => {
+      await moving.move({ lockHeld: true });
+      moving.backing.map().fill(generation);
+    });
     console.log(`exporter: moved to generation ${generation}`);
   }
   await served; // the importer detached and left

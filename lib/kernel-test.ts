@@ -1,6 +1,7 @@
 import { EventEmitter, on } from 'node:events';
 import { DmaBuf } from './dmabuf';
 import { errnoName, kernelError } from './errors';
+import type { ExporterCounters } from './policy';
 import { closeFd, FdHandle } from './handle';
 import { native } from './native';
 import { SyncFile } from './sync-file';
@@ -130,21 +131,12 @@ function call<C extends KernelTestCommand>(fd: number, command: C, values: Param
   return struct.decode(argument) as ReturnType<(typeof structs)[C]['decode']>;
 }
 
-export interface ExporterInfo {
+/** The module's counters (named as lib/policy's counting exporter names its own), and the buffer's shape. */
+export interface ExporterInfo extends ExporterCounters {
   dynamic: boolean;
   pages: number;
-  /** Pins not yet unpinned. */
-  pinCount: number;
-  attachments: number;
   /** Fenced moves whose old pages are still held. */
   heldMoves: number;
-  attachCalls: number;
-  detachCalls: number;
-  pinCalls: number;
-  unpinCalls: number;
-  mapCalls: number;
-  unmapCalls: number;
-  moves: number;
 }
 
 export interface AttachmentInfo {

@@ -45,21 +45,12 @@ export function serveImporter<M>(buffer: PolicyBuffer<M>, channel: PolicyChannel
   let queue = Promise.resolve();
   const send = (message: unknown, handles: readonly unknown[] = []) => channel.send(message, handles as never[]).catch(() => undefined);
 
-  async function withLock<T>(fn: () => Promise<T> | T): Promise<T> {
-    await buffer.resv.lock();
-    try {
-      return await fn();
-    } finally {
-      buffer.resv.unlock();
-    }
-  }
-
   async function release(): Promise<void> {
     if (!attachment) return;
     const current = attachment;
     attachment = undefined;
     if (current.dynamic) {
-      await withLock(async () => {
+      await buffer.resv.withLock(async () => {
         for (const { mapping, direction } of mappings.values()) await unmapAttachment(current, mapping, direction);
         while (current.pins > 0) unpin(current);
       });
@@ -85,7 +76,7 @@ export function serveImporter<M>(buffer: PolicyBuffer<M>, channel: PolicyChannel
     switch (request.op) {
       case 'map': {
         const direction = request.direction ?? 'bidirectional';
-        const mapping = current.dynamic ? await withLock(() => mapAttachment(current, direction)) : await mapAttachmentUnlocked(current, direction);
+        const mapping = current.dynamic ? await buffer.resv.withLock(() => mapAttachment(current, direction)) : await mapAttachmentUnlocked(current, direction);
         const mappingId = nextMappingId++;
         mappings.set(mappingId, { mapping, direction });
         const { description, handles } = encode(mapping);
@@ -96,15 +87,15 @@ export function serveImporter<M>(buffer: PolicyBuffer<M>, channel: PolicyChannel
         const entry = mappings.get(request.mappingId ?? -1);
         if (!entry) return { req, ok: false, code: 'ENOENT', message: `no mapping ${String(request.mappingId)}` };
         mappings.delete(request.mappingId!);
-        if (current.dynamic) await withLock(() => unmapAttachment(current, entry.mapping, entry.direction));
+        if (current.dynamic) await buffer.resv.withLock(() => unmapAttachment(current, entry.mapping, entry.direction));
         else await unmapAttachmentUnlocked(current, entry.mapping, entry.direction);
         return { req, ok: true };
       }
       case 'pin':
-        await withLock(() => pin(current));
+        await buffer.resv.withLock(() => pin(current));
         return { req, ok: true };
       case 'unpin':
-        await withLock(() => unpin(current));
+        await buffer.resv.withLock(() => unpin(current));
         return { req, ok: true };
       case 'detach':
         await release();

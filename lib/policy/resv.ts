@@ -52,6 +52,16 @@ export class ReservationObject {
     this.mutex.unlock();
   }
 
+  /** Runs `fn` holding the lock (taken through `ctx` if given), and unlocks whatever happens. */
+  async withLock<T>(fn: () => Promise<T> | T, ctx?: WwAcquireContext): Promise<T> {
+    await this.lock(ctx);
+    try {
+      return await fn();
+    } finally {
+      this.unlock();
+    }
+  }
+
   /** dma_resv_assert_held. JavaScript has no current task: "held" means locked by someone. */
   assertHeld(call: string): void {
     if (!this.mutex.locked) throw new PolicyRuleError(call, `the reservation lock of ${this.name} must be held`);

@@ -22,17 +22,8 @@ export const scenarioStep: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ op: fc.constant('move' as const) }),
 );
 
-export interface Snapshot {
-  attachCalls: number;
-  detachCalls: number;
-  pinCalls: number;
-  unpinCalls: number;
-  mapCalls: number;
-  unmapCalls: number;
-  moves: number;
-  pinCount: number;
-  attachments: number;
-}
+/** The module's counters, by the names the model's counting exporter shares with it. */
+export type Snapshot = policy.ExporterCounters;
 
 export interface StepOutcome {
   step: string;
@@ -85,14 +76,7 @@ export async function runScenario(profile: policy.PolicyProfile, dynamicExporter
   const notifiedSinceMap = new Set<ImporterState>();
   const outcomes: StepOutcome[] = [];
 
-  const withLock = async <T>(fn: () => Promise<T> | T): Promise<T> => {
-    await buffer.resv.lock();
-    try {
-      return await fn();
-    } finally {
-      buffer.resv.unlock();
-    }
-  };
+  const withLock = <T>(fn: () => Promise<T> | T) => buffer.resv.withLock(fn);
 
   async function unmap(state: ImporterState): Promise<void> {
     const attachment = attachments.get(state)!;

@@ -8,13 +8,8 @@ const root = join(__dirname, '..', '..', '..', '..');
 const peer = join(root, 'test', 'fixtures', 'scripts', 'policy-peer.js');
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
-async function locked<T>(buffer: policy.PolicyBuffer<unknown>, fn: () => Promise<T> | T): Promise<T> {
-  await buffer.resv.lock();
-  try {
-    return await fn();
-  } finally {
-    buffer.resv.unlock();
-  }
+function locked<T>(buffer: policy.PolicyBuffer<unknown>, fn: () => Promise<T> | T): Promise<T> {
+  return buffer.resv.withLock(fn);
 }
 
 // A dynamic exporter over real memory (udmabuf): its moves copy to a new

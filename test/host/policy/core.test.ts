@@ -8,13 +8,8 @@ function exporter(profile: PolicyProfile, dynamic: boolean, trace = new Trace())
   return new MovableExporter(modelStore(), { size: 4096, dynamic, profile, trace, name: 'A' });
 }
 
-async function locked<T>(buffer: policy.PolicyBuffer<unknown>, fn: () => Promise<T> | T): Promise<T> {
-  await buffer.resv.lock();
-  try {
-    return await fn();
-  } finally {
-    buffer.resv.unlock();
-  }
+function locked<T>(buffer: policy.PolicyBuffer<unknown>, fn: () => Promise<T> | T): Promise<T> {
+  return buffer.resv.withLock(fn);
 }
 
 const notify = () => ({ moveNotify: () => undefined });
