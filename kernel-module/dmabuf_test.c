@@ -249,18 +249,34 @@ static const char *dbt_fence_timeline_name(struct dma_fence *fence)
 	return "dmabuf_test";
 }
 
+/*
+ * A fence can outlive every file of the module (in a sync_file, in another
+ * buffer's reservation object), and its ops live here: each fence holds the
+ * module, so that rmmod fails with EBUSY rather than leave its ops dangling.
+ */
+static void dbt_fence_release(struct dma_fence *fence)
+{
+	dma_fence_free(fence);
+	module_put(THIS_MODULE);
+}
+
 static const struct dma_fence_ops dbt_fence_ops = {
 	.get_driver_name = dbt_fence_driver_name,
 	.get_timeline_name = dbt_fence_timeline_name,
+	.release = dbt_fence_release,
 };
 
 static struct dbt_fence *dbt_fence_alloc(struct dbt_file *f)
 {
 	struct dbt_fence *fence;
 
-	fence = kzalloc(sizeof(*fence), GFP_KERNEL);
-	if (!fence)
+	if (!try_module_get(THIS_MODULE))
 		return NULL;
+	fence = kzalloc(sizeof(*fence), GFP_KERNEL);
+	if (!fence) {
+		module_put(THIS_MODULE);
+		return NULL;
+	}
 	spin_lock_init(&fence->lock);
 	dma_fence_init(&fence->base, &dbt_fence_ops, &fence->lock,
 		       f->fence_context, atomic64_inc_return(&f->fence_seqno));

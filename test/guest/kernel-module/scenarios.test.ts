@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { DmaBuf, heap, kernelTest, udmabuf, type KernelTestDevice, type TestExporter } from '../../../lib';
 import { settledWithin } from '../helpers';
@@ -301,5 +302,20 @@ describe('kernel module: fences in reservation objects', () => {
     other.close();
     assert.equal(orphan.info().statusCode, -125, 'ECANCELED');
     buffer.withCpuAccess('read', () => undefined); // nothing left to wait for
+  });
+
+  it('a fence that outlives every device file keeps the module loaded: rmmod is refused while its sync_file is open', () => {
+    const other = kernelTest.open();
+    const syncFile = other.createFence({ syncFile: true }).syncFile!;
+    other.close();
+    device.close(); // no file of the module is open now; only the fence holds it
+    try {
+      const rmmod = spawnSync('rmmod', ['dmabuf_test'], { encoding: 'utf8' });
+      assert.notEqual(rmmod.status, 0, 'rmmod must fail while a fence of the module exists');
+      assert.match(rmmod.stderr, /in use/);
+    } finally {
+      syncFile.close();
+      device = kernelTest.open();
+    }
   });
 });
