@@ -144,13 +144,15 @@ export class FdChannel extends FdHandle {
       throw validate.rangeError('handles', `at most ${native().SCM_MAX_FD} handles in one message (SCM_MAX_FD)`, `${handles.length} handles`);
     }
     const described = handles.map(kindOf);
-    const json = Buffer.from(JSON.stringify({ message, kinds: described.map((item) => item.kind) }) ?? 'null');
-    if (json.length > maxMessageBytes) throw validate.rangeError('message', `at most ${maxMessageBytes} bytes of JSON`, `${json.length} bytes`);
-    const frame = Buffer.alloc(headerSize + json.length);
+    const json = JSON.stringify({ message, kinds: described.map((item) => item.kind) }) ?? 'null';
+    const jsonLength = Buffer.byteLength(json);
+    if (jsonLength > maxMessageBytes) throw validate.rangeError('message', `at most ${maxMessageBytes} bytes of JSON`, `${jsonLength} bytes`);
+    // One buffer, header and JSON written in place: no intermediate copy.
+    const frame = Buffer.allocUnsafe(headerSize + jsonLength);
     frame.writeUInt32LE(frameMagic, 0);
-    frame.writeUInt32LE(json.length, 4);
+    frame.writeUInt32LE(jsonLength, 4);
     frame.writeUInt32LE(described.length, 8);
-    json.copy(frame, headerSize);
+    frame.write(json, headerSize);
     const fds = described.map((item) => item.fd);
     let offset = 0;
     if (this.#outgoing.length === 0) {
