@@ -399,12 +399,14 @@ export class KernelTestDevice extends FdHandle {
     const onClose = () => stop.abort();
     this.#events.once('close', onClose);
     const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
-    const forward = (event: KernelTestEvent) => this.#events.emit('event', event);
+    // Each iterator has its own queue, so that two of them both see every event.
+    const queue = new EventEmitter();
+    const forward = (event: KernelTestEvent) => queue.emit('event', event);
     this.on('move-notify', forward).on('overflow', forward);
     try {
-      for await (const [event] of on(this.#events, 'event', { signal: combined })) yield event as KernelTestEvent;
+      for await (const [event] of on(queue, 'event', { signal: combined })) yield event as KernelTestEvent;
     } catch (error) {
-      if ((error as { name?: string }).name !== 'AbortError' || signal?.aborted) throw error;
+      if ((error as { name?: string }).name !== 'AbortError') throw error;
     } finally {
       this.off('move-notify', forward).off('overflow', forward);
       this.#events.off('close', onClose);

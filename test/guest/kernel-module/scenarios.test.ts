@@ -228,14 +228,19 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     exporter.move();
     assert.equal(await seen, attachment.id);
 
-    const iterator = device.events();
-    const next = iterator.next();
+    const controller = new AbortController();
+    const iterators = [device.events({ signal: controller.signal }), device.events({ signal: controller.signal })];
+    const nexts = iterators.map((iterator) => iterator.next());
     await new Promise((resolve) => setImmediate(resolve));
     exporter.move();
-    const { value } = await next;
-    assert.equal(value?.type, 'move-notify');
-    assert.equal(value?.sequence, 2);
-    await iterator.return(undefined);
+    for (const next of nexts) {
+      const { value } = await next;
+      assert.deepEqual([value?.type, value?.sequence], ['move-notify', 2], 'each iterator sees every event');
+    }
+    const ending = iterators[0]!.next();
+    controller.abort();
+    assert.deepEqual(await ending, { value: undefined, done: true }, 'the signal ends the iteration');
+    await iterators[1]!.return(undefined);
   });
 });
 
