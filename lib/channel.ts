@@ -72,12 +72,13 @@ export class FdChannel extends FdHandle {
   #received: ReceivedMessage[] = [];
   #receivers: PendingReceive[] = [];
   #peerClosed = false;
-  #maxFdsPerRead: number;
+  /** recvFds's out-parameter: count, truncated, then room for the fds of one read. */
+  readonly #receivedFds: Int32Array;
 
   private constructor(fd: number, options: { maxFdsPerRead?: number } = {}) {
     super(fd, 'FdChannel');
     this.#waiter = new FdWaiter(fd, 'FdChannel', { drained: true });
-    this.#maxFdsPerRead = options.maxFdsPerRead ?? native().SCM_MAX_FD;
+    this.#receivedFds = new Int32Array(2 + (options.maxFdsPerRead ?? native().SCM_MAX_FD));
     this.#events.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#deliver());
     });
@@ -236,20 +237,20 @@ export class FdChannel extends FdHandle {
           this.#input.copy(grown, 0, 0, this.#inputLength);
           this.#input = grown;
         }
-        const result = native().recvFds(this.fd, this.#input, this.#inputLength, this.#input.length - this.#inputLength, this.#maxFdsPerRead);
-        if (result === -11 /* EAGAIN */) {
+        const bytes = native().recvFds(this.fd, this.#input, this.#inputLength, this.#input.length - this.#inputLength, this.#receivedFds);
+        if (bytes === -11 /* EAGAIN */) {
           await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true });
           continue;
         }
-        if (typeof result === 'number') throw kernelError(result, 'recvmsg');
-        this.#fdQueue.push(...result.fds);
-        if (result.truncated) {
+        if (bytes < 0) throw kernelError(bytes, 'recvmsg');
+        for (let index = 0; index < this.#receivedFds[0]!; index += 1) this.#fdQueue.push(this.#receivedFds[2 + index]!);
+        if (this.#receivedFds[1]) {
           // The kernel dropped fds it had no room for: the frame they belong
           // to can never be whole again.
           this.#fail(channelError('ERR_CHANNEL_FDS_LOST', 'recvmsg MSG_CTRUNC: the kernel dropped fds this end had no room for; the channel is unusable'));
           return;
         }
-        if (result.bytes === 0) {
+        if (bytes === 0) {
           this.#peerClosed = true;
           if (this.#inputLength > 0 || this.#fdQueue.length > 0) {
             this.#fail(channelError('ERR_CHANNEL_TRUNCATED', `the peer closed the channel in the middle of a message (${this.#inputLength} bytes and ${this.#fdQueue.length} fds left over)`));
@@ -258,8 +259,8 @@ export class FdChannel extends FdHandle {
           }
           return;
         }
-        const drained = this.#inputLength + result.bytes < this.#input.length;
-        this.#inputLength += result.bytes;
+        const drained = this.#inputLength + bytes < this.#input.length;
+        this.#inputLength += bytes;
         this.#parseFrames();
         // A stream socket that gave less than asked for was empty a moment
         // ago: wait for the (level-triggered) poll instead of spending a

@@ -66,7 +66,8 @@ export interface NativeBinding {
   unixConnect(address: string): number;
   accept(fd: number): number;
   sendFds(fd: number, buffer: Buffer, offset: number, length: number, fds: number[]): number;
-  recvFds(fd: number, buffer: Buffer, offset: number, length: number, maxFds: number): { bytes: number; fds: number[]; truncated: boolean } | number;
+  /** Bytes read or -errno; fdsOut[0] = fds received, fdsOut[1] = 1 when truncated (MSG_CTRUNC), then the fds. Room: fdsOut.length - 2. */
+  recvFds(fd: number, buffer: Buffer, offset: number, length: number, fdsOut: Int32Array): number;
   pidfdOpen(pid: number): number;
   pidfdGetFd(pidfd: number, targetFd: number): number;
   SCM_MAX_FD: number;

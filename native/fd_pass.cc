@@ -142,41 +142,43 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
 // recvFds(socket, buffer, offset, length, maxFds): { bytes, fds, truncated },
 // or -errno. truncated (MSG_CTRUNC) means fds were lost; the ones that did
 // arrive are in fds, for the caller to close.
+// recvFds(fd, buffer, offset, length, fdsOut): the bytes read, or -errno.
+// fdsOut (an Int32Array of 2 + room) receives the count of fds, whether the
+// kernel truncated them (MSG_CTRUNC), then the fds: one array the caller
+// keeps, instead of an object and an array made for every message.
 static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   char* data;
   size_t length;
-  uint32_t maxFds;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length) || !ArgUint32(info, 4, "maxFds", &maxFds)) {
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length)) return env.Undefined();
+  if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || info[4].As<Napi::Int32Array>().ElementLength() < 2) {
+    Napi::TypeError::New(env, "argument fdsOut must be an Int32Array of at least 2 elements").ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  Napi::Int32Array out = info[4].As<Napi::Int32Array>();
+  size_t maxFds = out.ElementLength() - 2;
   if (maxFds > SCM_MAX_FD) maxFds = SCM_MAX_FD;
   struct iovec vector = {data, length};
   struct msghdr message = {};
   message.msg_iov = &vector;
   message.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * (maxFds == 0 ? 1 : maxFds)));
-  message.msg_control = control.data();
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * SCM_MAX_FD)];
+  message.msg_control = control;
   message.msg_controllen = maxFds == 0 ? 0 : CMSG_SPACE(sizeof(int) * maxFds);
   ssize_t received = Restarting([&] { return recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
   if (received < 0) return Errno(env, errno);
-  Napi::Array fds = Napi::Array::New(env);
-  uint32_t count = 0;
+  size_t count = 0;
   for (struct cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
     if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
     size_t n = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n; i++) {
-      int received_fd;
-      memcpy(&received_fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-      fds.Set(count++, Napi::Number::New(env, received_fd));
+    for (size_t i = 0; i < n && count < maxFds; i++) {
+      memcpy(&out[2 + count++], CMSG_DATA(header) + i * sizeof(int), sizeof(int));
     }
   }
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("bytes", Napi::Number::New(env, static_cast<double>(received)));
-  result.Set("fds", fds);
-  result.Set("truncated", Napi::Boolean::New(env, (message.msg_flags & MSG_CTRUNC) != 0));
-  return result;
+  out[0] = static_cast<int32_t>(count);
+  out[1] = (message.msg_flags & MSG_CTRUNC) != 0 ? 1 : 0;
+  return Napi::Number::New(env, static_cast<double>(received));
 }
 
 static Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
