@@ -48,6 +48,15 @@ bool ArgFunction(const Napi::CallbackInfo& info, size_t index, const char* name,
   return true;
 }
 
+bool ArgInt32Array(const Napi::CallbackInfo& info, size_t index, const char* name, size_t minLength, Napi::Int32Array* out) {
+  if (!info[index].IsTypedArray() || info[index].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[index].As<Napi::TypedArray>().ElementLength() < minLength) {
+    return Fail(info, name, (std::string("an Int32Array of at least ") + std::to_string(minLength) + " elements").c_str());
+  }
+  *out = info[index].As<Napi::Int32Array>();
+  return true;
+}
+
 bool ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name, char** data, size_t* length) {
   if (!info[index].IsTypedArray() || info[index].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     return Fail(info, name, "a Buffer or Uint8Array");

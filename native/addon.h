@@ -56,6 +56,8 @@ bool ArgUint32(const Napi::CallbackInfo& info, size_t index, const char* name, u
 bool ArgSize(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t* out);
 bool ArgString(const Napi::CallbackInfo& info, size_t index, const char* name, std::string* out);
 bool ArgFunction(const Napi::CallbackInfo& info, size_t index, const char* name, Napi::Function* out);
+// An Int32Array of at least minLength elements, for results written in place.
+bool ArgInt32Array(const Napi::CallbackInfo& info, size_t index, const char* name, size_t minLength, Napi::Int32Array* out);
 // A Buffer (or any Uint8Array) the call may read or write in place.
 bool ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name, char** data, size_t* length);
 

@@ -139,24 +139,20 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
   return Result(env, Restarting([&] { return sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT); }));
 }
 
-// recvFds(socket, buffer, offset, length, maxFds): { bytes, fds, truncated },
-// or -errno. truncated (MSG_CTRUNC) means fds were lost; the ones that did
-// arrive are in fds, for the caller to close.
-// recvFds(fd, buffer, offset, length, fdsOut): the bytes read, or -errno.
+// recvFds(socket, buffer, offset, length, fdsOut): the bytes read, or -errno.
 // fdsOut (an Int32Array of 2 + room) receives the count of fds, whether the
-// kernel truncated them (MSG_CTRUNC), then the fds: one array the caller
-// keeps, instead of an object and an array made for every message.
+// kernel truncated them (MSG_CTRUNC: fds were lost; the ones that arrived are
+// there, for the caller to close), then the fds: one array the caller keeps,
+// instead of an object and an array made for every message.
 static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   char* data;
   size_t length;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length)) return env.Undefined();
-  if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || info[4].As<Napi::Int32Array>().ElementLength() < 2) {
-    Napi::TypeError::New(env, "argument fdsOut must be an Int32Array of at least 2 elements").ThrowAsJavaScriptException();
+  Napi::Int32Array out;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length) || !ArgInt32Array(info, 4, "fdsOut", 2, &out)) {
     return env.Undefined();
   }
-  Napi::Int32Array out = info[4].As<Napi::Int32Array>();
   size_t maxFds = out.ElementLength() - 2;
   if (maxFds > SCM_MAX_FD) maxFds = SCM_MAX_FD;
   struct iovec vector = {data, length};

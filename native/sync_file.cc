@@ -82,15 +82,11 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
 // the caller's Int32Array and the return value stays 0 or -errno.
 static Napi::Value Status(const Napi::CallbackInfo& info) {
   int32_t fd;
-  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-      info[1].As<Napi::TypedArray>().ElementLength() < 1) {
-    Napi::TypeError::New(info.Env(), "argument status must be an Int32Array of length 1").ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
+  Napi::Int32Array status;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgInt32Array(info, 1, "status", 1, &status)) return info.Env().Undefined();
   struct sync_file_info header = {};
   if (ioctl(fd, SYNC_IOC_FILE_INFO, &header) < 0) return Errno(info.Env(), errno);
-  info[1].As<Napi::Int32Array>()[0] = header.status;
+  status[0] = header.status;
   return Napi::Number::New(info.Env(), 0);
 }
 
