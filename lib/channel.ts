@@ -32,6 +32,10 @@ function channelError(code: string, message: string): Error & { code: string } {
   return Object.assign(new Error(message), { code });
 }
 
+function sendError(result: number): Error {
+  return kernelError(result, 'sendmsg', { hint: result === -32 /* EPIPE */ ? 'the peer closed the channel' : undefined });
+}
+
 function kindOf(handle: Handle, index: number): { kind: HandleKind; fd: number } {
   if (handle instanceof DmaBuf) return { kind: 'dmabuf', fd: handle.fd };
   if (handle instanceof SyncFile) return { kind: 'syncfile', fd: handle.fd };
@@ -161,7 +165,7 @@ export class FdChannel extends FdHandle {
       const sent = this.#sendPart(frame, 0, fds);
       if (sent === frame.length) return Promise.resolve();
       if (sent < 0 && sent !== -11 /* EAGAIN */) {
-        return Promise.reject(kernelError(sent, 'sendmsg', { hint: sent === -32 ? 'the peer closed the channel' : undefined }));
+        return Promise.reject(sendError(sent));
       }
       offset = Math.max(sent, 0);
     }
@@ -211,7 +215,7 @@ export class FdChannel extends FdHandle {
         }
         if (sent < 0) {
           this.#outgoing.shift();
-          next.reject(kernelError(sent, 'sendmsg', { hint: sent === -32 ? 'the peer closed the channel' : undefined }));
+          next.reject(sendError(sent));
           continue;
         }
         next.offset += sent;
@@ -232,11 +236,7 @@ export class FdChannel extends FdHandle {
     this.#reading = true;
     try {
       while (!this.closed && !this.#peerClosed) {
-        if (this.#inputLength === this.#input.length) {
-          const grown = Buffer.alloc(this.#input.length * 2);
-          this.#input.copy(grown, 0, 0, this.#inputLength);
-          this.#input = grown;
-        }
+        if (this.#inputLength === this.#input.length) this.#growInput(this.#input.length * 2);
         const bytes = native().recvFds(this.fd, this.#input, this.#inputLength, this.#input.length - this.#inputLength, this.#receivedFds);
         if (bytes === -11 /* EAGAIN */) {
           await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true });
@@ -274,6 +274,13 @@ export class FdChannel extends FdHandle {
     }
   }
 
+  /** Room for `size` bytes of input, keeping what was read. */
+  #growInput(size: number): void {
+    const grown = Buffer.alloc(size);
+    this.#input.copy(grown, 0, 0, this.#inputLength);
+    this.#input = grown;
+  }
+
   #parseFrames(): void {
     while (this.#inputLength >= headerSize) {
       if (this.#input.readUInt32LE(0) !== frameMagic) {
@@ -287,11 +294,7 @@ export class FdChannel extends FdHandle {
         return;
       }
       if (this.#inputLength < headerSize + jsonLength) {
-        if (this.#input.length < headerSize + jsonLength) {
-          const grown = Buffer.alloc(headerSize + jsonLength);
-          this.#input.copy(grown, 0, 0, this.#inputLength);
-          this.#input = grown;
-        }
+        if (this.#input.length < headerSize + jsonLength) this.#growInput(headerSize + jsonLength);
         return;
       }
       if (this.#fdQueue.length < handleCount) return; // the fds arrive with the frame's first bytes; wait for them
