@@ -60,7 +60,21 @@ export class MovableExporter<Backing, Mapping> {
   ) {
     this.#backing = store.allocate(options.size);
     const counters = this.counters;
+    // A dynamic exporter has pin/unpin; a static one has the core cache its mappings.
+    const pinning: Pick<ExporterOps<Mapping>, 'pin' | 'unpin' | 'cacheSgtMapping'> = options.dynamic
+      ? {
+          pin: () => {
+            counters.pinCalls += 1;
+            counters.pinCount += 1;
+          },
+          unpin: () => {
+            counters.unpinCalls += 1;
+            counters.pinCount -= 1;
+          },
+        }
+      : { cacheSgtMapping: true };
     const ops: ExporterOps<Mapping> = {
+      ...pinning,
       attach: () => {
         counters.attachCalls += 1;
         counters.attachments += 1;
@@ -79,18 +93,6 @@ export class MovableExporter<Backing, Mapping> {
       },
       release: () => this.#release(),
     };
-    if (options.dynamic) {
-      ops.pin = () => {
-        counters.pinCalls += 1;
-        counters.pinCount += 1;
-      };
-      ops.unpin = () => {
-        counters.unpinCalls += 1;
-        counters.pinCount -= 1;
-      };
-    } else {
-      (ops as { cacheSgtMapping: boolean }).cacheSgtMapping = true;
-    }
     this.buffer = exportBuffer({ ops, size: options.size, name: options.name, profile: options.profile, trace: options.trace, resv: options.resv });
   }
 

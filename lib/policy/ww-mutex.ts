@@ -174,14 +174,12 @@ export class WwMutex {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     if (ctx && this.#ownerCtx === ctx) return Promise.reject(policyErrno('EALREADY', call, `the context already holds ${this.name}`));
     const owner = ctx ?? anonymous();
-    if (!this.#owner && this.#waiters.length === 0) {
+    // Never free while waiters queue: unlock hands the lock straight on.
+    if (!this.#owner) {
       this.#take(owner, ctx);
       return Promise.resolve();
     }
-    if (this.#mustDie(ctx, slow)) {
-      ctx!.backoffs += 1;
-      return Promise.reject(policyErrno('EDEADLK', call, `an older context wants ${this.name}: drop every lock, lockSlow this one, and retry`));
-    }
+    if (this.#mustDie(ctx, slow)) return Promise.reject(this.#deadlock(ctx!, call));
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
@@ -192,26 +190,19 @@ export class WwMutex {
         owner,
         slow,
         grant: resolve,
-        die: () => {
-          ctx!.backoffs += 1;
-          reject(policyErrno('EDEADLK', call, `an older context wants ${this.name}: drop every lock, lockSlow this one, and retry`));
-        },
+        die: () => reject(this.#deadlock(ctx!, call)),
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.push(waiter);
-      if (!this.#owner) this.#grantFree();
       this.#killYoungerWaiters();
     });
   }
 
-  /** A free lock with waiters (possible right after an abort): hand it on. */
-  #grantFree(): void {
-    const waiter = this.#waiters.shift();
-    if (!waiter) return;
-    waiter.cleanup();
-    this.#take(waiter.owner, waiter.ctx);
-    waiter.grant();
+  /** The context dies (wait-die): counted, and told what to do. */
+  #deadlock(ctx: WwAcquireContext, call: string): Error {
+    ctx.backoffs += 1;
+    return policyErrno('EDEADLK', call, `an older context wants ${this.name}: drop every lock, lockSlow this one, and retry`);
   }
 }
 
