@@ -25,13 +25,16 @@ class Struct<Name extends string> {
 
   constructor(fields: readonly (readonly [Name, FieldType])[]) {
     let offset = 0;
+    let alignment = 1;
     for (const [name, type] of fields) {
       const width = type === 'u64' ? 8 : 4;
+      alignment = Math.max(alignment, width);
       offset = Math.ceil(offset / width) * width;
       this.#offsets.set(name, [offset, type]);
       offset += width;
     }
-    this.size = Math.ceil(offset / 8) * 8;
+    // Padded to its widest field, as the compiler pads it.
+    this.size = Math.ceil(offset / alignment) * alignment;
   }
 
   encode(values: Partial<Record<Name, number>>): Buffer {
@@ -54,6 +57,9 @@ class Struct<Name extends string> {
   }
 }
 
+// struct dbt_attachment_id, the argument of four commands.
+const attachmentId = new Struct([['id', 'u32'], ['pad', 'u32']]);
+
 const structs = {
   EXPORT: new Struct([['pages', 'u32'], ['flags', 'u32'], ['fd', 's32'], ['id', 'u32']]),
   MOVE: new Struct([['id', 'u32'], ['flags', 'u32'], ['fenceId', 'u32'], ['pad', 'u32']]),
@@ -62,11 +68,11 @@ const structs = {
     ['attachCalls', 'u64'], ['detachCalls', 'u64'], ['pinCalls', 'u64'], ['unpinCalls', 'u64'], ['mapCalls', 'u64'], ['unmapCalls', 'u64'], ['moves', 'u64'],
   ]),
   ATTACH: new Struct([['fd', 's32'], ['flags', 'u32'], ['id', 'u32'], ['pad', 'u32']]),
-  DETACH: new Struct([['id', 'u32'], ['pad', 'u32']]),
+  DETACH: attachmentId,
   MAP: new Struct([['id', 'u32'], ['direction', 'u32'], ['nents', 'u32'], ['pad', 'u32'], ['bytes', 'u64']]),
-  UNMAP: new Struct([['id', 'u32'], ['pad', 'u32']]),
-  PIN: new Struct([['id', 'u32'], ['pad', 'u32']]),
-  UNPIN: new Struct([['id', 'u32'], ['pad', 'u32']]),
+  UNMAP: attachmentId,
+  PIN: attachmentId,
+  UNPIN: attachmentId,
   ATTACHMENT_INFO: new Struct([
     ['id', 'u32'], ['flags', 'u32'], ['state', 'u32'], ['pins', 'u32'], ['nents', 'u32'], ['pad', 'u32'],
     ['bytes', 'u64'], ['moveNotifies', 'u64'], ['size', 'u64'],

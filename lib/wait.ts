@@ -48,6 +48,7 @@ export class FdWaiter {
   #pending = new Set<PendingWait>();
   #closed = false;
   #armedEvents = 0;
+  #unref = false;
   readonly #drained: boolean;
 
   constructor(
@@ -130,8 +131,6 @@ export class FdWaiter {
     if (this.#drained) queueMicrotask(() => this.#arm());
     else this.#arm();
   }
-
-  #unref = false;
 
   /** Lets the process exit while this waits. */
   unref(): void {
