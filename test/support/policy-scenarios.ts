@@ -22,6 +22,16 @@ export const scenarioStep: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ op: fc.constant('move' as const) }),
 );
 
+/**
+ * Scenarios of 1 to `maxLength` steps, drawn across that whole range.
+ * `size: 'max'` because fast-check 4 otherwise caps an array at its 'small'
+ * size (2 * minLength + 10 elements) whatever maxLength says: a 1..25 array
+ * would never have more than 12 steps.
+ */
+export function scenarioSteps(maxLength: number): fc.Arbitrary<Step[]> {
+  return fc.array(scenarioStep, { minLength: 1, maxLength, size: 'max' });
+}
+
 /** The module's counters, by the names the model's counting exporter shares with it. */
 export type Snapshot = policy.ExporterCounters;
 
