@@ -94,4 +94,17 @@ describe('VM runner', () => {
     assert.equal(result.stdout, 'in-guest\n');
     assert.match(result.stderr, /vm failed \(exit-status\)/);
   });
+
+  it('exits 124 from the CLI when the command outlives --timeout, with the reason on stderr', () => {
+    const bin = join(__dirname, '..', '..', 'bin', 'dmabuf.js');
+    const started = Date.now();
+    // 30 s leaves a loaded machine time to boot, so the kill lands while the command runs.
+    const result = spawnSync(process.execPath, [bin, 'vm', 'run', '--timeout', '30', '--', 'sh', '-c', 'echo started; sleep 600'], { encoding: 'utf8' });
+    const seconds = (Date.now() - started) / 1000;
+    assert.equal(result.status, 124, result.stderr);
+    assert.equal(result.stdout, 'started\n');
+    assert.match(result.stderr, /vm failed \(timeout\)/);
+    assert.match(result.stderr, /did not finish within 30000 ms; QEMU was killed/);
+    assert.ok(seconds < 120, `the CLI returned after ${seconds.toFixed(1)} s, not at the timeout`);
+  });
 });
