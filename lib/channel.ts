@@ -108,10 +108,33 @@ export class FdChannel extends FdHandle {
     return new FdChannel(fd, opts);
   }
 
-  /** Connects to a `FdChannelServer`: a path, or `@name` for Linux's abstract namespace. */
-  static connect(path: string): FdChannel {
+  /**
+   * Connects to a `FdChannelServer`: a path, or `@name` for Linux's abstract
+   * namespace. While the listener's backlog is full the connection waits,
+   * without blocking the event loop, until the listener accepts; `signal`
+   * gives up (the promise rejects with its reason).
+   */
+  static async connect(path: string, options?: { signal?: AbortSignal }): Promise<FdChannel> {
     const address = socketAddress(path);
-    return new FdChannel(check(native().unixConnect(address), 'connect', (code) => (code === 'ENOENT' || code === 'ECONNREFUSED' ? `nothing listens at ${path}` : undefined)));
+    const { signal } = validate.options<{ signal: AbortSignal }>('options', options);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('Expected an AbortSignal for options.signal');
+    signal?.throwIfAborted();
+    const fd = check(native().unixSocket(), 'socket');
+    try {
+      // A full backlog is EAGAIN, with no connection in progress and no
+      // readiness to wait for (native/fd_pass.cc): try again, backing off.
+      for (let delayMs = 1; ; delayMs = Math.min(delayMs * 2, connectRetryMaxMs)) {
+        const status = native().unixConnect(fd, address);
+        if (status === 0) return new FdChannel(fd);
+        if (status !== -11 /* EAGAIN */) {
+          throw kernelError(status, 'connect', { hint: status === -2 /* ENOENT */ || status === -111 /* ECONNREFUSED */ ? `nothing listens at ${path}` : undefined });
+        }
+        await delay(delayMs, signal);
+      }
+    } catch (error) {
+      closeFd(fd);
+      throw error;
+    }
   }
 
   /** Listens at a path, or `@name` for the abstract namespace. */
@@ -370,6 +393,23 @@ export class FdChannel extends FdHandle {
     for (const receiver of this.#receivers.splice(0)) receiver.reject(closed);
     for (const pending of this.#outgoing.splice(0)) pending.reject(closed);
   }
+}
+
+/** The longest wait between two connects to a full backlog. */
+const connectRetryMaxMs = 50;
+
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 function socketAddress(path: string): string {

@@ -50,6 +50,9 @@ export abstract class FdHandle implements Disposable {
   protected constructor(fd: number, protected readonly kind: string) {
     this.#fd = fd;
     leakRegistry.register(this, { fd, what: kind }, this);
+    // A worker thread that ends with this still open runs no finalizer: the
+    // addon's cleanup hook closes the fds its environment owns.
+    native().ownFd(fd);
   }
 
   /** The file descriptor; throws once closed, so a stale number is never used. */
@@ -86,6 +89,7 @@ export abstract class FdHandle implements Disposable {
     const fd = this.assertOpen('detach');
     this.#closed = true;
     leakRegistry.unregister(this);
+    native().disownFd(fd);
     this.releaseResources();
     return fd;
   }

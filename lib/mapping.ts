@@ -18,12 +18,15 @@ export class SharedMapping {
     if (size > bufferConstants.MAX_LENGTH) {
       throw rangeError('size', `at most buffer.constants.MAX_LENGTH (${bufferConstants.MAX_LENGTH}) bytes to map as one Buffer`, size);
     }
-    if (!this.#mapping || this.#mapping.buffer === null) {
-      this.#mapping = check(native().mapShared(fd, size, true, keepAlive), 'mmap', (code) =>
-        code === 'EACCES' ? 'the fd is read-only, and mappings are always read-write (a write to a read-only mapping would kill the process)' : undefined,
-      );
-    }
-    return Buffer.from(this.#mapping.buffer!);
+    // Read once and held: the mapping keeps its buffer only weakly, and a
+    // collection between two reads would find it gone.
+    const live = this.#mapping?.buffer;
+    if (live) return Buffer.from(live);
+    const { mapping, buffer } = check(native().mapShared(fd, size, true, keepAlive), 'mmap', (code) =>
+      code === 'EACCES' ? 'the fd is read-only, and mappings are always read-write (a write to a read-only mapping would kill the process)' : undefined,
+    );
+    this.#mapping = mapping;
+    return Buffer.from(buffer);
   }
 
   release(): void {

@@ -7,7 +7,7 @@ export interface NativeSyncFileInfo {
 }
 
 export interface NativeMapping {
-  /** The mapped memory, or null once unmapped. */
+  /** The mapped memory while it lives (held weakly: null once collected or unmapped). */
   readonly buffer: ArrayBuffer | null;
   /** Detaches the ArrayBuffer (every view drops to length 0), then unmaps. Returns 0 or -errno. */
   unmap(): number;
@@ -32,7 +32,12 @@ export interface NativeBinding {
   probeMemfdCreate(): number;
   pageSize(): number;
   openFile(path: string, flags: number): number;
+  /** Closes the fd, and forgets it if an FdHandle owned it. */
   closeFd(fd: number): number;
+  /** An FdHandle's fd: closed by this environment's cleanup hook if still open when its thread ends. */
+  ownFd(fd: number): number;
+  /** The fd is handed to the caller (detach()): no longer closed at the thread's end. */
+  disownFd(fd: number): number;
   O_RDONLY: number;
   fsMagic(fd: number): number;
   dupCloexec(fd: number): number;
@@ -59,11 +64,19 @@ export interface NativeBinding {
   syncFileStatus(fd: number, status: Int32Array): number;
   swSyncCreateFence(timeline: number, value: number, name: string): number;
   swSyncIncrement(timeline: number, count: number): number;
-  /** keepAlive: fds the mapping duplicates and holds until it is unmapped. */
-  mapShared(fd: number, length: number, writable: boolean, keepAlive?: number[]): NativeMapping | number;
+  /**
+   * keepAlive: fds the mapping duplicates and holds until it is unmapped. The
+   * buffer comes back with the mapping, held by the caller from the start:
+   * `mapping.buffer` holds it only weakly, and reading it back later could
+   * find it collected (and unmapped).
+   */
+  mapShared(fd: number, length: number, writable: boolean, keepAlive?: number[]): { mapping: NativeMapping; buffer: ArrayBuffer } | number;
   socketPair(): [number, number] | number;
   unixListen(address: string, backlog: number): number;
-  unixConnect(address: string): number;
+  /** A non-blocking, close-on-exec Unix stream socket. */
+  unixSocket(): number;
+  /** 0, or -errno: -EAGAIN while the listener's backlog is full (try again later: there is nothing to poll for). */
+  unixConnect(fd: number, address: string): number;
   accept(fd: number): number;
   sendFds(fd: number, buffer: Buffer, offset: number, length: number, fds: number[]): number;
   /** Bytes read or -errno; fdsOut[0] = fds received, fdsOut[1] = 1 when truncated (MSG_CTRUNC), then the fds. Room: fdsOut.length - 2. */

@@ -2,37 +2,89 @@
 // they share.
 #include "addon.h"
 
+#include <unistd.h>
+
 #include <cmath>
 
 namespace dmabuf {
 
-static bool Fail(const Napi::CallbackInfo& info, const char* name, const char* expected) {
-  Napi::TypeError::New(info.Env(), std::string("argument ") + name + " must be " + expected)
-      .ThrowAsJavaScriptException();
+bool ThrowTypeError(Napi::Env env, const std::string& message) {
+  Napi::TypeError error = Napi::TypeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+  error.ThrowAsJavaScriptException();
   return false;
 }
 
+bool ThrowRangeError(Napi::Env env, const std::string& message) {
+  Napi::RangeError error = Napi::RangeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  error.ThrowAsJavaScriptException();
+  return false;
+}
+
+static bool WrongType(Napi::Env env, const std::string& name, const std::string& expected) {
+  return ThrowTypeError(env, "argument " + name + " must be " + expected);
+}
+
+static bool Fail(const Napi::CallbackInfo& info, const char* name, const std::string& expected) {
+  return WrongType(info.Env(), name, expected);
+}
+
+static bool OutOfRange(Napi::Env env, const std::string& name, const char* expected) {
+  return ThrowRangeError(env, "argument " + name + " must be " + expected);
+}
+
+// A number that is whole and within [min, max]; NaN fails every comparison,
+// so it is refused by the first test.
+static bool WholeIn(double value, double min, double max) {
+  return value == std::trunc(value) && value >= min && value <= max;
+}
+
+bool ArgListNumber(Napi::Env env, Napi::Value value, const std::string& name, double min, double max, const char* expected, double* out) {
+  if (!value.IsNumber()) return WrongType(env, name, expected);
+  double number = value.As<Napi::Number>().DoubleValue();
+  if (!WholeIn(number, min, max)) return OutOfRange(env, name, expected);
+  *out = number;
+  return true;
+}
+
 bool ArgInt32(const Napi::CallbackInfo& info, size_t index, const char* name, int32_t* out) {
-  if (!info[index].IsNumber()) return Fail(info, name, "a 32-bit integer");
-  double value = info[index].As<Napi::Number>().DoubleValue();
-  if (value != std::trunc(value) || value < INT32_MIN || value > INT32_MAX) return Fail(info, name, "a 32-bit integer");
+  double value;
+  if (!ArgListNumber(info.Env(), info[index], name, INT32_MIN, INT32_MAX, "a 32-bit integer", &value)) return false;
   *out = static_cast<int32_t>(value);
   return true;
 }
 
-bool ArgUint32(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t* out) {
-  if (!info[index].IsNumber()) return Fail(info, name, "an unsigned 32-bit integer");
-  double value = info[index].As<Napi::Number>().DoubleValue();
-  if (value != std::trunc(value) || value < 0 || value > UINT32_MAX) return Fail(info, name, "an unsigned 32-bit integer");
+bool ArgUint32(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t* out, uint32_t max) {
+  double value;
+  std::string expected = max == UINT32_MAX ? "an unsigned 32-bit integer" : "an integer from 0 to " + std::to_string(max);
+  if (!ArgListNumber(info.Env(), info[index], name, 0, max, expected.c_str(), &value)) return false;
   *out = static_cast<uint32_t>(value);
   return true;
 }
 
 bool ArgSize(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t* out) {
-  if (!info[index].IsNumber()) return Fail(info, name, "a non-negative safe integer");
-  double value = info[index].As<Napi::Number>().DoubleValue();
-  if (value != std::trunc(value) || value < 0 || value > 9007199254740991.0) return Fail(info, name, "a non-negative safe integer");
+  double value;
+  if (!ArgListNumber(info.Env(), info[index], name, 0, 9007199254740991.0, "a non-negative safe integer", &value)) return false;
   *out = static_cast<uint64_t>(value);
+  return true;
+}
+
+bool ArgFdList(const Napi::CallbackInfo& info, size_t index, const char* name, size_t maxLength, std::vector<int>* out) {
+  if (!info[index].IsArray()) return Fail(info, name, "an array of fds");
+  Napi::Array list = info[index].As<Napi::Array>();
+  uint32_t length = list.Length();
+  if (length > maxLength) return OutOfRange(info.Env(), name, (std::string("at most ") + std::to_string(maxLength) + " fds").c_str());
+  out->clear();
+  out->reserve(length);
+  for (uint32_t i = 0; i < length; i++) {
+    // A getter on the array may throw: that exception is the caller's.
+    Napi::Value item = list.Get(i);
+    if (info.Env().IsExceptionPending()) return false;
+    double fd;
+    if (!ArgListNumber(info.Env(), item, std::string(name) + "[" + std::to_string(i) + "]", 0, INT32_MAX, "an fd (an integer from 0 to 2^31-1)", &fd)) return false;
+    out->push_back(static_cast<int>(fd));
+  }
   return true;
 }
 
@@ -69,8 +121,18 @@ bool ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name, c
 
 }  // namespace dmabuf
 
+// Runs when the environment ends, a worker's included (a terminate() too),
+// after the cleanup hooks registered later (each live Poller's), so no poll
+// is left on an fd closed here.
+static void CloseOwnedFds(dmabuf::AddonData* data) {
+  for (int fd : data->ownedFds) close(fd);
+  data->ownedFds.clear();
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
-  env.SetInstanceData<dmabuf::AddonData>(new dmabuf::AddonData());
+  auto* data = new dmabuf::AddonData();
+  env.SetInstanceData<dmabuf::AddonData>(data);
+  env.AddCleanupHook(CloseOwnedFds, data);
   dmabuf::InitSystem(env, exports);
   dmabuf::InitFd(env, exports);
   dmabuf::InitMemfd(env, exports);

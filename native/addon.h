@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 namespace dmabuf {
 
@@ -35,6 +37,10 @@ void InitDmabufTest(Napi::Env env, Napi::Object exports);
 // tears them down at its own time.
 struct AddonData {
   Napi::FunctionReference mappingConstructor;
+  // The fds this environment's FdHandles own (ownFd/disownFd/closeFd). A
+  // worker thread that ends, or is terminated, with handles still open runs
+  // no FinalizationRegistry callback: its cleanup hook closes these instead.
+  std::unordered_set<int> ownedFds;
 };
 
 inline AddonData* DataOf(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
@@ -48,18 +54,61 @@ inline Napi::Value Errno(Napi::Env env, int error) {
   return Napi::Number::New(env, -error);
 }
 
-// Argument readers: on a wrong type they throw a TypeError and return false,
-// and the binding returns at once.
+// Throw Node-shaped argument errors (code ERR_INVALID_ARG_TYPE or
+// ERR_OUT_OF_RANGE) and return false.
+bool ThrowTypeError(Napi::Env env, const std::string& message);
+bool ThrowRangeError(Napi::Env env, const std::string& message);
+
+// Argument readers: on a wrong type they throw a TypeError
+// (ERR_INVALID_ARG_TYPE), on NaN, a fraction or a value out of range a
+// RangeError (ERR_OUT_OF_RANGE), as Node's own validators do, and return
+// false; the binding returns at once. No reader ever turns a bad number into
+// 0: fd 0 is stdin.
 bool ArgInt32(const Napi::CallbackInfo& info, size_t index, const char* name, int32_t* out);
-bool ArgUint32(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t* out);
+bool ArgUint32(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t* out, uint32_t max = UINT32_MAX);
 // Integers up to 2^53 (sizes, offsets), refused when negative or fractional.
 bool ArgSize(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t* out);
 bool ArgString(const Napi::CallbackInfo& info, size_t index, const char* name, std::string* out);
 bool ArgFunction(const Napi::CallbackInfo& info, size_t index, const char* name, Napi::Function* out);
+// One number of a list (name says where, as "segments[4]"): whole, in [min, max].
+bool ArgListNumber(Napi::Env env, Napi::Value value, const std::string& name, double min, double max, const char* expected, double* out);
+// An array of at most maxLength fds (integers 0 to 2^31-1).
+bool ArgFdList(const Napi::CallbackInfo& info, size_t index, const char* name, size_t maxLength, std::vector<int>* out);
 // An Int32Array of at least minLength elements, for results written in place.
 bool ArgInt32Array(const Napi::CallbackInfo& info, size_t index, const char* name, size_t minLength, Napi::Int32Array* out);
 // A Buffer (or any Uint8Array) the call may read or write in place.
 bool ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name, char** data, size_t* length);
+
+// The `this` of a native class's method. napi_unwrap alone takes any wrapped
+// object, of any class, as a T: a method borrowed onto another class's
+// object would read that object's memory as its own. Instances are type
+// tagged when constructed, and a method checks the tag first.
+template <typename T>
+T* Self(const Napi::CallbackInfo& info) {
+  Napi::Value self = info.This();
+  if (!self.IsObject() || !self.As<Napi::Object>().CheckTypeTag(&T::kTypeTag)) {
+    Napi::TypeError error = Napi::TypeError::New(info.Env(), std::string("Illegal invocation: this is not a ") + T::kName);
+    error.Set("code", Napi::String::New(info.Env(), "ERR_INVALID_THIS"));
+    error.ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return T::Unwrap(self.As<Napi::Object>());
+}
+
+// A method as a plain function on the class's prototype that checks `this`
+// through Self<T> (ObjectWrap's own method wrapper unwraps unchecked before
+// the method runs).
+template <typename T, Napi::Value (T::*Method)(const Napi::CallbackInfo&)>
+Napi::Value Checked(const Napi::CallbackInfo& info) {
+  T* self = Self<T>(info);
+  return self == nullptr ? info.Env().Undefined() : (self->*Method)(info);
+}
+
+template <typename T, Napi::Value (T::*Method)(const Napi::CallbackInfo&)>
+void DefineMethod(Napi::Env env, Napi::Function constructor, const char* name) {
+  constructor.Get("prototype").As<Napi::Object>().DefineProperty(
+      Napi::PropertyDescriptor::Value(name, Napi::Function::New<Checked<T, Method>>(env, name), napi_default_method));
+}
 
 // Restarts a syscall interrupted by a signal. Not for close(): after EINTR
 // the fd is already gone on Linux.

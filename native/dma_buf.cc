@@ -15,7 +15,7 @@ namespace dmabuf {
 static Napi::Value Sync(const Napi::CallbackInfo& info) {
   int32_t fd;
   uint32_t flags, idleEvents;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "flags", &flags) || !ArgUint32(info, 2, "idleEvents", &idleEvents)) {
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "flags", &flags) || !ArgUint32(info, 2, "idleEvents", &idleEvents, 0xffff)) {
     return info.Env().Undefined();
   }
   if (idleEvents != 0) {
@@ -35,7 +35,7 @@ static Napi::Value SetName(const Napi::CallbackInfo& info) {
   // The kernel copies up to DMA_BUF_NAME_LEN bytes with strndup_user and
   // refuses longer names; a NUL inside would silently shorten the name.
   if (name.size() >= DMA_BUF_NAME_LEN || memchr(name.data(), '\0', name.size()) != nullptr) {
-    Napi::RangeError::New(info.Env(), "name must be at most 31 bytes of UTF-8 with no NUL").ThrowAsJavaScriptException();
+    ThrowRangeError(info.Env(), "name must be at most 31 bytes of UTF-8 with no NUL");
     return info.Env().Undefined();
   }
   return Result(info.Env(), ioctl(fd, DMA_BUF_SET_NAME, name.c_str()));

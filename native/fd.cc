@@ -25,7 +25,26 @@ static Napi::Value OpenFile(const Napi::CallbackInfo& info) {
 static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int32_t fd;
   if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  DataOf(info.Env())->ownedFds.erase(fd);
   return Result(info.Env(), close(fd));
+}
+
+// An FdHandle's fd, closed by the environment's cleanup hook if the handle
+// is still open when its thread ends (addon.cc).
+static Napi::Value OwnFd(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  if (fd < 0) return Errno(info.Env(), EBADF);
+  DataOf(info.Env())->ownedFds.insert(fd);
+  return Napi::Number::New(info.Env(), 0);
+}
+
+// An fd handed to the caller (detach()): no longer this environment's to close.
+static Napi::Value DisownFd(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  DataOf(info.Env())->ownedFds.erase(fd);
+  return Napi::Number::New(info.Env(), 0);
 }
 
 static Napi::Value FsMagic(const Napi::CallbackInfo& info) {
@@ -67,13 +86,16 @@ int PollReady(int fd, short events) {
 static Napi::Value PollNow(const Napi::CallbackInfo& info) {
   int32_t fd;
   uint32_t events;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "events", &events)) return info.Env().Undefined();
+  // poll(2)'s events field is a short.
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "events", &events, 0xffff)) return info.Env().Undefined();
   return Napi::Number::New(info.Env(), PollReady(fd, static_cast<short>(events)));
 }
 
 void InitFd(Napi::Env env, Napi::Object exports) {
   exports.Set("openFile", Napi::Function::New(env, OpenFile));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("ownFd", Napi::Function::New(env, OwnFd));
+  exports.Set("disownFd", Napi::Function::New(env, DisownFd));
   exports.Set("O_RDONLY", Napi::Number::New(env, O_RDONLY));
   exports.Set("fsMagic", Napi::Function::New(env, FsMagic));
   exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec));

@@ -23,8 +23,7 @@ static bool ArgAddress(const Napi::CallbackInfo& info, size_t index, struct sock
   std::string path;
   if (!ArgString(info, index, "path", &path)) return false;
   if (path.empty() || path.size() >= sizeof(address->sun_path)) {
-    Napi::RangeError::New(info.Env(), "path must be 1 to 107 bytes").ThrowAsJavaScriptException();
-    return false;
+    return ThrowRangeError(info.Env(), "path must be 1 to 107 bytes");
   }
   memset(address, 0, sizeof(*address));
   address->sun_family = AF_UNIX;
@@ -57,23 +56,24 @@ static Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fd);
 }
 
-// connect(2) on a Unix stream socket completes at once or fails (no
-// EINPROGRESS), so it is made blocking and the socket made non-blocking after.
-// Not restarted: after EINTR the connection goes on by itself, and a second
-// connect would fail with EALREADY.
+// A non-blocking, close-on-exec Unix stream socket, for unixConnect.
+static Napi::Value UnixSocket(const Napi::CallbackInfo& info) {
+  return Result(info.Env(), socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+}
+
+// connect(2) on a non-blocking Unix stream socket completes at once, or
+// fails with EAGAIN while the listener's backlog is full. Unlike TCP there
+// is no connection in progress then, and nothing to poll for: the socket
+// polls writable (and HUP) at once, and the listener's accept wakes only
+// blocked connectors. The caller tries again later; the event loop never
+// waits in here (a blocking connect to a listener in the same process would
+// never return).
 static Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+  int32_t fd;
   struct sockaddr_un address;
   socklen_t length;
-  if (!ArgAddress(info, 0, &address, &length)) return info.Env().Undefined();
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Errno(info.Env(), errno);
-  int status = connect(fd, reinterpret_cast<struct sockaddr*>(&address), length);
-  if (status < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-    int error = errno;
-    close(fd);
-    return Errno(info.Env(), error);
-  }
-  return Napi::Number::New(info.Env(), fd);
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgAddress(info, 1, &address, &length)) return info.Env().Undefined();
+  return Result(info.Env(), connect(fd, reinterpret_cast<struct sockaddr*>(&address), length));
 }
 
 static Napi::Value Accept(const Napi::CallbackInfo& info) {
@@ -89,8 +89,7 @@ static bool ArgBufferRange(const Napi::CallbackInfo& info, size_t index, char** 
   uint64_t offset, count;
   if (!ArgSize(info, index + 1, "offset", &offset) || !ArgSize(info, index + 2, "length", &count)) return false;
   if (offset > size || count > size - offset) {
-    Napi::RangeError::New(info.Env(), "offset and length must lie inside the buffer").ThrowAsJavaScriptException();
-    return false;
+    return ThrowRangeError(info.Env(), "offset and length must lie inside the buffer");
   }
   *data = start + offset;
   *length = static_cast<size_t>(count);
@@ -104,24 +103,8 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
   char* data;
   size_t length;
   if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length)) return env.Undefined();
-  if (!info[4].IsArray()) {
-    Napi::TypeError::New(env, "argument fds must be an array").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  Napi::Array list = info[4].As<Napi::Array>();
-  if (list.Length() > SCM_MAX_FD) {
-    Napi::RangeError::New(env, "at most 253 fds (SCM_MAX_FD) fit one message").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  std::vector<int> fds(list.Length());
-  for (uint32_t i = 0; i < list.Length(); i++) {
-    Napi::Value item = list[i];
-    if (!item.IsNumber()) {
-      Napi::TypeError::New(env, "fds must hold numbers").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    fds[i] = item.As<Napi::Number>().Int32Value();
-  }
+  std::vector<int> fds;
+  if (!ArgFdList(info, 4, "fds", SCM_MAX_FD, &fds)) return env.Undefined();
   struct iovec vector = {data, length};
   struct msghdr message = {};
   message.msg_iov = &vector;
@@ -193,6 +176,7 @@ static Napi::Value PidfdGetFd(const Napi::CallbackInfo& info) {
 void InitFdPass(Napi::Env env, Napi::Object exports) {
   exports.Set("socketPair", Napi::Function::New(env, SocketPair));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen));
+  exports.Set("unixSocket", Napi::Function::New(env, UnixSocket));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
   exports.Set("accept", Napi::Function::New(env, Accept));
   exports.Set("sendFds", Napi::Function::New(env, SendFds));

@@ -17,6 +17,9 @@
 
 namespace dmabuf {
 
+// A udmabuf has at most list_limit segments (1024 by default), each a memfd.
+constexpr size_t kMaxKeepAlive = 1024;
+
 // keepAlive: duplicates of files that must outlive the mapping, closed only
 // after munmap. Linux 6.1's udmabuf maps its memfd's page-cache pages
 // directly; evicting the memfd's inode while they are mapped corrupts page
@@ -38,18 +41,39 @@ struct Region {
   }
 };
 
+// Made only by mapShared: the constructor takes a token JavaScript cannot
+// produce, so `new (mapping.constructor)()` throws instead of making an
+// object that owns nothing.
+static int constructToken;
+
 class Mapping : public Napi::ObjectWrap<Mapping> {
  public:
+  static constexpr napi_type_tag kTypeTag = {0x6d1e4a3b9c2f4d11ULL, 0x8a7b5c3d2e1f0a99ULL};
+  static constexpr const char* kName = "Mapping";
+
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Mapping", {InstanceMethod("unmap", &Mapping::Unmap), InstanceAccessor("buffer", &Mapping::Buffer, nullptr)});
+    Napi::Function constructor = DefineClass(env, "Mapping", {});
+    DefineMethod<Mapping, &Mapping::Unmap>(env, constructor, "unmap");
+    constructor.Get("prototype").As<Napi::Object>().DefineProperty(
+        Napi::PropertyDescriptor::Accessor<Checked<Mapping, &Mapping::Buffer>>("buffer", napi_configurable));
+    return constructor;
   }
 
   explicit Mapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapping>(info) {
-    // Only MapShared makes these, through the constructor reference; a call
-    // from JavaScript gets an object that owns nothing.
+    if (info.Length() != 1 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &constructToken) {
+      Napi::TypeError error = Napi::TypeError::New(info.Env(), "Mapping cannot be constructed from JavaScript: mapShared() makes them");
+      error.Set("code", Napi::String::New(info.Env(), "ERR_ILLEGAL_CONSTRUCTOR"));
+      error.ThrowAsJavaScriptException();
+      return;
+    }
+    info.This().As<Napi::Object>().TypeTag(&kTypeTag);
   }
 
-  void Attach(Napi::Env env, std::shared_ptr<Region> region) {
+  // The ArrayBuffer is returned to the caller, which holds it strongly from
+  // the start: held here only weakly, it could be collected (and unmapped)
+  // before JavaScript read it back through `buffer`. The weak reference is
+  // for unmap(), which detaches it if it still lives.
+  Napi::ArrayBuffer Attach(Napi::Env env, std::shared_ptr<Region> region) {
     region_ = region;
     auto* hint = new std::shared_ptr<Region>(region);
     Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
@@ -60,9 +84,9 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
         },
         hint);
     buffer_ = Napi::Weak(buffer);
+    return buffer;
   }
 
- private:
   Napi::Value Buffer(const Napi::CallbackInfo& info) {
     if (buffer_.IsEmpty() || !region_ || region_->unmapped) return info.Env().Null();
     Napi::Value value = buffer_.Value();
@@ -81,36 +105,24 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     return Napi::Number::New(info.Env(), region_->Unmap());
   }
 
+ private:
   std::shared_ptr<Region> region_;
   Napi::Reference<Napi::ArrayBuffer> buffer_;
 };
 
+// mapShared(fd, length, writable, keepAlive?): { mapping, buffer }, or -errno.
 static Napi::Value MapShared(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint64_t length;
   if (!ArgInt32(info, 0, "fd", &fd) || !ArgSize(info, 1, "length", &length)) return env.Undefined();
   if (!info[2].IsBoolean()) {
-    Napi::TypeError::New(env, "argument writable must be a boolean").ThrowAsJavaScriptException();
+    ThrowTypeError(env, "argument writable must be a boolean");
     return env.Undefined();
   }
   std::vector<int> keepAlive;
-  if (info.Length() > 3 && !info[3].IsUndefined()) {
-    if (!info[3].IsArray()) {
-      Napi::TypeError::New(env, "argument keepAlive must be an array of fds").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    Napi::Array list = info[3].As<Napi::Array>();
-    for (uint32_t i = 0; i < list.Length(); i++) {
-      Napi::Value item = list[i];
-      if (!item.IsNumber()) {
-        Napi::TypeError::New(env, "keepAlive must hold fds").ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-      keepAlive.push_back(item.As<Napi::Number>().Int32Value());
-    }
-  }
-  if (length == 0) return Errno(env, EINVAL);
+  if (info.Length() > 3 && !info[3].IsUndefined() && !ArgFdList(info, 3, "keepAlive", kMaxKeepAlive, &keepAlive)) return env.Undefined();
+  if (length == 0 || length > SIZE_MAX) return Errno(env, EINVAL);
   int protection = PROT_READ | (info[2].As<Napi::Boolean>().Value() ? PROT_WRITE : 0);
   std::vector<int> held;
   for (int keep : keepAlive) {
@@ -129,9 +141,15 @@ static Napi::Value MapShared(const Napi::CallbackInfo& info) {
     return Errno(env, error);
   }
   auto region = std::make_shared<Region>(Region{address, static_cast<size_t>(length), false, std::move(held)});
-  Napi::Object object = DataOf(env)->mappingConstructor.New({});
-  Mapping::Unwrap(object)->Attach(env, region);
-  return object;
+  Napi::Object mapping = DataOf(env)->mappingConstructor.New({Napi::External<int>::New(env, &constructToken)});
+  if (env.IsExceptionPending()) {
+    region->Unmap();
+    return env.Undefined();
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("mapping", mapping);
+  result.Set("buffer", Mapping::Unwrap(mapping)->Attach(env, region));
+  return result;
 }
 
 void InitMapping(Napi::Env env, Napi::Object exports) {

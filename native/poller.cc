@@ -15,16 +15,20 @@ namespace dmabuf {
 
 class Poller : public Napi::ObjectWrap<Poller> {
  public:
+  static constexpr napi_type_tag kTypeTag = {0x3f0c9e7d52a14b86ULL, 0xb41d6e2a7c9f3058ULL};
+  static constexpr const char* kName = "Poller";
+
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Poller", {
-                                          InstanceMethod("start", &Poller::Start),
-                                          InstanceMethod("stop", &Poller::Stop),
-                                          InstanceMethod("close", &Poller::Close),
-                                          InstanceMethod("ref", &Poller::RefLoop),
-                                          InstanceMethod("unref", &Poller::UnrefLoop),
-                                          StaticValue("READABLE", Napi::Number::New(env, UV_READABLE)),
-                                          StaticValue("WRITABLE", Napi::Number::New(env, UV_WRITABLE)),
-                                      });
+    Napi::Function constructor = DefineClass(env, "Poller", {
+                                                                 StaticValue("READABLE", Napi::Number::New(env, UV_READABLE)),
+                                                                 StaticValue("WRITABLE", Napi::Number::New(env, UV_WRITABLE)),
+                                                             });
+    DefineMethod<Poller, &Poller::Start>(env, constructor, "start");
+    DefineMethod<Poller, &Poller::Stop>(env, constructor, "stop");
+    DefineMethod<Poller, &Poller::Close>(env, constructor, "close");
+    DefineMethod<Poller, &Poller::RefLoop>(env, constructor, "ref");
+    DefineMethod<Poller, &Poller::UnrefLoop>(env, constructor, "unref");
+    return constructor;
   }
 
   // new Poller(fd, callback(status, events)): status is 0 or -errno.
@@ -53,6 +57,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     // a live poll would keep its loop from ending.
     napi_add_env_cleanup_hook(info.Env(), OnEnvTeardown, this);
     cleanupHookAdded_ = true;
+    info.This().As<Napi::Object>().TypeTag(&kTypeTag);
   }
 
   ~Poller() override { CloseHandle(); }

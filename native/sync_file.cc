@@ -24,8 +24,7 @@ static bool ArgName(const Napi::CallbackInfo& info, size_t index, char (&out)[32
   std::string name;
   if (!ArgString(info, index, "name", &name)) return false;
   if (name.size() >= sizeof(out)) {
-    Napi::RangeError::New(info.Env(), "name must be at most 31 bytes of UTF-8").ThrowAsJavaScriptException();
-    return false;
+    return ThrowRangeError(info.Env(), "name must be at most 31 bytes of UTF-8");
   }
   memset(out, 0, sizeof(out));
   memcpy(out, name.data(), name.size());
