@@ -154,7 +154,7 @@ describe('FdChannel', () => {
       const server = FdChannel.listen(path);
       try {
         const accepted = server.accept();
-        const client = FdChannel.connect(path);
+        const client = await FdChannel.connect(path);
         const peer = await accepted;
         await client.send({ hello: 'server' });
         assert.deepEqual((await peer.receive()).message, { hello: 'server' });
@@ -169,9 +169,79 @@ describe('FdChannel', () => {
     });
   }
 
-  it('says nothing listens when connecting to nowhere', () => {
-    assert.throws(() => FdChannel.connect('@dmabuf-nobody-here'), (error: KernelError) => error.code === 'ECONNREFUSED' && /nothing listens/.test(error.message));
+  it('says nothing listens when connecting to nowhere, and leaks no socket', () =>
+    noLeak(async () => {
+      await assert.rejects(FdChannel.connect('@dmabuf-nobody-here'), (error: KernelError) => error.code === 'ECONNREFUSED' && /nothing listens/.test(error.message));
+    }));
+
+  // A connect to a full backlog used to block in connect(2): with the
+  // listener in the same process, forever. The scenario runs in a child, so
+  // a blocked event loop is a killed child and a failed test, not a hung suite.
+  it('waits on a full backlog without blocking the event loop, completes once the listener accepts, and an abort leaks no fd', async function () {
+    this.timeout(30000);
+    const script = `
+      const { readdirSync } = require('node:fs');
+      const { FdChannel } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'))});
+      const openFds = () => readdirSync('/proc/self/fd').length;
+      const settled = (promise, ms) => Promise.race([Promise.resolve(promise).then(() => 'resolved', () => 'rejected'), new Promise((resolve) => setTimeout(() => resolve('pending'), ms))]);
+      (async () => {
+        const path = '@dmabuf-backlog-' + process.pid;
+        const server = FdChannel.listen(path, { backlog: 1 });
+        const filled = [];
+        let waiting;
+        while (!waiting && filled.length < 16) {
+          const attempt = FdChannel.connect(path);
+          if ((await settled(attempt, 200)) === 'pending') waiting = attempt;
+          else filled.push(await attempt);
+        }
+        let ticks = 0;
+        const ticker = setInterval(() => (ticks += 1), 10);
+        const stillPending = await settled(waiting, 300);
+        clearInterval(ticker);
+        // Room in the backlog: the waiting connect completes, and carries messages.
+        const accepted = await server.accept();
+        const client = await waiting;
+        const peers = [accepted];
+        for (let i = 0; i < filled.length; i += 1) peers.push(await server.accept());
+        await client.send('hello');
+        const received = (await peers[peers.length - 1].receive()).message;
+        // Full again: an aborted connect rejects with the signal's reason and closes its socket.
+        const more = [];
+        let blocked;
+        const controller = new AbortController();
+        const fdsBefore = openFds();
+        while (!blocked && more.length < 16) {
+          const attempt = FdChannel.connect(path, { signal: controller.signal });
+          if ((await settled(attempt, 200)) === 'pending') blocked = attempt;
+          else more.push(await attempt);
+        }
+        const fdsWhileBlocked = openFds();
+        controller.abort(new Error('given up'));
+        const abortError = await blocked.then(() => 'resolved', (error) => error.message);
+        const fdsAfterAbort = openFds();
+        console.log(JSON.stringify({ filled: filled.length, stillPending, ticks, received, abortError, socketWhileBlocked: fdsWhileBlocked - fdsBefore - more.length, socketAfterAbort: fdsAfterAbort - fdsBefore - more.length }));
+        for (const channel of [...filled, ...peers, client, ...more]) channel.close();
+        server.close();
+      })().catch((error) => { console.error(error); process.exit(1); });`;
+    const { spawnSync } = await import('node:child_process');
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 });
+    assert.equal(child.signal, null, 'the child was killed: its event loop was blocked in connect');
+    assert.equal(child.status, 0, child.stderr);
+    const result = JSON.parse(child.stdout) as Record<string, unknown>;
+    assert.ok((result.filled as number) >= 1, 'connects complete while the backlog has room');
+    assert.equal(result.stillPending, 'pending', 'a connect to the full backlog waits');
+    assert.ok((result.ticks as number) >= 10, `timers ran while it waited (${String(result.ticks)} ticks of 10 ms in 300 ms)`);
+    assert.equal(result.received, 'hello', 'the connect completed once the listener accepted');
+    assert.equal(result.abortError, 'given up', 'the abort rejects with the signal\'s reason');
+    assert.equal(result.socketWhileBlocked, 1, 'the waiting connect holds one socket');
+    assert.equal(result.socketAfterAbort, 0, 'the aborted connect closed it');
   });
+
+  it('refuses an aborted signal and a wrong one before making a socket', () =>
+    noLeak(async () => {
+      await assert.rejects(FdChannel.connect('@dmabuf-nobody-here', { signal: AbortSignal.abort(new Error('early')) }), /early/);
+      await assert.rejects(FdChannel.connect('@dmabuf-nobody-here', { signal: {} as AbortSignal }), TypeError);
+    }));
 
   it('works with a child process: the child opens its end with one call', () =>
     noLeak(async () => {

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { closeSync, fstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+
+// A worker runs plain JavaScript: it loads the compiled library (npm test compiles first).
+const compiled = join(__dirname, '..', '..', 'dist', 'lib', 'index.js');
+
+interface Held {
+  memfdInode: number;
+  detachedFd: number;
+}
+
+// The worker opens a memfd and keeps a view of its mapping, a channel pair
+// (both ends polling for messages), and a listening server with an accept
+// loop, and detaches one memfd's fd; then it ends without closing anything.
+const workerBody = (ending: 'exit' | 'terminate') => `
+  const { FdChannel, Memfd } = require(${JSON.stringify(compiled)});
+  const { parentPort } = require('node:worker_threads');
+  const memfd = Memfd.create(8192);
+  const view = memfd.map();
+  view[0] = 1;
+  const [left, right] = FdChannel.pair();
+  const server = FdChannel.listen('@dmabuf-worker-cleanup-' + process.pid + '-' + Math.random());
+  server.on('connection', () => {});
+  const detachedFd = Memfd.create(4096).detach();
+  globalThis.held = [memfd, view, left, right, server];
+  parentPort.postMessage({ memfdInode: require('node:fs').fstatSync(memfd.fd).ino, detachedFd });
+  ${ending === 'exit' ? 'process.exit(0);' : ''}`;
+
+function openFds(): Set<string> {
+  return new Set(readdirSync('/proc/self/fd'));
+}
+
+function mappingsOf(inode: number): number {
+  return readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((line) => line.split(/\s+/)[4] === String(inode)).length;
+}
+
+async function runAndEnd(ending: 'exit' | 'terminate'): Promise<{ held: Held; mappedInWorker: number; fdsInWorker: number }> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(workerBody(ending), { eval: true });
+    let held: Held | undefined;
+    let mappedInWorker = 0;
+    let fdsInWorker = 0;
+    worker.on('message', (message: Held) => {
+      held = message;
+      mappedInWorker = mappingsOf(message.memfdInode);
+      fdsInWorker = openFds().size;
+      if (ending === 'terminate') void worker.terminate();
+    });
+    worker.on('error', reject);
+    worker.on('exit', () => (held ? resolve({ held, mappedInWorker, fdsInWorker }) : reject(new Error('the worker ended before reporting'))));
+  });
+}
+
+describe('a worker thread that ends holding buffers, channels and mappings', () => {
+  for (const ending of ['exit', 'terminate'] as const) {
+    it(`releases every fd and mapping it owned when it ${ending === 'exit' ? 'calls process.exit()' : 'is terminated'}, and not the fd it detached`, async () => {
+      const before = openFds();
+      const { held, mappedInWorker, fdsInWorker } = await runAndEnd(ending);
+      try {
+        assert.equal(mappedInWorker, 1, 'the worker had the memfd mapped');
+        assert.ok(fdsInWorker >= before.size + 5, `the worker held its fds (${fdsInWorker} open, ${before.size} before)`);
+        assert.equal(mappingsOf(held.memfdInode), 0, 'the mapping is gone');
+        const after = openFds();
+        const leaked = [...after].filter((fd) => !before.has(fd) && Number(fd) !== held.detachedFd);
+        assert.deepEqual(leaked, [], 'no fd of the worker is left open');
+        assert.ok(fstatSync(held.detachedFd).isFile(), 'the detached fd is the caller\'s, and still open');
+      } finally {
+        closeSync(held.detachedFd);
+      }
+    });
+  }
+});
