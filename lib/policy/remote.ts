@@ -1,9 +1,11 @@
 import { EventEmitter } from 'node:events';
+import { closeFd } from '../handle';
 import { detach, dynamicAttach, mapAttachment, mapAttachmentUnlocked, pin, unmapAttachment, unmapAttachmentUnlocked, unpin, type Attachment, type DmaDirection, type PolicyBuffer } from './core';
 
 /**
  * Importers in other processes. The exporter's process serves each
- * importer over a channel (an FdChannel fits; this layer never touches fds):
+ * importer over a channel (an FdChannel fits; this layer only closes the
+ * handles that arrive with messages it does not take):
  * an attachment per channel, maps that carry the memory's handles, and
  * move notifications pushed as they happen. An importer that goes away is
  * detached (its mappings unmapped, its pins dropped); an exporter that goes
@@ -31,6 +33,17 @@ interface Request {
 
 type Reply = { req: number; ok: true; [key: string]: unknown } | { req: number; ok: false; code: string; message: string };
 
+/**
+ * Closes what came with a message this side does not take: left open, a
+ * peer that attaches fds to every message would fill this process's fd table.
+ */
+function dropHandles(handles: readonly unknown[] | undefined): void {
+  for (const handle of handles ?? []) {
+    if (typeof handle === 'number') closeFd(handle);
+    else if (typeof (handle as { close?: unknown } | null)?.close === 'function') (handle as { close(): void }).close();
+  }
+}
+
 /** How a mapping crosses the channel: a JSON description and the handles (a DmaBuf) that go with it. */
 export type MappingCodec<M> = (mapping: M) => { description: unknown; handles: readonly unknown[] };
 
@@ -43,7 +56,30 @@ export function serveImporter<M>(buffer: PolicyBuffer<M>, channel: PolicyChannel
   const mappings = new Map<number, { mapping: M; direction: DmaDirection }>();
   let nextMappingId = 1;
   let queue = Promise.resolve();
-  const send = (message: unknown, handles: readonly unknown[] = []) => channel.send(message, handles as never[]).catch(() => undefined);
+  let ended = false;
+  let resolveServed!: () => void;
+  const served = new Promise<void>((resolve) => (resolveServed = resolve));
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    // After whatever is running: the importer is gone, so nothing it held may stay.
+    queue = queue.then(release).catch(() => undefined).then(resolveServed);
+  };
+  // A send can fail at once (the channel was closed meanwhile: EBADF, thrown
+  // synchronously) or later (EPIPE). Either way the importer will never see
+  // this message, so it is served no longer: its channel is closed (a reply
+  // it waits for will not come) and what it held released.
+  const send = async (message: unknown, handles: readonly unknown[] = []): Promise<void> => {
+    try {
+      await channel.send(message, handles as never[]);
+    } catch {
+      try {
+        channel.close();
+      } finally {
+        end();
+      }
+    }
+  };
 
   async function release(): Promise<void> {
     if (!attachment) return;
@@ -105,28 +141,25 @@ export function serveImporter<M>(buffer: PolicyBuffer<M>, channel: PolicyChannel
     }
   }
 
-  return new Promise<void>((resolve) => {
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      // After whatever is running: the importer is gone, so nothing it held may stay.
-      queue = queue.then(release).catch(() => undefined).then(resolve);
-    };
-    channel.on('message', ({ message }: { message: Request }) => {
-      queue = queue.then(async () => {
-        try {
-          const reply = await handle(message);
-          if (reply) await send(reply);
-        } catch (error) {
-          const { code = 'EIO', message: text } = error as { code?: string; message: string };
-          await send({ req: message.req, ok: false, code, message: text });
-        }
-      });
+  channel.on('message', ({ message, handles }: { message: Request; handles?: unknown[] }) => {
+    // No request carries handles: whatever came with one is closed here.
+    dropHandles(handles);
+    if (ended) return;
+    // Nothing in here rejects (send never does), so the queue never holds a rejection.
+    queue = queue.then(async () => {
+      try {
+        const reply = await handle(message);
+        if (reply) await send(reply);
+      } catch (error) {
+        const failure = error as { code?: unknown; message?: unknown } | undefined;
+        const code = typeof failure?.code === 'string' ? failure.code : 'EIO';
+        await send({ req: message?.req, ok: false, code, message: String(failure?.message ?? error) });
+      }
     });
-    channel.on('close', end);
-    channel.on('error', end);
   });
+  channel.on('close', end);
+  channel.on('error', end);
+  return served;
 }
 
 export interface RemoteMapping {
@@ -143,22 +176,29 @@ export interface RemoteMapping {
  */
 export class RemoteAttachment extends EventEmitter {
   #nextReq = 1;
-  readonly #pending = new Map<number, { resolve(reply: { message: Record<string, unknown>; handles: unknown[] }): void; reject(error: Error): void }>();
+  readonly #pending = new Map<number, { takesHandles: boolean; resolve(reply: { message: Record<string, unknown>; handles: unknown[] }): void; reject(error: Error): void }>();
   #gone: Error | undefined;
   dynamic = false;
   size = 0;
 
   private constructor(private readonly channel: PolicyChannel) {
     super();
-    channel.on('message', ({ message, handles }: { message: Record<string, unknown>; handles: unknown[] }) => {
-      if (message.op === 'move-notify') {
+    channel.on('message', ({ message, handles = [] }: { message: Record<string, unknown> | null; handles?: unknown[] }) => {
+      // Only a successful map reply's handles are taken (they become the
+      // mapping's); any other message's are closed here.
+      if (message?.op === 'move-notify') {
+        dropHandles(handles);
         this.emit('move-notify');
         return;
       }
-      const pending = this.#pending.get(message.req as number);
-      if (!pending) return;
+      const pending = this.#pending.get(message?.req as number);
+      if (!message || !pending) {
+        dropHandles(handles);
+        return;
+      }
       this.#pending.delete(message.req as number);
-      if (message.ok) pending.resolve({ message, handles });
+      if (!message.ok || !pending.takesHandles) dropHandles(handles);
+      if (message.ok) pending.resolve({ message, handles: pending.takesHandles ? handles : [] });
       else pending.reject(Object.assign(new Error(`${String(message.code)}: ${String(message.message)}`), { code: message.code }));
     });
     const gone = () => {
@@ -184,11 +224,17 @@ export class RemoteAttachment extends EventEmitter {
     if (this.#gone) return Promise.reject(this.#gone);
     const req = this.#nextReq++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(req, { resolve, reject });
-      this.channel.send({ ...request, req }).catch((error: Error) => {
+      this.#pending.set(req, { takesHandles: request.op === 'map', resolve, reject });
+      const failed = (error: Error) => {
         this.#pending.delete(req);
         reject(error);
-      });
+      };
+      // A channel closed here throws at once (EBADF); one that fails later rejects.
+      try {
+        this.channel.send({ ...request, req }).catch(failed);
+      } catch (error) {
+        failed(error as Error);
+      }
     });
   }
 
