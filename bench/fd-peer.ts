@@ -27,7 +27,7 @@ interface USocketLike {
   on(event: string, listener: () => void): void;
   read(size: number, fdCount: number): { data: Buffer; fds: number[] } | null;
   write(message: { data: Buffer; fds: number[] }): void;
-  connect(path: string): void;
+  connect(path: string, connected: () => void): void;
 }
 
 function usocketPeer(path: string, installedAt: string): void {
@@ -35,17 +35,22 @@ function usocketPeer(path: string, installedAt: string): void {
   const { USocket } = require(require.resolve('usocket', { paths: [installedAt] })) as { USocket: new () => USocketLike };
   const memfd = Memfd.create(4096);
   const socket = new USocket();
-  socket.on('readable', () => {
-    for (;;) {
-      const message = socket.read(16, 1);
-      if (!message) return;
-      for (const fd of message.fds) closeSync(fd);
-      socket.write({ data: Buffer.alloc(16, 1), fds: [memfd.fd] });
-    }
-  });
   socket.on('end', () => process.exit(0));
   socket.on('close', () => process.exit(0));
-  socket.connect(path);
+  // Reading starts once connected, as usocket's README does it: a 'readable'
+  // listener added while the connect is under way makes the stream call
+  // resume() on a socket with no fd yet, and usocket 1.1.0 aborts on its
+  // assertion (uwrap.cc: handle != -1).
+  socket.connect(path, () => {
+    socket.on('readable', () => {
+      for (;;) {
+        const message = socket.read(16, 1);
+        if (!message) return;
+        for (const fd of message.fds) closeSync(fd);
+        socket.write({ data: Buffer.alloc(16, 1), fds: [memfd.fd] });
+      }
+    });
+  });
 }
 
 if (process.argv[2] === 'usocket') usocketPeer(process.argv[3]!, process.argv[4]!);
