@@ -1,161 +1,199 @@
 /**
- * Runs inside the VM (bench/run.ts boots it): each workload through the
- * library, then through the C baseline, alternating, best of several rounds
- * each, and prints the results as JSON lines.
+ * Runs inside the VM (bench/run.ts boots it). Every row is measured in its
+ * own Node process by one helper, measureRow() in bench/measure.ts: the
+ * JavaScript session and the C session are each opened once (peers
+ * included), given the same warm-up rounds, then the same measured rounds,
+ * alternating; the row reports min/median/max of the measured rounds. A
+ * row whose process dies (usocket 1.1.0 has aborted on its own assertion) is
+ * reported as failed with the reason, and the other rows go on. Prints one
+ * JSON line per row.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FdChannel, Memfd, SwSyncTimeline, udmabuf } from '../lib';
+import { measureRow, timed, type Measurement, type Row, type Session } from './measure';
 
-interface Measurement {
-  workload: string;
-  ops: number;
-  seconds: number;
+interface Workload {
+  iterations: number;
+  open(): Promise<Session>;
+  /** The C counterpart, as bench/run.ts built it; none for a reference row. */
+  c?: { binary: 'baseline' | 'pingpong'; workload?: string };
 }
 
-const rounds = 5;
-// warmup: iterations before measuring; under TCG the JIT needs thousands of
-// round trips before event-loop code runs at speed.
-const workloads: Record<string, { iterations: number; warmup?: number; run(iterations: number): Promise<Measurement> | Measurement }> = {
-  // The library's default checks for pending fences before START, so that
-  // the kernel never blocks the event loop; C does the same poll(2) here.
-  'sync-checked': {
-    iterations: 20000,
-    run(iterations) {
-      using buffer = udmabuf.create(1 << 20);
-      const start = process.hrtime.bigint();
-      for (let index = 0; index < iterations; index += 1) {
-        buffer.beginCpuAccess('readwrite');
-        buffer.endCpuAccess('readwrite');
-      }
-      return { workload: 'sync-checked', ops: iterations, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
-    },
-  },
-  sync: {
-    iterations: 20000,
-    run(iterations) {
-      using buffer = udmabuf.create(1 << 20);
-      const blocking = { block: true };
-      const start = process.hrtime.bigint();
-      for (let index = 0; index < iterations; index += 1) {
-        buffer.beginCpuAccess('readwrite', blocking);
-        buffer.endCpuAccess('readwrite');
-      }
-      return { workload: 'sync', ops: iterations, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
-    },
-  },
-  create: {
-    iterations: 2000,
-    run(iterations) {
-      using device = udmabuf.open();
-      const start = process.hrtime.bigint();
-      for (let index = 0; index < iterations; index += 1) device.create(16 * 4096).close();
-      return { workload: 'create', ops: iterations, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
-    },
-  },
-  memcpy: {
-    iterations: 40,
-    run(iterations) {
-      const size = 16 << 20;
-      using buffer = udmabuf.create(size);
-      const source = Buffer.alloc(size, 0x5a);
-      const target = buffer.map();
-      target.fill(0);
-      const start = process.hrtime.bigint();
-      for (let index = 0; index < iterations; index += 1) {
-        source[index % size] = index & 0xff;
-        source.copy(target);
-      }
-      return { workload: 'memcpy', ops: iterations * size, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
-    },
-  },
-  fence: {
-    iterations: 2000,
-    async run(iterations) {
-      using timeline = SwSyncTimeline.open();
-      using buffer = udmabuf.create(4096);
-      const start = process.hrtime.bigint();
-      for (let index = 0; index < iterations; index += 1) {
-        using fence = timeline.createFence(timeline.value + 1, 'bench');
-        buffer.importSyncFile(fence, 'write');
-        using exported = buffer.exportSyncFile('read');
-        timeline.advance(1);
-        await exported.wait();
-      }
-      return { workload: 'fence', ops: iterations, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
-    },
-  },
-  fdpass: { iterations: 2000, warmup: 4000, run: pingPong('fdpass', channelPeer) },
-  // Node's own stream sockets doing the same ping-pong without fds: the floor
-  // an event-loop round trip sets, against the same C pair.
-  'fdpass-node-net': { iterations: 2000, warmup: 4000, run: pingPong('fdpass-node-net', netPeer) },
-  ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 1000, run: isolated('fdpass-usocket') } } : {}),
-};
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
 
 const peer = join(__dirname, 'fd-peer.js');
 
 /**
- * One peer process per workload, kept for the warm-up and every round: a
- * fresh Node process would run its side cold (under TCG the JIT needs
- * thousands of round trips), while the C pair is always at speed.
+ * Spawns a peer for a row and ends the row's process if the peer dies before
+ * the row closes it: a round trip waiting on a dead peer would wait forever.
+ * The peer's stderr (an assertion, say) is the row's, so the reason shows.
  */
-const peers = new Map<string, Promise<{ roundTrip(): Promise<void>; close(): Promise<void> }>>();
+function spawnPeer(name: string, args: string[], stdio: StdioOptions): { child: ChildProcess; close(signal?: NodeJS.Signals): Promise<void> } {
+  const child = spawn(process.execPath, args, { stdio });
+  let closing = false;
+  child.once('exit', (code, signal) => {
+    if (closing) return;
+    process.stderr.write(`Error: the ${name} peer ended during the row (${signal ?? `exit status ${code}`})\n`);
+    process.exit(1);
+  });
+  return {
+    child,
+    async close(signal) {
+      closing = true;
+      if (signal) child.kill(signal);
+      await exited(child);
+    },
+  };
+}
 
-function channelPeer(): Promise<{ roundTrip(): Promise<void>; close(): Promise<void> }> {
+const workloads: Record<string, Workload> = {
+  // The library's default checks for pending fences before START, so that
+  // the kernel never blocks the event loop; C does the same poll(2) here.
+  'sync-checked': {
+    iterations: 20000,
+    c: { binary: 'baseline', workload: 'sync-checked' },
+    async open() {
+      const buffer = udmabuf.create(1 << 20);
+      return {
+        run: (iterations) => timed(iterations, () => {
+          for (let index = 0; index < iterations; index += 1) {
+            buffer.beginCpuAccess('readwrite');
+            buffer.endCpuAccess('readwrite');
+          }
+        }),
+        close: async () => buffer.close(),
+      };
+    },
+  },
+  sync: {
+    iterations: 20000,
+    c: { binary: 'baseline', workload: 'sync' },
+    async open() {
+      const buffer = udmabuf.create(1 << 20);
+      const blocking = { block: true };
+      return {
+        run: (iterations) => timed(iterations, () => {
+          for (let index = 0; index < iterations; index += 1) {
+            buffer.beginCpuAccess('readwrite', blocking);
+            buffer.endCpuAccess('readwrite');
+          }
+        }),
+        close: async () => buffer.close(),
+      };
+    },
+  },
+  create: {
+    iterations: 2000,
+    c: { binary: 'baseline', workload: 'create' },
+    async open() {
+      const device = udmabuf.open();
+      return {
+        run: (iterations) => timed(iterations, () => {
+          for (let index = 0; index < iterations; index += 1) device.create(16 * 4096).close();
+        }),
+        close: async () => device.close(),
+      };
+    },
+  },
+  memcpy: {
+    iterations: 40,
+    c: { binary: 'baseline', workload: 'memcpy' },
+    async open() {
+      const size = 16 << 20;
+      const buffer = udmabuf.create(size);
+      const source = Buffer.alloc(size, 0x5a);
+      const target = buffer.map();
+      target.fill(0);
+      return {
+        // ops are bytes here: the row is a bandwidth
+        run: (iterations) => timed(iterations * size, () => {
+          for (let index = 0; index < iterations; index += 1) {
+            source[index % size] = index & 0xff;
+            source.copy(target);
+          }
+        }),
+        close: async () => buffer.close(),
+      };
+    },
+  },
+  fence: {
+    iterations: 2000,
+    c: { binary: 'baseline', workload: 'fence' },
+    async open() {
+      const timeline = SwSyncTimeline.open();
+      const buffer = udmabuf.create(4096);
+      return {
+        run: (iterations) => timed(iterations, async () => {
+          for (let index = 0; index < iterations; index += 1) {
+            using fence = timeline.createFence(timeline.value + 1, 'bench');
+            buffer.importSyncFile(fence, 'write');
+            using exported = buffer.exportSyncFile('read');
+            timeline.advance(1);
+            await exported.wait();
+          }
+        }),
+        async close() {
+          buffer.close();
+          timeline.close();
+        },
+      };
+    },
+  },
+  fdpass: { iterations: 2000, c: { binary: 'pingpong' }, open: channelSession },
+  // Node's own stream sockets doing the same ping-pong without fds: the floor
+  // an event-loop round trip sets. A reference row: no C counterpart, no ratio.
+  'fdpass-node-net': { iterations: 2000, open: netSession },
+  ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 2000, c: { binary: 'pingpong' }, open: usocketSession } as Workload } : {}),
+};
+
+async function channelSession(): Promise<Session> {
   const [mine, theirs] = FdChannel.pair();
-  const child = spawn(process.execPath, [peer, 'channel'], { stdio: ['ignore', 'inherit', 'inherit', theirs.fd] });
+  const child = spawnPeer('FdChannel', [peer, 'channel'], ['ignore', 'inherit', 'inherit', theirs.fd]);
   theirs.close();
   const memfd = Memfd.create(4096);
-  return Promise.resolve({
-    async roundTrip() {
-      await mine.send('ping', [memfd.fd]);
-      closeSync((await mine.receive()).handles[0] as number);
-    },
+  return {
+    run: (iterations) => timed(iterations, async () => {
+      for (let index = 0; index < iterations; index += 1) {
+        await mine.send('ping', [memfd.fd]);
+        closeSync((await mine.receive()).handles[0] as number);
+      }
+    }),
     async close() {
       mine.close();
       memfd.close();
-      await new Promise((resolve) => child.on('exit', resolve));
+      await child.close();
     },
-  });
+  };
 }
 
-async function netPeer(): Promise<{ roundTrip(): Promise<void>; close(): Promise<void> }> {
+async function netSession(): Promise<Session> {
   const path = join(tmpdir(), `dmabuf-bench-net-${process.pid}.sock`);
   rmSync(path, { force: true });
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(path, resolve));
-  const child = spawn(process.execPath, ['-e', `const s = require('node:net').connect(${JSON.stringify(path)}); s.on('data', (d) => s.write(d)); s.on('end', () => s.end());`], { stdio: 'inherit' });
+  const child = spawnPeer('net', ['-e', `const s = require('node:net').connect(${JSON.stringify(path)}); s.on('data', (d) => s.write(d)); s.on('end', () => s.end());`], 'inherit');
   const socket = await new Promise<Socket>((resolve) => server.once('connection', resolve));
   return {
-    async roundTrip() {
-      socket.write('ping');
-      await new Promise((resolve) => socket.once('data', resolve));
-    },
+    run: (iterations) => timed(iterations, async () => {
+      for (let index = 0; index < iterations; index += 1) {
+        socket.write('ping');
+        await new Promise((resolve) => socket.once('data', resolve));
+      }
+    }),
     async close() {
       socket.end();
-      await new Promise((resolve) => child.on('exit', resolve));
+      await child.close();
       server.close();
       rmSync(path, { force: true });
     },
   };
-}
-
-function pingPong(workload: string, makePeer: () => Promise<{ roundTrip(): Promise<void>; close(): Promise<void> }>): (iterations: number) => Promise<Measurement> {
-  return async (iterations) => {
-    if (!peers.has(workload)) peers.set(workload, makePeer());
-    const { roundTrip } = await peers.get(workload)!;
-    const start = process.hrtime.bigint();
-    for (let index = 0; index < iterations; index += 1) await roundTrip();
-    return { workload, ops: iterations, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
-  };
-}
-
-async function closePeers(): Promise<void> {
-  for (const peerPromise of peers.values()) await (await peerPromise).close();
-  peers.clear();
 }
 
 interface USocketLike {
@@ -163,22 +201,21 @@ interface USocketLike {
   removeAllListeners(event: string): void;
   read(size: number, fdCount: number): { data: Buffer; fds: number[] } | null;
   write(message: { data: Buffer; fds: number[] }): void;
-  end(): void;
   listen(path: string, callback: () => void): void;
-  close(): void;
 }
 
-async function fdPassUsocket(iterations: number): Promise<Measurement> {
+/** usocket, the existing Node fd-passing module: the peer to beat. */
+async function usocketSession(): Promise<Session> {
   const installedAt = process.env.DMABUF_BENCH_USOCKET!;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { UServer } = require(require.resolve('usocket', { paths: [installedAt] })) as { UServer: new () => USocketLike };
-  const path = join(process.env.TMPDIR ?? '/tmp', `usocket-bench-${process.pid}.sock`);
+  const path = join(tmpdir(), `usocket-bench-${process.pid}.sock`);
   rmSync(path, { force: true });
   const server = new UServer();
   await new Promise<void>((resolve) => server.listen(path, resolve));
-  const child = spawn(process.execPath, [peer, 'usocket', path, installedAt], { stdio: 'inherit' });
+  const child = spawnPeer('usocket', [peer, 'usocket', path, installedAt], 'inherit');
   const connection = await new Promise<USocketLike>((resolve) => server.on('connection', resolve));
-  using memfd = Memfd.create(4096);
+  const memfd = Memfd.create(4096);
   let pending: (() => void) | undefined;
   connection.on('readable', () => {
     for (;;) {
@@ -192,82 +229,113 @@ async function fdPassUsocket(iterations: number): Promise<Measurement> {
     pending = resolve;
     connection.write({ data: Buffer.alloc(16, 2), fds: [memfd.fd] });
   });
-  await roundTrip();
-  const start = process.hrtime.bigint();
-  for (let index = 0; index < iterations; index += 1) await roundTrip();
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  // usocket 1.1.0 aborts the process (a failed assertion in uwrap.cc) when
-  // end() or close() meets a pending read: stop reading and let the peer go.
-  pending = undefined;
-  connection.removeAllListeners('readable');
-  connection.on('error', () => undefined);
-  server.on('error', () => undefined);
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
-  rmSync(path, { force: true });
-  return { workload: 'fdpass-usocket', ops: iterations, seconds };
-}
-
-function runC(binary: string, workload: string, iterations: number): Measurement {
-  if (workload.startsWith('fdpass')) {
-    const pingpong = spawnSync(process.env.DMABUF_BENCH_PINGPONG!, [String(iterations)], { encoding: 'utf8' });
-    if (pingpong.status !== 0) throw new Error(`fd_pingpong failed: ${pingpong.stderr}`);
-    return JSON.parse(pingpong.stdout) as Measurement;
-  }
-  const result = spawnSync(binary, [workload, String(iterations)], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`${binary} ${workload} failed: ${result.stderr}`);
-  return JSON.parse(result.stdout) as Measurement;
-}
-
-/**
- * Runs a measurement in a child process: usocket 1.1.0 has been seen to abort
- * its process on a failed assertion, which must not take the bench with it.
- */
-function isolated(workload: string): (iterations: number) => Measurement {
-  return (iterations) => {
-    const child = spawnSync(process.execPath, [__filename, '--measure', workload, String(iterations)], { encoding: 'utf8', timeout: 60_000 });
-    if (child.status !== 0) {
-      const reason = (child.stderr.split('\n').find((line) => /Assertion|Error/.test(line)) ?? `exit status ${child.status ?? child.signal}`).trim();
-      throw Object.assign(new Error(reason), { isolatedFailure: true });
-    }
-    return JSON.parse(child.stdout) as Measurement;
+  return {
+    run: (iterations) => timed(iterations, async () => {
+      for (let index = 0; index < iterations; index += 1) await roundTrip();
+    }),
+    async close() {
+      // usocket 1.1.0 aborts the process (a failed assertion in uwrap.cc)
+      // when end() or close() meets a pending read: stop reading, let the
+      // peer go, and leave the server to the row process's exit.
+      pending = undefined;
+      connection.removeAllListeners('readable');
+      connection.on('error', () => undefined);
+      server.on('error', () => undefined);
+      await child.close('SIGKILL');
+      memfd.close();
+      rmSync(path, { force: true });
+    },
   };
 }
 
-async function main(): Promise<void> {
-  if (process.argv[2] === '--measure') {
-    const measurement = await fdPassUsocket(Number(process.argv[4]));
-    process.stdout.write(JSON.stringify(measurement));
-    return;
-  }
-  const binary = process.env.DMABUF_BENCH_C;
-  if (!binary) throw new Error('DMABUF_BENCH_C names the C baseline binary (bench/run.ts sets it)');
-  const only = process.argv.slice(2);
-  for (const [name, workload] of Object.entries(workloads)) {
-    if (only.length > 0 && !only.includes(name)) continue;
-    let bestJs = 0;
-    let bestC = 0;
-    try {
-      await workload.run(workload.warmup ?? Math.ceil(workload.iterations / 10)); // warm-up: JIT and page cache
-      runC(binary, name, Math.ceil(workload.iterations / 10));
-      for (let round = 0; round < rounds; round += 1) {
-        const js = await workload.run(workload.iterations);
-        const c = runC(binary, name, workload.iterations);
-        bestJs = Math.max(bestJs, js.ops / js.seconds);
-        bestC = Math.max(bestC, c.ops / c.seconds);
+/** The C side of a row: one baseline process (one fork()ed pair for fd passing) for the whole row. */
+function cSession(c: NonNullable<Workload['c']>): Session {
+  const binary = c.binary === 'pingpong' ? process.env.DMABUF_BENCH_PINGPONG : process.env.DMABUF_BENCH_C;
+  if (!binary) throw new Error('DMABUF_BENCH_C and DMABUF_BENCH_PINGPONG name the C baselines (bench/run.ts sets them)');
+  const child = spawn(binary, c.workload ? [c.workload] : [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let output = '';
+  let waiting: { resolve(line: string): void; reject(error: Error): void } | undefined;
+  const failed = new Promise<Error>((resolve) => {
+    child.once('error', resolve);
+    child.once('exit', (code, signal) => resolve(new Error(`${binary} ${c.workload ?? ''} ended (${signal ?? `exit status ${code}`})`)));
+  });
+  void failed.then((error) => waiting?.reject(error));
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk;
+    const newline = output.indexOf('\n');
+    if (newline < 0 || !waiting) return;
+    const line = output.slice(0, newline);
+    output = output.slice(newline + 1);
+    const { resolve } = waiting;
+    waiting = undefined;
+    resolve(line);
+  });
+  return {
+    async run(iterations) {
+      const line = new Promise<string>((resolve, reject) => {
+        waiting = { resolve, reject };
+      });
+      child.stdin!.write(`${iterations}\n`);
+      return JSON.parse(await line) as Measurement;
+    },
+    async close() {
+      waiting = undefined;
+      child.stdin!.end();
+      await exited(child);
+      if (child.exitCode !== 0) throw await failed;
+    },
+  };
+}
+
+/** Runs one row in its own Node process, so that a module that aborts takes only its row with it. */
+function isolatedRow(name: string): Promise<Row> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [__filename, '--row', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+      process.stderr.write(chunk);
+    });
+    const timeout = setTimeout(() => child.kill('SIGKILL'), 15 * 60_000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timeout);
+      const last = stdout.trim().split('\n').pop() ?? '';
+      if (code === 0 && last.startsWith('{')) {
+        resolve(JSON.parse(last) as Row);
+        return;
       }
-    } catch (error) {
-      if (!(error as { isolatedFailure?: boolean }).isolatedFailure) throw error;
-      process.stdout.write(`${JSON.stringify({ workload: name, error: (error as Error).message })}\n`);
-      continue;
-    }
-    process.stdout.write(`${JSON.stringify({ workload: name, js: bestJs, c: bestC })}\n`);
+      // The line that says why: an assertion (usocket's), V8's fatal error, or a thrown error's first line.
+      const reason = stderr.split('\n').find((line) => /Assertion|FATAL ERROR|^\s*\w*Error\b/.test(line))?.trim() ?? `its process ended with ${signal ?? `exit status ${code}`}`;
+      resolve({ workload: name, error: reason });
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--row') {
+    const name = process.argv[3]!;
+    const workload = workloads[name];
+    if (!workload) throw new Error(`no workload ${name}`);
+    const sides = [() => workload.open(), ...(workload.c ? [() => cSession(workload.c!)] : [])];
+    process.stdout.write(`${JSON.stringify(await measureRow(name, workload.iterations, sides))}\n`);
+    // usocket's server cannot be closed without risking its assertion: the
+    // row is written (stdout is a pipe, written synchronously), so end here.
+    process.exit(0);
   }
-  await closePeers();
+  const only = process.argv.slice(2);
+  for (const name of Object.keys(workloads)) {
+    if (only.length > 0 && !only.includes(name)) continue;
+    process.stdout.write(`${JSON.stringify(await isolatedRow(name))}\n`);
+  }
 }
 
 main().catch((error: unknown) => {
   process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+  // A row process may hold handles (usocket's server) that keep it alive.
+  if (process.argv[2] === '--row') process.exit(1);
   process.exitCode = 1;
 });

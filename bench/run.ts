@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: builds the C baseline against the VM kernel's headers,
  * boots the VM once, runs bench/guest.ts there, and prints the table of
- * JavaScript/C ratios. Not a test: nothing here passes or fails on speed.
+ * JavaScript/C ratios. Not a test: nothing here passes or fails on speed
+ * (the exit status is 1 only when a library row could not be measured).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -9,27 +10,21 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildKernel, kernelHeaders, run } from '../lib/vm';
 import { cacheRoot } from '../lib/vm/paths';
+import { rounds, warmupRounds, type Row, type Spread } from './measure';
 
 const root = resolve(__dirname, '..', '..');
 
-interface Row {
-  workload: string;
-  js: number;
-  c: number;
-  /** Set when the JavaScript side could not be measured (a peer module that crashed). */
-  error?: string;
-}
-
 // target 0: a row to compare with, not one the library must reach.
-const descriptions: Record<string, { label: string; unit: string; scale: number; target: number; role?: string }> = {
+// role 'reference': no C counterpart, so no ratio.
+const descriptions: Record<string, { label: string; unit: string; scale: number; target: number; role?: 'peer' | 'reference' }> = {
   'sync-checked': { label: 'sync start+end, fences checked first (default)', unit: 'pairs/s', scale: 1, target: 0.8 },
   sync: { label: 'sync start+end, { block: true }', unit: 'pairs/s', scale: 1, target: 0.8 },
   create: { label: 'udmabuf create+close (64 KiB)', unit: 'buffers/s', scale: 1, target: 0.8 },
   memcpy: { label: 'memcpy into a mapped 16 MiB udmabuf', unit: 'MiB/s', scale: 1 / (1024 * 1024), target: 0.9 },
   fence: { label: 'fence import+export+signal+wait round trip', unit: 'round trips/s', scale: 1, target: 0.8 },
   fdpass: { label: 'fd passing round trip, FdChannel (2 processes)', unit: 'round trips/s', scale: 1, target: 0.8 },
-  'fdpass-node-net': { label: 'reference: the same round trip without fds, Node net sockets', unit: 'round trips/s', scale: 1, target: 0, role: 'reference' },
-  'fdpass-usocket': { label: 'fd passing round trip, usocket (2 processes)', unit: 'round trips/s', scale: 1, target: 0 },
+  'fdpass-node-net': { label: 'reference: the same round trip without fds, Node net sockets (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'reference' },
+  'fdpass-usocket': { label: 'fd passing round trip, usocket (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'peer' },
 };
 
 /**
@@ -47,6 +42,35 @@ function installUsocket(): string | undefined {
     return undefined;
   }
   return prefix;
+}
+
+/** The table `npm run bench` prints (exported so that its shape can be looked at without a VM). */
+export function formatTable(rows: readonly Row[], release: string): { table: string; failedLibraryRow: boolean } {
+  const lines = [
+    `Linux ${release} under QEMU TCG, one boot. Every row runs in its own guest Node process: the JavaScript and C sessions (peer processes included) are opened once, given ${warmupRounds} warm-up rounds, then ${rounds} measured rounds, JavaScript and C alternating.`,
+    `Each cell is min / median / max over the ${rounds} measured rounds; JS/C is median over median. A reference row has no C counterpart and no ratio.`,
+    '',
+    '| workload | iterations/round | JavaScript (min / median / max) | C (min / median / max) | JS/C (medians) | target |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  let failedLibraryRow = false;
+  for (const row of rows) {
+    const description = descriptions[row.workload]!;
+    if (row.error || !row.js) {
+      lines.push(`| ${description.label} | | failed: ${row.error ?? 'no measurement'} | | | ${description.role ?? ''} |`);
+      if (!description.role) failedLibraryRow = true;
+      continue;
+    }
+    const number = (value: number) => {
+      const scaled = value * description.scale;
+      return scaled.toFixed(scaled >= 100 ? 0 : 1);
+    };
+    const format = (values: Spread) => `${number(values.min)} / ${number(values.median)} / ${number(values.max)} ${description.unit}`;
+    const ratio = row.c && description.role !== 'reference' ? (row.js.median / row.c.median).toFixed(2) : '—';
+    const target = description.target > 0 ? `≥ ${description.target}` : (description.role ?? '');
+    lines.push(`| ${description.label} | ${row.iterations} | ${format(row.js)} | ${row.c ? format(row.c) : '—'} | ${ratio} | ${target} |`);
+  }
+  return { table: lines.join('\n'), failedLibraryRow };
 }
 
 async function main(): Promise<number> {
@@ -73,35 +97,22 @@ async function main(): Promise<number> {
       return 1;
     }
     const rows = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as Row);
-    const lines = [
-      `Linux ${result.kernel.release} under QEMU TCG, one boot; best of 5 rounds each, JS and C alternating.`,
-      '',
-      '| workload | JavaScript | C | JS/C | target |',
-      '| --- | ---: | ---: | ---: | ---: |',
-    ];
-    for (const row of rows) {
-      const description = descriptions[row.workload]!;
-      if (row.error) {
-        lines.push(`| ${description.label} | failed: ${row.error} | | | |`);
-        continue;
-      }
-      const format = (value: number) => `${(value * description.scale).toFixed(value * description.scale >= 100 ? 0 : 1)} ${description.unit}`;
-      const ratio = row.js / row.c;
-      lines.push(`| ${description.label} | ${format(row.js)} | ${format(row.c)} | ${ratio.toFixed(2)} | ${description.target > 0 ? `≥ ${description.target}` : (description.role ?? 'peer')} |`);
-    }
-    process.stdout.write(`${lines.join('\n')}\n`);
-    return 0;
+    const { table, failedLibraryRow } = formatTable(rows, result.kernel.release ?? 'unknown');
+    process.stdout.write(`${table}\n`);
+    return failedLibraryRow ? 1 : 0;
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-main().then(
-  (status) => {
-    process.exitCode = status;
-  },
-  (error: unknown) => {
-    process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exitCode = 1;
-  },
-);
+if (require.main === module) {
+  main().then(
+    (status) => {
+      process.exitCode = status;
+    },
+    (error: unknown) => {
+      process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
