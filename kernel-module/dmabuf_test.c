@@ -407,17 +407,24 @@ static void dbt_release_op(struct dma_buf *dmabuf)
 	kfree(buf);
 }
 
-/* Faulting (not inserting at mmap) lets a move zap CPU mappings. */
+/*
+ * Faulting (not inserting at mmap) lets a move zap CPU mappings. The PTE is
+ * installed here, under pages_lock: a page handed back for the core to map
+ * after the lock is dropped could be copied away by a move in between, and
+ * the stale PTE would then take the writes that follow.
+ */
 static vm_fault_t dbt_fault(struct vm_fault *vmf)
 {
 	struct dbt_buffer *buf = vmf->vma->vm_private_data;
 	vm_fault_t ret = VM_FAULT_SIGBUS;
+	int err;
 
 	mutex_lock(&buf->pages_lock);
 	if (vmf->pgoff < buf->backing.count) {
-		vmf->page = buf->backing.pages[vmf->pgoff];
-		get_page(vmf->page);
-		ret = 0;
+		err = vm_insert_page(vmf->vma, vmf->address,
+				     buf->backing.pages[vmf->pgoff]);
+		/* EBUSY: another thread's fault mapped the page first. */
+		ret = !err || err == -EBUSY ? VM_FAULT_NOPAGE : vmf_error(err);
 	}
 	mutex_unlock(&buf->pages_lock);
 	return ret;
@@ -431,7 +438,8 @@ static int dbt_mmap_op(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
-	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+	/* VM_MIXEDMAP: vm_insert_page() from the fault handler needs it set here. */
+	vma->vm_flags |= VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP;
 	vma->vm_ops = &dbt_vm_ops;
 	vma->vm_private_data = dmabuf->priv;
 	return 0;
