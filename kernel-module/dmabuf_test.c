@@ -12,6 +12,7 @@
  * pages_lock inside that; pages_lock is also taken under mmap_lock by the
  * fault handler, which is why no user copy happens under either.
  */
+#include <linux/anon_inodes.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-fence.h>
 #include <linux/dma-mapping.h>
@@ -98,6 +99,7 @@ struct dbt_attachment {
 struct dbt_fence {
 	struct dma_fence base;
 	spinlock_t lock;
+	struct file *owner;	/* holds the module: see dbt_fence_release() */
 	/* A fenced move keeps the old pages, and the buffer, until it signals. */
 	struct dbt_pages old;
 	struct dbt_buffer *moved;
@@ -253,11 +255,22 @@ static const char *dbt_fence_timeline_name(struct dma_fence *fence)
  * A fence can outlive every file of the module (in a sync_file, in another
  * buffer's reservation object), and its ops live here: each fence holds the
  * module, so that rmmod fails with EBUSY rather than leave its ops dangling.
+ * The reference is an anonymous file's, whose f_op owner is this module:
+ * module_put() in this release op would be followed by the rest of the op,
+ * module code run with nothing holding the module, whereas the VFS drops a
+ * file's owner in its own code, after fput() has deferred the final put to
+ * task work or a workqueue and this op has returned.
  */
+static const struct file_operations dbt_fence_owner_fops = {
+	.owner = THIS_MODULE,
+};
+
 static void dbt_fence_release(struct dma_fence *fence)
 {
+	struct file *owner = container_of(fence, struct dbt_fence, base)->owner;
+
 	dma_fence_free(fence);
-	module_put(THIS_MODULE);
+	fput(owner);
 }
 
 static const struct dma_fence_ops dbt_fence_ops = {
@@ -270,11 +283,13 @@ static struct dbt_fence *dbt_fence_alloc(struct dbt_file *f)
 {
 	struct dbt_fence *fence;
 
-	if (!try_module_get(THIS_MODULE))
-		return NULL;
 	fence = kzalloc(sizeof(*fence), GFP_KERNEL);
-	if (!fence) {
-		module_put(THIS_MODULE);
+	if (!fence)
+		return NULL;
+	fence->owner = anon_inode_getfile("[dmabuf_test_fence]",
+					  &dbt_fence_owner_fops, NULL, O_RDONLY);
+	if (IS_ERR(fence->owner)) {
+		kfree(fence);
 		return NULL;
 	}
 	spin_lock_init(&fence->lock);
