@@ -585,6 +585,13 @@ static int dbt_ioctl_move(struct dbt_file *f, void __user *uarg)
 			       GFP_KERNEL);
 		if (ret)
 			goto out_put_fence;
+	} else {
+		arg.fence_id = 0;
+	}
+	/* Before the move, which cannot be taken back once it has happened. */
+	if (copy_to_user(uarg, &arg, sizeof(arg))) {
+		ret = -EFAULT;
+		goto out_release_id;
 	}
 
 	ret = dma_resv_lock_interruptible(resv, NULL);
@@ -622,10 +629,6 @@ static int dbt_ioctl_move(struct dbt_file *f, void __user *uarg)
 		dbt_pages_free(&old);
 	}
 	dma_resv_unlock(resv);
-
-	/* The move happened; a failed copy only loses the fence id, signalled at close. */
-	if (copy_to_user(uarg, &arg, sizeof(arg)))
-		return -EFAULT;
 	return 0;
 
 out_unlock:
@@ -740,6 +743,15 @@ static int dbt_ioctl_attach(struct dbt_file *f, void __user *uarg)
 	ret = xa_alloc(&f->attachments, &a->id, NULL, xa_limit_32b, GFP_KERNEL);
 	if (ret)
 		goto out_put_dmabuf;
+	/*
+	 * Before attaching, which the exporter sees: its attach op, and the
+	 * core's pin and map for a static importer of a dynamic exporter.
+	 */
+	arg.id = a->id;
+	if (copy_to_user(uarg, &arg, sizeof(arg))) {
+		ret = -EFAULT;
+		goto out_release_id;
+	}
 	a->attach = dma_buf_dynamic_attach(a->dmabuf, &dbt_pdev->dev,
 					   a->dynamic ? &dbt_importer_ops : NULL,
 					   a);
@@ -747,16 +759,9 @@ static int dbt_ioctl_attach(struct dbt_file *f, void __user *uarg)
 		ret = PTR_ERR(a->attach);
 		goto out_release_id;
 	}
-	arg.id = a->id;
-	if (copy_to_user(uarg, &arg, sizeof(arg))) {
-		ret = -EFAULT;
-		goto out_detach;
-	}
 	xa_store(&f->attachments, a->id, a, GFP_KERNEL);
 	return 0;
 
-out_detach:
-	dma_buf_detach(a->dmabuf, a->attach);
 out_release_id:
 	xa_release(&f->attachments, a->id);
 out_put_dmabuf:
@@ -812,6 +817,13 @@ static int dbt_ioctl_map(struct dbt_file *f, void __user *uarg)
 		return -ENOENT;
 	if (a->sgt)
 		return -EBUSY;
+	/*
+	 * The results are known only after mapping, and an exporter sees a
+	 * map and unmap (a core-cached mapping stays until detach): a
+	 * read-only argument is found out before that.
+	 */
+	if (copy_to_user(uarg, &arg, sizeof(arg)))
+		return -EFAULT;
 
 	if (a->dynamic) {
 		ret = dma_resv_lock_interruptible(a->dmabuf->resv, NULL);
@@ -831,8 +843,11 @@ static int dbt_ioctl_map(struct dbt_file *f, void __user *uarg)
 
 	arg.nents = a->nents;
 	arg.bytes = a->bytes;
-	if (copy_to_user(uarg, &arg, sizeof(arg)))
+	if (copy_to_user(uarg, &arg, sizeof(arg))) {
+		/* Another thread took the page since the first copy. */
+		dbt_unmap(a);
 		return -EFAULT;
+	}
 	return 0;
 }
 
@@ -891,16 +906,21 @@ static int dbt_ioctl_attachment_info(struct dbt_file *f, void __user *uarg)
 {
 	struct dbt_attachment_info arg;
 	struct dbt_attachment *a;
+	int ret;
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
+	if (arg.pad)
+		return -EINVAL;
 	a = xa_load(&f->attachments, arg.id);
 	if (!a)
 		return -ENOENT;
 	memset(&arg, 0, sizeof(arg));
 	arg.id = a->id;
 	arg.flags = a->dynamic ? DBT_ATTACH_DYNAMIC : 0;
-	dma_resv_lock(a->dmabuf->resv, NULL);
+	ret = dma_resv_lock_interruptible(a->dmabuf->resv, NULL);
+	if (ret)
+		return ret;
 	if (a->sgt)
 		arg.state |= DBT_STATE_MAPPED;
 	if (a->invalidated)
@@ -918,23 +938,18 @@ static int dbt_ioctl_attachment_info(struct dbt_file *f, void __user *uarg)
 	return 0;
 }
 
-static int dbt_add_fence(struct dbt_fence *fence, int dmabuf_fd, u32 usage)
+static int dbt_add_fence(struct dbt_fence *fence, struct dma_buf *dmabuf,
+			 u32 usage)
 {
-	struct dma_buf *dmabuf;
 	int ret;
 
-	dmabuf = dma_buf_get(dmabuf_fd);
-	if (IS_ERR(dmabuf))
-		return PTR_ERR(dmabuf);
 	ret = dma_resv_lock_interruptible(dmabuf->resv, NULL);
 	if (ret)
-		goto out_put;
+		return ret;
 	ret = dma_resv_reserve_fences(dmabuf->resv, 1);
 	if (!ret)
 		dma_resv_add_fence(dmabuf->resv, &fence->base, usage);
 	dma_resv_unlock(dmabuf->resv);
-out_put:
-	dma_buf_put(dmabuf);
 	return ret;
 }
 
@@ -942,6 +957,7 @@ static int dbt_ioctl_fence_create(struct dbt_file *f, void __user *uarg)
 {
 	struct dbt_fence_create arg;
 	struct sync_file *sync_file = NULL;
+	struct dma_buf *dmabuf = NULL;
 	struct dbt_fence *fence;
 	int fd = -1, ret;
 
@@ -953,9 +969,16 @@ static int dbt_ioctl_fence_create(struct dbt_file *f, void __user *uarg)
 	    (arg.usage && !(arg.flags & DBT_FENCE_ADD)))
 		return -EINVAL;
 
+	if (arg.flags & DBT_FENCE_ADD) {
+		dmabuf = dma_buf_get(arg.dmabuf_fd);
+		if (IS_ERR(dmabuf))
+			return PTR_ERR(dmabuf);
+	}
 	fence = dbt_fence_alloc(f);
-	if (!fence)
-		return -ENOMEM;
+	if (!fence) {
+		ret = -ENOMEM;
+		goto out_put_dmabuf;
+	}
 	ret = xa_alloc(&f->fences, &arg.id, NULL, xa_limit_32b, GFP_KERNEL);
 	if (ret)
 		goto out_signal;
@@ -971,17 +994,21 @@ static int dbt_ioctl_fence_create(struct dbt_file *f, void __user *uarg)
 			goto out_put_sync_file;
 		}
 	}
-	/* Last of what can fail: once in a reservation object it cannot be taken back. */
-	if (arg.flags & DBT_FENCE_ADD) {
-		ret = dbt_add_fence(fence, arg.dmabuf_fd, arg.usage);
-		if (ret)
-			goto out_put_fd;
-	}
 	arg.sync_file_fd = fd;
+	/*
+	 * Before the fence goes into a reservation object, where it cannot be
+	 * taken back: it would stay there, and hold the module, until the
+	 * object drops it.
+	 */
 	if (copy_to_user(uarg, &arg, sizeof(arg))) {
-		/* A waiter on the reservation object must not hang. */
 		ret = -EFAULT;
 		goto out_put_fd;
+	}
+	if (dmabuf) {
+		ret = dbt_add_fence(fence, dmabuf, arg.usage);
+		if (ret)
+			goto out_put_fd;
+		dma_buf_put(dmabuf);
 	}
 	xa_store(&f->fences, arg.id, fence, GFP_KERNEL);
 	if (sync_file)
@@ -998,6 +1025,9 @@ out_release_id:
 	xa_release(&f->fences, arg.id);
 out_signal:
 	dbt_fence_signal(fence, ret);
+out_put_dmabuf:
+	if (dmabuf)
+		dma_buf_put(dmabuf);
 	return ret;
 }
 

@@ -12,6 +12,8 @@
  *   EINVAL  unknown flags, or a padding field that is not zero
  *   ENOENT  an id that names nothing of that kind in this file
  *   EINTR   interrupted while waiting for a reservation lock
+ * A call that fails leaves nothing behind: no object, fd, mapping, pin,
+ * move or fence.
  *
  * Events: read(2) returns whole struct dbt_event records (EINVAL for a
  * buffer smaller than one, EAGAIN when none is queued and the file is
@@ -52,7 +54,7 @@ struct dbt_export {
 struct dbt_move {
 	__u32 id;
 	__u32 flags;
-	__u32 fence_id;	/* out: with DBT_MOVE_FENCED, for DBT_IOCTL_FENCE_SIGNAL */
+	__u32 fence_id;	/* out: with DBT_MOVE_FENCED, for DBT_IOCTL_FENCE_SIGNAL; else 0 */
 	__u32 pad;
 };
 
