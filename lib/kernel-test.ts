@@ -1,4 +1,5 @@
 import { EventEmitter, on } from 'node:events';
+import { fstatSync, readFileSync } from 'node:fs';
 import { DmaBuf } from './dmabuf';
 import { errnoName, kernelError } from './errors';
 import type { ExporterCounters } from './policy';
@@ -101,6 +102,30 @@ export type FenceUsage = 'kernel' | 'write' | 'read' | 'bookkeep';
 const usages: readonly FenceUsage[] = ['kernel', 'write', 'read', 'bookkeep'];
 
 export const defaultDevicePath = '/dev/dmabuf_test';
+/** The misc device's number as the kernel registered it, "major:minor". */
+const miscDeviceNumberPath = '/sys/class/misc/dmabuf_test/dev';
+
+/**
+ * Why the open `fd` is not the module's device, or undefined when it is: its
+ * device number must be the one the module registered, so that no other
+ * file (which would take these ioctl numbers for its own, or read nothing
+ * forever) is driven as if it were.
+ */
+function notTestDevice(fd: number): string | undefined {
+  const stat = fstatSync(fd);
+  if (!stat.isCharacterDevice()) return 'not a character device';
+  let registered: string;
+  try {
+    registered = readFileSync(miscDeviceNumberPath, 'utf8').trim();
+  } catch {
+    return `${miscDeviceNumberPath} is missing: the dmabuf_test module is not loaded`;
+  }
+  // The kernel's dev_t as glibc encodes it: 12 bits of major, 20 of minor, split.
+  const rdev = BigInt(stat.rdev);
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  return `${major}:${minor}` === registered ? undefined : `character device ${major}:${minor}, and dmabuf_test is ${registered}`;
+}
 
 const hints: Partial<Record<KernelTestCommand, Partial<Record<string, string>>>> = {
   MOVE: {
@@ -304,7 +329,10 @@ export class KernelTestDevice extends FdHandle {
     });
   }
 
-  /** Opens the device; ENOENT says the module is not loaded. */
+  /**
+   * Opens the device; ENOENT says the module is not loaded. A file that is
+   * not the module's device is refused with ERR_NOT_DMABUF_TEST_DEVICE.
+   */
   static open(path: string = defaultDevicePath): KernelTestDevice {
     validate.string('path', path);
     const fd = native().openFile(path, native().O_RDWR | native().O_NONBLOCK);
@@ -313,6 +341,17 @@ export class KernelTestDevice extends FdHandle {
         path,
         hint: errnoName(-fd) === 'ENOENT' ? 'the dmabuf_test module is not loaded: in the VM, `dmabuf vm run --module kernel-module -- <command>` builds and loads it' : undefined,
       });
+    }
+    let reason: string | undefined;
+    try {
+      reason = notTestDevice(fd);
+    } catch (error) {
+      closeFd(fd);
+      throw error;
+    }
+    if (reason !== undefined) {
+      closeFd(fd);
+      throw Object.assign(new Error(`${path} is not the dmabuf_test device (${reason})`), { code: 'ERR_NOT_DMABUF_TEST_DEVICE', path });
     }
     return new KernelTestDevice(fd);
   }
@@ -379,7 +418,9 @@ export class KernelTestDevice extends FdHandle {
     const events: KernelTestEvent[] = [];
     for (;;) {
       const bytes = native().readInto(fd, this.#eventBuffer);
-      if (bytes === -11 /* EAGAIN */) return events;
+      // The module never returns 0 (EAGAIN when drained), but a read that
+      // brings nothing must end the loop whatever the file does.
+      if (bytes === -11 /* EAGAIN */ || bytes === 0) return events;
       if (bytes < 0) throw kernelError(bytes, 'read', { path: defaultDevicePath });
       for (let offset = 0; offset + eventStruct.size <= bytes; offset += eventStruct.size) {
         const { type, id, sequence } = eventStruct.decode(this.#eventBuffer.subarray(offset, offset + eventStruct.size));
