@@ -33,18 +33,59 @@ const startFlags: Record<string, number> = Object.fromEntries(accessModes.map((m
 const endFlags: Record<string, number> = Object.fromEntries(accessModes.map((mode) => [mode, DMA_BUF_SYNC_END | accessFlags(mode)]));
 const syncSyscall = 'ioctl(DMA_BUF_IOCTL_SYNC)';
 
-/**
- * Parses the key/value lines of an fdinfo file. The kernel prints each as
- * `key:\tvalue`; only that tab goes, as a value (a buffer's name) may start
- * or end with white space of its own.
- */
+/** Parses the key/value lines of an fdinfo file. */
 export function parseFdinfo(text: string): Map<string, string> {
   const fields = new Map<string, string>();
   for (const line of text.split('\n')) {
     const colon = line.indexOf(':');
-    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).replace(/^\t/, ''));
+    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
   }
   return fields;
+}
+
+/**
+ * What a Udmabuf in this process knows about mapping its buffer, for other
+ * DmaBuf objects of it: the files a mapping must hold open (its memfds), and
+ * whether this kernel must not map it at all.
+ */
+export interface MappingKeepAliveSource {
+  mappingKeepAlive(): number[];
+  mapRefusal(): Error | undefined;
+}
+
+// By dma-buf inode: the live sources in this process for each buffer, held
+// weakly (a leaked Udmabuf must still be collected, and its leak reported).
+const keepAliveSources = new Map<number, Set<WeakRef<MappingKeepAliveSource>>>();
+
+/** @internal A Udmabuf registers while it is open, so that other DmaBuf objects of the same buffer map it safely. */
+export function registerKeepAliveSource(inode: number, source: MappingKeepAliveSource): WeakRef<MappingKeepAliveSource> {
+  const ref = new WeakRef(source);
+  let sources = keepAliveSources.get(inode);
+  if (!sources) keepAliveSources.set(inode, (sources = new Set()));
+  sources.add(ref);
+  return ref;
+}
+
+/** @internal */
+export function unregisterKeepAliveSource(inode: number, ref: WeakRef<MappingKeepAliveSource>): void {
+  const sources = keepAliveSources.get(inode);
+  if (!sources) return;
+  sources.delete(ref);
+  if (sources.size === 0) keepAliveSources.delete(inode);
+}
+
+/** The live sources of buffer `inode` (pruning collected ones). */
+function registeredSources(inode: number): MappingKeepAliveSource[] {
+  const sources = keepAliveSources.get(inode);
+  if (!sources) return [];
+  const live: MappingKeepAliveSource[] = [];
+  for (const ref of sources) {
+    const source = ref.deref();
+    if (source) live.push(source);
+    else sources.delete(ref);
+  }
+  if (sources.size === 0) keepAliveSources.delete(inode);
+  return live;
 }
 
 export function isDmaBufFd(fd: number): boolean {
@@ -145,10 +186,31 @@ export class DmaBuf extends FdHandle {
    * (see SharedMapping), so a read-only fd is refused.
    */
   map(): Buffer {
-    return this.#mapping.view(this.assertOpen('mmap'), this.size, this.mappingKeepAlive());
+    const fd = this.assertOpen('mmap');
+    if (keepAliveSources.size > 0 && !this.hasOwnMappingRules()) {
+      const sources = registeredSources(this.inode);
+      for (const source of sources) {
+        const refusal = source.mapRefusal();
+        if (refusal) throw refusal;
+      }
+      const keepAlive = sources.flatMap((source) => source.mappingKeepAlive());
+      return this.#mapping.view(fd, this.size, keepAlive.length > 0 ? keepAlive : undefined);
+    }
+    return this.#mapping.view(fd, this.size, this.mappingKeepAlive());
   }
 
-  /** Files a mapping of this buffer must hold open until it is unmapped (see Udmabuf). */
+  /** @internal True for a Udmabuf, which knows its own memfds and rules. */
+  protected hasOwnMappingRules(): boolean {
+    return false;
+  }
+
+  /**
+   * Files a mapping of this buffer must hold open until it is unmapped (see
+   * Udmabuf). Any other DmaBuf of a udmabuf that a Udmabuf object in this
+   * process holds open (a `fromFd` wrapper, a buffer received over an
+   * FdChannel from this process) finds that Udmabuf by inode in map(), and
+   * its mapping holds the same memfds and obeys the same refusals.
+   */
   protected mappingKeepAlive(): number[] | undefined {
     return undefined;
   }

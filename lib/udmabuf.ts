@@ -1,6 +1,6 @@
 import { fstatSync, ftruncateSync, readFileSync } from 'node:fs';
 import { F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_HUGETLB, DMA_BUF_NAME_MAX_BYTES } from './constants';
-import { DmaBuf } from './dmabuf';
+import { DmaBuf, registerKeepAliveSource, unregisterKeepAliveSource, type MappingKeepAliveSource } from './dmabuf';
 import { check } from './errors';
 import { closeFd, FdHandle, openFd } from './handle';
 import { SharedMapping } from './mapping';
@@ -133,13 +133,28 @@ export class Udmabuf extends DmaBuf {
   #hugetlb = false;
   // The caller's memfds behind a fromMemfd buffer, by fd and inode.
   #backing: { fd: number; inode: number }[] = [];
+  // While open, other DmaBuf objects of this buffer find the memfds through
+  // this (registered by inode, held weakly there and strongly here).
+  #keepAliveSource: { inode: number; source: MappingKeepAliveSource; ref: WeakRef<MappingKeepAliveSource> } | undefined;
 
   /** @internal */
   static adoptWithMemfd(fd: number, size: number | undefined, memfd: Memfd | undefined, hugetlb = false, backing: number[] = []): Udmabuf {
     const buffer = new Udmabuf(fd, size);
     buffer.#memfd = memfd;
     buffer.#hugetlb = hugetlb;
-    buffer.#backing = [...new Set(backing)].map((memfdFd) => ({ fd: memfdFd, inode: fstatSync(memfdFd).ino }));
+    try {
+      buffer.#backing = [...new Set(backing)].map((memfdFd) => ({ fd: memfdFd, inode: fstatSync(memfdFd).ino }));
+      // Without a memfd left open (udmabuf.create's default) a mapping has
+      // nothing to hold; a hugetlb buffer's mappings are refused everywhere.
+      if (memfd || buffer.#backing.length > 0 || hugetlb) {
+        const source = { mappingKeepAlive: () => buffer.mappingKeepAlive(), mapRefusal: () => buffer.#mapRefusal() };
+        const inode = buffer.inode;
+        buffer.#keepAliveSource = { inode, source, ref: registerKeepAliveSource(inode, source) };
+      }
+    } catch (error) {
+      buffer.close();
+      throw error;
+    }
     return buffer;
   }
 
@@ -152,6 +167,7 @@ export class Udmabuf extends DmaBuf {
    * and left alone.
    */
   protected override mappingKeepAlive(): number[] {
+    if (this.closed) return [];
     if (this.#memfd && !this.#memfd.closed) return [this.#memfd.fd];
     return this.#backing.filter(({ fd, inode }) => {
       try {
@@ -174,13 +190,21 @@ export class Udmabuf extends DmaBuf {
    */
   override map(): Buffer {
     this.assertOpen('mmap');
-    if (this.#hugetlb && hugetlbMappingIsUnsafe()) {
-      throw Object.assign(
-        new Error(`mmap of a hugetlb-backed udmabuf is refused on Linux ${String(native().kernelRelease())}: its udmabuf corrupts page state when the mapping is faulted in (fixed upstream around 6.12); map its memfd instead (create with keepMemfd: true, then buffer.memfd.map())`),
-        { code: 'ERR_DMABUF_UNSAFE_MAPPING' },
-      );
-    }
+    const refusal = this.#mapRefusal();
+    if (refusal) throw refusal;
     return super.map();
+  }
+
+  #mapRefusal(): Error | undefined {
+    if (!this.#hugetlb || !hugetlbMappingIsUnsafe()) return undefined;
+    return Object.assign(
+      new Error(`mmap of a hugetlb-backed udmabuf is refused on Linux ${String(native().kernelRelease())}: its udmabuf corrupts page state when the mapping is faulted in (fixed upstream around 6.12); map its memfd instead (create with keepMemfd: true, then buffer.memfd.map())`),
+      { code: 'ERR_DMABUF_UNSAFE_MAPPING' },
+    );
+  }
+
+  protected override hasOwnMappingRules(): boolean {
+    return true;
   }
 
   /** The memfd behind the buffer (with `keepMemfd`); closed with it. */
@@ -190,6 +214,8 @@ export class Udmabuf extends DmaBuf {
   }
 
   protected override releaseResources(): void {
+    if (this.#keepAliveSource) unregisterKeepAliveSource(this.#keepAliveSource.inode, this.#keepAliveSource.ref);
+    this.#keepAliveSource = undefined;
     try {
       super.releaseResources();
     } finally {

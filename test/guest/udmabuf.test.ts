@@ -1,9 +1,22 @@
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, readSync, writeSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, readdirSync, readlinkSync, readSync, writeSync, writeFileSync } from 'node:fs';
 import { DmaBuf, Memfd, udmabuf, type KernelError } from '../../lib';
 import { F_SEAL_FUTURE_WRITE, F_SEAL_SHRINK, F_SEAL_WRITE } from '../../lib/constants';
 import { native } from '../../lib/native';
 import { expectNoLeak, pageSize, requireVm } from './helpers';
+
+/** This process's open fds that are memfds, by /proc/self/fd link ("/memfd:<name> (deleted)"). */
+function memfdFds(name: string): number {
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith(`/memfd:${name} `)) count += 1;
+    } catch {
+      // closed while we looked (the readdir's own fd)
+    }
+  }
+  return count;
+}
 
 function kernelErrorWith(code: string, syscall: string) {
   return (error: unknown) => {
@@ -71,6 +84,35 @@ describe('udmabuf', () => {
       assert.ok(view.subarray(0, pageSize).every((byte) => byte === 0xaa));
       assert.ok(view.subarray(pageSize, 2 * pageSize).every((byte) => byte === 0xbb));
       assert.ok(view.subarray(2 * pageSize).every((byte) => byte === 0));
+    });
+  });
+
+  // Linux 6.1's udmabuf corrupts page state if a memfd's inode goes while its
+  // pages are mapped through the udmabuf (test/runner/kernel-behaviour.test.ts
+  // shows the kernel's BUG): each mapping the library makes holds duplicates
+  // of the memfds still open, and closes them at unmap.
+  describe('mappings hold the memfds behind them', () => {
+    it('a fromFd wrapper\'s mapping of a keepMemfd buffer holds the memfd too: the original can close while it is mapped', () => {
+      const original = udmabuf.create(4 * pageSize, { keepMemfd: true, name: 'wrapped' });
+      using wrapper = DmaBuf.fromFd(original.fd, { dup: true });
+      assert.equal(memfdFds('udmabuf:wrapped'), 1);
+      const view = wrapper.map();
+      assert.equal(memfdFds('udmabuf:wrapped'), 2, 'the wrapper\'s mapping found the memfd by the buffer\'s inode');
+      view.fill(3);
+      original.close();
+      assert.equal(memfdFds('udmabuf:wrapped'), 1, 'held by the wrapper\'s mapping alone');
+      view.fill(4, pageSize);
+      assert.deepEqual([view[0], view[pageSize]], [3, 4]);
+      wrapper.close();
+      assert.equal(memfdFds('udmabuf:wrapped'), 0);
+    });
+
+    it('a buffer made without a memfd left open (udmabuf.create\'s default) is mapped with nothing held', () => {
+      using buffer = udmabuf.create(pageSize, { name: 'no-memfd' });
+      using wrapper = DmaBuf.fromFd(buffer.fd, { dup: true });
+      buffer.map().fill(5);
+      assert.equal(wrapper.map()[0], 5);
+      assert.equal(memfdFds('udmabuf:no-memfd'), 0);
     });
   });
 
@@ -185,12 +227,14 @@ describe('udmabuf', () => {
       writeFileSync('/proc/sys/vm/nr_hugepages', '0');
     });
 
-    it('refuses a CPU mapping of it on this kernel, whose udmabuf would corrupt page state', () => {
+    it('refuses a CPU mapping of it on this kernel, whose udmabuf would corrupt page state, through any DmaBuf of it in this process', () => {
       writeFileSync('/proc/sys/vm/nr_hugepages', '1');
       {
         using buffer = udmabuf.create(hugePage, { hugetlb: true });
         assert.throws(() => buffer.map(), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
         assert.throws(() => buffer.withCpuAccess('read', () => undefined), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
+        using wrapper = DmaBuf.fromFd(buffer.fd, { dup: true });
+        assert.throws(() => wrapper.map(), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
       }
       writeFileSync('/proc/sys/vm/nr_hugepages', '0');
     });

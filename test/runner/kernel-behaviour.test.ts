@@ -15,6 +15,17 @@ describe('Linux 6.1 udmabuf and the memfd behind it', () => {
     });
   }
 
+  // The same hazard, reached by the public API alone: each mapping must hold
+  // the memfds itself, whoever made the mapping and whoever closes the memfd.
+  const keepAlive = join(__dirname, '..', 'fixtures', 'scripts', 'udmabuf-keepalive.js');
+  for (const safeCase of ['fromFd-wrapper-mapped-original-closed']) {
+    it(`${safeCase}: clean`, async () => {
+      const result = await run({ command: [process.execPath, keepAlive, safeCase] });
+      assert.equal(result.ok, true, result.summary);
+      assert.equal(result.stdout, 'done\n');
+    });
+  }
+
   // udmabuf_vm_fault maps the memfd's page-cache pages into the dma-buf's
   // mapping; evicting the memfd's inode while they are mapped corrupts the
   // page state. This is why the library's mappings hold the memfd open
