@@ -92,6 +92,26 @@ describe('udmabuf', () => {
   // shows the kernel's BUG): each mapping the library makes holds duplicates
   // of the memfds still open, and closes them at unmap.
   describe('mappings hold the memfds behind them', () => {
+    it('a fromMemfd buffer\'s mapping holds one duplicate of each memfd; closing the memfds while mapped leaves the bytes writable and readable', () => {
+      const a = Memfd.create(2 * pageSize, { name: 'held-a' });
+      const b = Memfd.create(pageSize, { name: 'held-b' });
+      using joined = udmabuf.fromMemfd([
+        { memfd: a, offset: 0, size: 2 * pageSize },
+        { memfd: b, offset: 0, size: pageSize },
+      ]);
+      assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [1, 1], 'the caller\'s own');
+      const view = joined.map();
+      assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [2, 2], 'the mapping holds its own duplicates');
+      view.fill(1);
+      a.close();
+      b.close();
+      assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [1, 1], 'the mapping\'s, after the caller closed theirs');
+      view.fill(2, pageSize);
+      assert.deepEqual([view[0], view[2 * pageSize]], [1, 2]);
+      joined.close();
+      assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [0, 0], 'unmapping closed them');
+    });
+
     it('a fromFd wrapper\'s mapping of a keepMemfd buffer holds the memfd too: the original can close while it is mapped', () => {
       const original = udmabuf.create(4 * pageSize, { keepMemfd: true, name: 'wrapped' });
       using wrapper = DmaBuf.fromFd(original.fd, { dup: true });

@@ -18,7 +18,7 @@ describe('Linux 6.1 udmabuf and the memfd behind it', () => {
   // The same hazard, reached by the public API alone: each mapping must hold
   // the memfds itself, whoever made the mapping and whoever closes the memfd.
   const keepAlive = join(__dirname, '..', 'fixtures', 'scripts', 'udmabuf-keepalive.js');
-  for (const safeCase of ['fromFd-wrapper-mapped-original-closed']) {
+  for (const safeCase of ['fromFd-wrapper-mapped-original-closed', 'fromMemfd-mapped-memfds-closed']) {
     it(`${safeCase}: clean`, async () => {
       const result = await run({ command: [process.execPath, keepAlive, safeCase] });
       assert.equal(result.ok, true, result.summary);
