@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { constants } from 'node:fs';
 import { heap, type KernelError } from '../../lib';
+import { native } from '../../lib/native';
 import { requireVm } from './helpers';
 
 const oneMiB = 1024 * 1024;
@@ -19,6 +20,10 @@ describe('dma-heaps', () => {
     assert.equal(info.exporter, 'system');
     assert.equal(info.mode, 'rw');
     assert.equal(info.flags & 3 /* O_ACCMODE */, constants.O_RDWR);
+    // The kernel's two views of close-on-exec: fdinfo's flags show O_CLOEXEC
+    // for an fd marked so, and F_GETFD gives FD_CLOEXEC.
+    assert.equal(info.flags & 0o2000000 /* O_CLOEXEC */, 0o2000000, `fdinfo flags 0${info.flags.toString(8)}`);
+    assert.equal(native().fdFlags(buffer.fd), 1 /* FD_CLOEXEC */);
   });
 
   it('names the heaps there are when asked for one there is not', () => {

@@ -48,13 +48,17 @@ describe('ownership and lifetime', () => {
     return assert.rejects(buffer.waitIdle(), (error: KernelError) => error.code === 'EBADF');
   });
 
-  it('Symbol.dispose closes, with `using`', () => {
+  it('Symbol.dispose closes, with `using`: one fd more inside the block, none after, and the number is closed', () => {
+    const fds = openFdCount();
     let fd: number;
+    let inside: number;
     {
       using buffer = udmabuf.create(pageSize);
       fd = buffer.fd;
-      assert.ok(openFdCount() > 0);
+      inside = openFdCount();
     }
+    assert.equal(inside, fds + 1, 'the buffer\'s fd (udmabuf.create closes its device and memfd)');
+    assert.equal(openFdCount(), fds);
     assert.throws(() => DmaBuf.fromFd(fd), (error: KernelError) => error.code === 'EBADF' && error.syscall === 'fstatfs');
   });
 
@@ -103,16 +107,23 @@ describe('ownership and lifetime', () => {
     assert.equal(memfd.seals & 2, 2, 'the memfd is still open and ours');
   });
 
-  it('error paths leak nothing: failed creates, allocations, maps and waits', async () => {
+  it('error paths leak nothing: failed creates, allocations, syncs and waits, each failing as the kernel said', async () => {
+    const kernel = (code: string, syscall: string) => (error: KernelError) => {
+      assert.deepEqual([error.code, error.syscall], [code, syscall], error.message);
+      return true;
+    };
     await expectNoLeak(async () => {
       for (let round = 0; round < 20; round += 1) {
-        assert.throws(() => udmabuf.create(128 * 1024 * 1024));
-        assert.throws(() => udmabuf.fromMemfd({ memfd: 0, offset: 0, size: pageSize }));
-        assert.throws(() => heap.allocate('system', pageSize, { heapFlags: 1 }));
-        assert.throws(() => heap.allocate('nonexistent', pageSize));
+        // Beyond size_limit_mb (64 MiB on the VM's kernel).
+        assert.throws(() => udmabuf.create(128 * 1024 * 1024), kernel('EINVAL', 'ioctl(UDMABUF_CREATE)'));
+        // fd 0 is not a memfd.
+        assert.throws(() => udmabuf.fromMemfd({ memfd: 0, offset: 0, size: pageSize }), kernel('EBADFD', 'ioctl(UDMABUF_CREATE)'));
+        assert.throws(() => heap.allocate('system', pageSize, { heapFlags: 1 }), kernel('EINVAL', 'ioctl(DMA_HEAP_IOCTL_ALLOC)'));
+        assert.throws(() => heap.allocate('nonexistent', pageSize), kernel('ENOENT', 'open'));
         using buffer = udmabuf.create(pageSize);
-        assert.throws(() => buffer.syncRaw(0xff));
-        await assert.rejects(buffer.waitIdle({ signal: AbortSignal.abort() }));
+        assert.throws(() => buffer.syncRaw(0xff), kernel('EINVAL', 'ioctl(DMA_BUF_IOCTL_SYNC)'));
+        const signal = AbortSignal.abort();
+        await assert.rejects(buffer.waitIdle({ signal }), (error: Error) => error === signal.reason && error.name === 'AbortError');
       }
     });
   });

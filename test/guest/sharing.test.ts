@@ -2,37 +2,57 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { FdChannel, SwSyncTimeline, SyncFile, inspectProcess, inspectSystem, udmabuf, type DmaBuf } from '../../lib';
-import { exited, firstLine, pageSize, requireVm } from './helpers';
+import { exited, firstLine, pageSize, requireVm, settledWithin } from './helpers';
 
 const scripts = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'scripts');
 const bin = join(__dirname, '..', '..', '..', 'bin', 'dmabuf.js');
 
+/**
+ * A reader in another process gets the buffer with the writer's fence
+ * pending, says it is waiting, and replies with what it read. The buffer
+ * holds stale bytes until the moment the fence signals, when the "device"
+ * writes the fresh ones: a reader that reads without waiting for the fence
+ * replies while it is pending, with the stale bytes, and fails this.
+ */
+async function readAcrossFence(readerMode: 'read-after-fence' | 'read-without-waiting'): Promise<void> {
+  using timeline = SwSyncTimeline.open();
+  using buffer = udmabuf.create(4 * pageSize);
+  buffer.map().write('stale: there before the fence');
+  using writing = timeline.createFence(1, 'producer');
+  buffer.importSyncFile(writing, 'write');
+  const [parent, childEnd] = FdChannel.pair();
+  const child = spawn(process.execPath, [join(scripts, 'channel-child.js'), readerMode], { stdio: ['ignore', 'inherit', 'inherit', childEnd.fd] });
+  childEnd.close();
+  try {
+    await parent.send({ role: 'reader' }, [buffer]);
+    assert.deepEqual((await parent.receive()).message, { waiting: true });
+    const reply = parent.receive<{ text: string; inode: number }>();
+    // The fence is pending: a reader that waits for it has not read, so has not replied.
+    const repliedEarly = await settledWithin(reply, 500);
+    buffer.map().fill(0).write('fresh: written as the fence signalled');
+    timeline.advance(1);
+    const { message } = await reply;
+    assert.equal(repliedEarly, false, `the reader replied before the fence signalled, having read "${message.text}"`);
+    assert.equal(message.text, 'fresh: written as the fence signalled');
+    assert.equal(message.inode, buffer.inode);
+    assert.equal(await exited(child), 0);
+  } finally {
+    parent.close();
+  }
+}
+
 describe('sharing buffers between processes', () => {
   requireVm();
 
-  it('a buffer written in one process is read in another, once the writer\'s fence signals', async () => {
-    using timeline = SwSyncTimeline.open();
-    using buffer = udmabuf.create(4 * pageSize);
-    using writing = timeline.createFence(1, 'producer');
-    buffer.importSyncFile(writing, 'write');
-    const [parent, childEnd] = FdChannel.pair();
-    const child = spawn(process.execPath, [join(scripts, 'channel-child.js'), 'read-after-fence'], { stdio: ['ignore', 'inherit', 'inherit', childEnd.fd] });
-    childEnd.close();
-    try {
-      await parent.send({ role: 'reader' }, [buffer]);
-      assert.deepEqual((await parent.receive()).message, { waiting: true });
-      // The "device" writes while the fence is pending; the reader must not see it before the fence.
-      buffer.map().write('written before the fence signalled');
-      const reply = parent.receive<{ text: string; inode: number }>();
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      timeline.advance(1);
-      const { message } = await reply;
-      assert.equal(message.text, 'written before the fence signalled');
-      assert.equal(message.inode, buffer.inode);
-      assert.equal(await exited(child), 0);
-    } finally {
-      parent.close();
-    }
+  it('a reader in another process waits for the writer\'s fence: it reads nothing before it signals, and then the bytes written', async () => {
+    await readAcrossFence('read-after-fence');
+  });
+
+  it('that check fails a reader that skips the wait: it replies while the fence is pending, with the stale bytes', async () => {
+    await assert.rejects(readAcrossFence('read-without-waiting'), (error: Error) => {
+      assert.match(error.message, /^the reader replied before the fence signalled, having read "stale: there before the fence"/);
+      return true;
+    });
   });
 
   it('passes a sync_file, which the receiver waits on', async () => {
