@@ -33,12 +33,16 @@ const startFlags: Record<string, number> = Object.fromEntries(accessModes.map((m
 const endFlags: Record<string, number> = Object.fromEntries(accessModes.map((mode) => [mode, DMA_BUF_SYNC_END | accessFlags(mode)]));
 const syncSyscall = 'ioctl(DMA_BUF_IOCTL_SYNC)';
 
-/** Parses the key/value lines of an fdinfo file. */
+/**
+ * Parses the key/value lines of an fdinfo file. The kernel prints each as
+ * `key:\tvalue`; only that tab goes, as a value (a buffer's name) may start
+ * or end with white space of its own.
+ */
 export function parseFdinfo(text: string): Map<string, string> {
   const fields = new Map<string, string>();
   for (const line of text.split('\n')) {
     const colon = line.indexOf(':');
-    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
+    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).replace(/^\t/, ''));
   }
   return fields;
 }
