@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { kernelTest } from '../../../lib';
+import { openFdCount } from '../helpers';
+import { requireModule } from './helpers';
+
+describe('kernel module: opening the device', () => {
+  requireModule();
+  let scratch: string;
+  before(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'dbt-open-'));
+  });
+  after(() => rmSync(scratch, { recursive: true, force: true }));
+
+  it('open refuses files that are not the test device (/dev/null, another misc device, a regular file), closing what it opened', () => {
+    const regular = join(scratch, 'regular');
+    writeFileSync(regular, 'not a device');
+    const fds = openFdCount();
+    for (const path of ['/dev/null', '/dev/udmabuf', regular]) {
+      assert.throws(() => kernelTest.open(path), { code: 'ERR_NOT_DMABUF_TEST_DEVICE', path }, path);
+    }
+    assert.equal(openFdCount(), fds, 'no fd left open');
+  });
+
+  it('open accepts a device node made elsewhere with the module\'s device number: the number decides, not the path', () => {
+    const [major, minor] = readFileSync('/sys/class/misc/dmabuf_test/dev', 'utf8').trim().split(':');
+    const node = join(scratch, 'dbt');
+    const mknod = spawnSync('mknod', [node, 'c', major!, minor!], { encoding: 'utf8' });
+    assert.equal(mknod.status, 0, mknod.stderr);
+    const device = kernelTest.open(node);
+    try {
+      const exporter = device.export({ pages: 1, dynamic: true });
+      exporter.dmabuf.close();
+      assert.equal(exporter.info().pages, 1);
+    } finally {
+      device.close();
+    }
+  });
+
+  it('readEvents ends on a read of 0 bytes (the device fd swapped for /dev/null under it; in a child, so that a loop that never ends is a timeout)', () => {
+    const script = `
+      const { closeSync, openSync } = require('node:fs');
+      const { kernelTest } = require(${JSON.stringify(require.resolve('../../../lib'))});
+      const device = kernelTest.open();
+      const fd = device.fd;
+      closeSync(fd);
+      // The lowest free number is taken: open until it is the device's.
+      const extra = [];
+      for (let next = openSync('/dev/null', 'r'); next !== fd; next = openSync('/dev/null', 'r')) extra.push(next);
+      extra.forEach((other) => closeSync(other));
+      process.stdout.write(JSON.stringify(device.readEvents()));
+    `;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(child.signal, null, `the child was killed (${child.signal}): readEvents did not return`);
+    assert.equal(child.status, 0, child.stderr);
+    assert.deepEqual(JSON.parse(child.stdout), []);
+  });
+});
