@@ -7,6 +7,19 @@ import { openFdCount } from '../helpers';
 import { requireModule } from './helpers';
 
 const commands = KernelTestDevice.commands;
+
+interface EfaultOutcomes {
+  copyIn: Record<string, string>;
+  copyOut: Record<string, {
+    result: string;
+    fds: [number, number];
+    refcnt: [number, number];
+    /** pin_count, attachments, held_moves and the call counters, before and after. */
+    exporter: [number[], number[]];
+    retry: string;
+    mappedAfter?: boolean;
+  }>;
+}
 const sizeOf = (command: number) => (command >>> 16) & 0x3fff;
 const numberOf = (command: number) => command & 0xff;
 /** _IOC(dir, 0xDB, nr, size) */
@@ -45,6 +58,7 @@ describe('kernel module: every ioctl argument is checked', () => {
     expectErrno(device, commands.ATTACH, words(0, 4), 'EINVAL'); // flags
     expectErrno(device, commands.MAP, words(1, 3), 'EINVAL'); // direction
     expectErrno(device, commands.DETACH, words(1, 1), 'EINVAL'); // pad
+    expectErrno(device, commands.ATTACHMENT_INFO, words(1, 0, 0, 0, 0, 1), 'EINVAL'); // pad
     expectErrno(device, commands.MOVE, words(1, 2), 'EINVAL');
     expectErrno(device, commands.FENCE_CREATE, words(-1, 4, 1), 'EINVAL'); // usage
     expectErrno(device, commands.FENCE_CREATE, words(-1, 1, 0), 'EINVAL'); // usage without DBT_FENCE_ADD
@@ -68,14 +82,34 @@ describe('kernel module: every ioctl argument is checked', () => {
     expectErrno(device, commands.FENCE_CREATE, words(1_000_000, 1, 1), 'EBADF');
   });
 
-  it('an argument the kernel cannot read or write is EFAULT, for every command (from C: JavaScript cannot pass a bad pointer)', function () {
+  /** What test/fixtures/dbt_efault.c saw: it alone can pass pointers the kernel cannot use. */
+  function efaultOutcomes(): EfaultOutcomes {
     const program = process.env.DMABUF_DBT_EFAULT;
     if (!program) throw new Error('DMABUF_DBT_EFAULT names the compiled test/fixtures/dbt_efault.c; npm test builds it');
     const result = spawnSync(program, [kernelTest.devicePath], { encoding: 'utf8' });
     assert.equal(result.status, 0, result.stderr);
-    const outcomes = JSON.parse(result.stdout) as Record<string, string>;
-    assert.deepEqual(Object.keys(outcomes).sort(), Object.keys(commands).sort());
-    for (const [name, outcome] of Object.entries(outcomes)) assert.equal(outcome, 'EFAULT', name);
+    return JSON.parse(result.stdout) as EfaultOutcomes;
+  }
+
+  it('an argument the kernel cannot read is EFAULT, for every command (from C: JavaScript cannot pass a bad pointer)', () => {
+    const { copyIn } = efaultOutcomes();
+    assert.deepEqual(Object.keys(copyIn).sort(), Object.keys(commands).sort());
+    for (const [name, outcome] of Object.entries(copyIn)) assert.equal(outcome, 'EFAULT', name);
+  });
+
+  it('an argument on a read-only page is EFAULT for every command that writes one back, and the failed call leaves nothing behind: no fd, module reference, exporter call, move, fence or mapping, and the same call then succeeds', () => {
+    const { copyOut } = efaultOutcomes();
+    // Every command whose ioctl number says the kernel writes the argument (_IOC_READ), and MOVE once more with a fence.
+    const writing = Object.entries(commands).filter(([, command]) => (command >>> 30) & 2).map(([name]) => name);
+    assert.deepEqual(Object.keys(copyOut).sort(), [...writing, 'MOVE_FENCED'].sort());
+    for (const [name, outcome] of Object.entries(copyOut)) {
+      assert.equal(outcome.result, 'EFAULT', name);
+      assert.equal(outcome.fds[1], outcome.fds[0], `${name}: open fds`);
+      assert.equal(outcome.refcnt[1], outcome.refcnt[0], `${name}: the module's reference count`);
+      assert.deepEqual(outcome.exporter[1], outcome.exporter[0], `${name}: the exporter's pin count, attachments, held moves and call counters`);
+      assert.equal(outcome.retry, 'ok', `${name}: the same call with a writable argument`);
+    }
+    assert.equal(copyOut.MAP!.mappedAfter, false, 'MAP: the attachment is left unmapped');
   });
 
   it('the addon refuses commands of other types and arguments smaller than the command says', () => {
