@@ -3,7 +3,7 @@
  * until the call budget (or its time) is spent, then the module fuzz worker
  * until its minutes are up. Each worker is a child process, so a crash is
  * counted, reported with the call it died in, and the run goes on; a worker
- * silent for a minute is killed and counted as a hang. At the end the
+ * silent for three minutes is killed and counted as a hang. At the end the
  * kernel's own count of dma-bufs (debugfs bufinfo) must be back where it
  * started and the test module must unload (nothing of it still referenced).
  * Prints one line `FUZZ-SUMMARY {json}` for the host.
@@ -56,7 +56,8 @@ export interface FuzzSummary {
 }
 
 const scratch = process.env.TMPDIR ?? '/tmp';
-const silenceLimitMs = 60_000;
+// Workers report every 2 s; a VM starved of CPU on a busy host can still go quiet for a while.
+const silenceLimitMs = 180_000;
 
 function emptyTotals(): WorkerTotals {
   return { workers: 0, calls: 0, crashes: 0, hangs: 0, outcomes: {}, notes: {}, fdLeaks: 0, mappingLeaks: 0 };
@@ -84,7 +85,10 @@ function runWorker(script: string, args: string[], worker: number, totals: Worke
     child.on('message', (message: WorkerMessage) => {
       heard = Date.now();
       if (message.type === 'progress') calls = message.calls;
-      else if (message.type === 'finding') findings.push(message.finding);
+      else if (message.type === 'finding') {
+        findings.push(message.finding);
+        process.stdout.write(`fuzz: finding: ${message.finding.kind}: ${message.finding.call.slice(0, 300)}: ${message.finding.detail.split('\n')[0]!.slice(0, 300)}\n`);
+      }
       else if (message.type === 'done') {
         done = true;
         calls = message.calls;
@@ -108,6 +112,7 @@ function runWorker(script: string, args: string[], worker: number, totals: Worke
         const lastCall = existsSync(path) ? readFileSync(path, 'utf8').trim() : '(unknown)';
         if (hung) totals.hangs += 1;
         else totals.crashes += 1;
+        process.stdout.write(`fuzz: ${hung ? 'hang' : 'crash'} in ${script} worker ${worker} (exit ${code}, signal ${signal}), last call: ${lastCall.slice(0, 300)}\n`);
         findings.push({ kind: hung ? `hang (no word for ${silenceLimitMs / 1000} s, killed)` : `crash (exit ${code}, signal ${signal})`, call: lastCall, detail: `${script} worker ${worker}, seed ${args[0]}` });
       }
       resolve();

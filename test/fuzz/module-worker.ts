@@ -125,7 +125,7 @@ async function main(): Promise<void> {
       device.close();
       devices[slot] = kernelTest.open();
     }
-    if (calls % 500 === 0) {
+    if (calls % 200 === 0) {
       send({ type: 'progress', calls });
       await new Promise((resolve) => setImmediate(resolve));
     }
