@@ -67,6 +67,8 @@ export async function measureRow(workload: string, iterations: number, open: Rea
       for (const [index, side] of sides.entries()) {
         const { ops, seconds } = await side.run(iterations);
         if (round >= warmupRounds) rates[index]!.push(ops / seconds);
+        // Progress on stderr: under TCG on a busy host a row can take minutes.
+        process.stderr.write(`bench: ${workload} ${round < warmupRounds ? 'warm-up' : 'round'} ${round + 1}/${warmupRounds + rounds} ${index === 0 ? 'js' : 'c'} ${seconds.toFixed(2)} s\n`);
       }
     }
     const [js, c] = rates.map(spread);
