@@ -13,6 +13,7 @@
  * fault handler, which is why no user copy happens under either.
  */
 #include <linux/anon_inodes.h>
+#include <linux/delay.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-fence.h>
 #include <linux/dma-mapping.h>
@@ -423,6 +424,16 @@ static void dbt_release_op(struct dma_buf *dmabuf)
 }
 
 /*
+ * Test only: a fault sleeps this long between choosing its page and mapping
+ * it, to widen the window in which a concurrent move could land, so that the
+ * suite can show the ordering below holds (move-race.test.ts sets it).
+ */
+static unsigned int fault_delay_us;
+module_param(fault_delay_us, uint, 0644);
+MODULE_PARM_DESC(fault_delay_us,
+		 "test only: microseconds a CPU fault waits between choosing and mapping its page (default 0)");
+
+/*
  * Faulting (not inserting at mmap) lets a move zap CPU mappings. The PTE is
  * installed here, under pages_lock: a page handed back for the core to map
  * after the lock is dropped could be copied away by a move in between, and
@@ -432,10 +443,14 @@ static vm_fault_t dbt_fault(struct vm_fault *vmf)
 {
 	struct dbt_buffer *buf = vmf->vma->vm_private_data;
 	vm_fault_t ret = VM_FAULT_SIGBUS;
+	unsigned int delay_us = READ_ONCE(fault_delay_us);
 	int err;
 
 	mutex_lock(&buf->pages_lock);
 	if (vmf->pgoff < buf->backing.count) {
+		/* pages_lock is a mutex: sleeping here only holds off a move. */
+		if (delay_us)
+			fsleep(delay_us);
 		err = vm_insert_page(vmf->vma, vmf->address,
 				     buf->backing.pages[vmf->pgoff]);
 		/* EBUSY: another thread's fault mapped the page first. */
