@@ -23,6 +23,23 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none results /ru
 # the serial console keeps only the kernel's own messages.
 sh /run/results/job.sh > /run/results/stdout 2> /run/results/stderr < /dev/null
 echo $? > /run/results/exit-status.tmp
+
+# On a kernel with kmemleak (the debug profile), look for leaks once the job is
+# done. Boot-time reports are kept, not cleared: a leak the kernel makes before
+# the job is still a kernel leak, and one to see. An object younger than 5 s is
+# never reported, and one in flight between two pointers can look lost for a
+# moment, so scan, wait out the minimum age, and scan again, as the kmemleak
+# docs advise. The report goes into the kernel log, where the runner's log scan
+# sees it ("unreferenced object 0x..."), and into the results as it is.
+kmemleak=/sys/kernel/debug/kmemleak
+if [ -w $kmemleak ]; then
+	echo scan > $kmemleak
+	sleep 6
+	echo scan > $kmemleak
+	cat $kmemleak > /run/results/kmemleak
+	while IFS= read -r line; do echo "kmemleak report: $line" > /dev/kmsg; done < /run/results/kmemleak
+	echo "dmabuf-vm: kmemleak scanned at the end of the job: $(grep -c '^unreferenced object' /run/results/kmemleak) unreferenced object(s)" > /dev/kmsg
+fi
 dmesg > /run/results/dmesg 2>/dev/null
 mv /run/results/exit-status.tmp /run/results/exit-status
 sync

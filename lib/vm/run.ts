@@ -51,8 +51,14 @@ export interface VmRunResult {
   stderr: string;
   /** Everything the kernel printed on the serial console. */
   console: string;
-  /** Lines of the kernel log that show a panic, oops, WARN, BUG or lockdep report. */
+  /** Lines of the kernel log that show a panic, oops, WARN, BUG, lockdep, KASAN, kmemleak or DMA-API report. */
   kernelProblems: KernelProblem[];
+  /**
+   * /sys/kernel/debug/kmemleak as read after the job (scanned twice, see
+   * vm/guest-init.sh): '' when it found no leak, undefined on a kernel
+   * without kmemleak. A report also fails the run through the log scan.
+   */
+  kmemleak?: string;
   timedOut: boolean;
   durationMs: number;
   kernel: BuiltKernel;
@@ -244,6 +250,7 @@ export async function run(options: VmRunOptions): Promise<VmRunResult> {
     stderr: readIfExists(join(resultsDir, 'stderr')),
     console: consoleLog,
     kernelProblems,
+    ...(existsSync(join(resultsDir, 'kmemleak')) ? { kmemleak: readFileSync(join(resultsDir, 'kmemleak'), 'utf8') } : {}),
     timedOut,
     durationMs,
     kernel,

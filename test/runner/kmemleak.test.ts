@@ -1,0 +1,27 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { buildKernel, run } from '../../lib/vm';
+
+// The debug kernel is slow to boot under TCG (KASAN, lockdep, kmemleak): one boot.
+const fixtureModule = join(__dirname, '..', 'fixtures', 'kmemleak-fixture-module');
+
+describe('VM runner on the debug kernel (kmemleak)', () => {
+  before(async function () {
+    this.timeout(60 * 60_000); // the first run on a machine builds the kernel
+    await buildKernel({ profile: 'debug', onProgress: (line) => process.stderr.write(`      ${line}\n`) });
+  });
+
+  it('fails the run when a module leaks a kmalloc, with kmemleak\'s report of it, although the command exited 0', async function () {
+    this.timeout(45 * 60_000);
+    // The debug kernel boots slowly under TCG, and kmemleak's two scans take a while more.
+    const result = await run({ command: 'true', profile: 'debug', modules: [{ path: fixtureModule }], timeoutMs: 40 * 60_000 });
+    assert.equal(result.exitCode, 0);
+    assert.deepEqual(result.failures, ['kernel-problem'], result.summary);
+    assert.match(result.console, /kmemleak_fixture: leaked 1234 bytes/);
+    // The report, as read from debugfs after the job, names the object and the module that made it.
+    assert.match(result.kmemleak ?? '', /unreferenced object 0x[0-9a-f]+ \(size 1234\):/);
+    assert.match(result.kmemleak ?? '', /kmemleak_fixture_init/);
+    assert.ok(result.kernelProblems.some((problem) => /kmemleak report: unreferenced object 0x[0-9a-f]+ \(size 1234\)/.test(problem.text)), result.summary);
+    assert.match(result.console, /dmabuf-vm: kmemleak scanned at the end of the job: [1-9]\d* unreferenced object/);
+  });
+});
