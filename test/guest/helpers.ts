@@ -13,6 +13,13 @@ export function openFdCount(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
+/** The kernel's count of live dma-bufs: the "Total N objects" line closing debugfs's bufinfo. */
+export function kernelBufferCount(): number {
+  const match = /^Total (\d+) objects/m.exec(readFileSync('/sys/kernel/debug/dma_buf/bufinfo', 'utf8'));
+  assert.ok(match, 'bufinfo ends with its Total line');
+  return Number(match[1]);
+}
+
 /** Mappings of dma-bufs in this process: their file is shown as /dmabuf:<name>. */
 export function dmaBufMappingCount(): number {
   return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((line) => line.includes('/dmabuf:')).length;

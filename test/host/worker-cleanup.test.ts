@@ -9,6 +9,8 @@ const compiled = join(__dirname, '..', '..', 'dist', 'lib', 'index.js');
 interface Held {
   memfdInode: number;
   detachedFd: number;
+  mappedInWorker: number;
+  fdsInWorker: number;
 }
 
 // The worker opens a memfd and keeps a view of its mapping, a channel pair
@@ -25,7 +27,12 @@ const workerBody = (ending: 'exit' | 'terminate') => `
   server.on('connection', () => {});
   const detachedFd = Memfd.create(4096).detach();
   globalThis.held = [memfd, view, left, right, server];
-  parentPort.postMessage({ memfdInode: require('node:fs').fstatSync(memfd.fd).ino, detachedFd });
+  // Measured here, before ending: after process.exit() the parent may only
+  // see the message once the worker is already gone.
+  const fs = require('node:fs');
+  const memfdInode = fs.fstatSync(memfd.fd).ino;
+  const mappedInWorker = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((line) => line.split(/\\s+/)[4] === String(memfdInode)).length;
+  parentPort.postMessage({ memfdInode, detachedFd, mappedInWorker, fdsInWorker: fs.readdirSync('/proc/self/fd').length });
   ${ending === 'exit' ? 'process.exit(0);' : ''}`;
 
 function openFds(): Set<string> {
@@ -42,16 +49,12 @@ async function runAndEnd(ending: 'exit' | 'terminate'): Promise<{ held: Held; ma
   return new Promise((resolve, reject) => {
     const worker = new Worker(workerBody(ending), { eval: true });
     let held: Held | undefined;
-    let mappedInWorker = 0;
-    let fdsInWorker = 0;
     worker.on('message', (message: Held) => {
       held = message;
-      mappedInWorker = mappingsOf(message.memfdInode);
-      fdsInWorker = openFds().size;
       if (ending === 'terminate') void worker.terminate();
     });
     worker.on('error', reject);
-    worker.on('exit', () => (held ? resolve({ held, mappedInWorker, fdsInWorker }) : reject(new Error('the worker ended before reporting'))));
+    worker.on('exit', () => (held ? resolve({ held, mappedInWorker: held.mappedInWorker, fdsInWorker: held.fdsInWorker }) : reject(new Error('the worker ended before reporting'))));
   });
 }
 
