@@ -442,6 +442,8 @@ export class KernelTestDevice extends FdHandle {
   /** Invalidations as they happen, as an async iterator (ends with the signal, or when the device closes). */
   async *events(options?: { signal?: AbortSignal }): AsyncGenerator<KernelTestEvent> {
     const signal = validate.optionalSignal('options.signal', validate.options<{ signal: AbortSignal }>('options', options).signal);
+    // A closed device has already emitted 'close': waiting for it would never end.
+    this.assertOpen('events');
     const stop = new AbortController();
     const onClose = () => stop.abort();
     this.#events.once('close', onClose);

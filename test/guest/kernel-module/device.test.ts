@@ -58,4 +58,18 @@ describe('kernel module: opening the device', () => {
     assert.equal(child.status, 0, child.stderr);
     assert.deepEqual(JSON.parse(child.stdout), []);
   });
+
+  it('events() on a closed device rejects with EBADF at the first next() instead of waiting for a close that already happened', async () => {
+    const device = kernelTest.open();
+    device.close();
+    const iterator = device.events();
+    const outcome = await Promise.race([
+      iterator.next().then(
+        () => 'resolved',
+        (error: { code?: string }) => error.code,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('still pending after 3 s'), 3000)),
+    ]);
+    assert.equal(outcome, 'EBADF');
+  });
 });
