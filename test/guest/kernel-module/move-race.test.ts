@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { DmaBuf, kernelTest, type KernelTestDevice } from '../../../lib';
 import { requireModule } from './helpers';
 
 const pageSize = 4096;
 const wordsPerPage = pageSize / 4;
+
+// The module's test-only knob: each CPU fault sleeps this long between
+// choosing its page and mapping it. Unwidened, that window is a few hundred
+// instructions and a move almost never lands in it; widened, the mover (which
+// moves without pause) lands in many of them, so a fault handler that maps
+// its page after dropping pages_lock loses writes within the first round.
+// Nearly every write is then a slow fault, hence 8 pages a round, not more.
+const faultDelayParameter = '/sys/module/dmabuf_test/parameters/fault_delay_us';
 
 // Each writer owns every `writers`-th word of every page and writes its
 // slots in order, one page after the next, so that each write after a move
@@ -62,8 +71,19 @@ describe('kernel module: CPU writes during moves', () => {
   });
   afterEach(() => device.close());
 
-  it('writers on worker threads, each through its own mapping, while the buffer moves: after each round every write is in the buffer', async function () {
-    const pages = Number(process.env.DMABUF_MOVE_RACE_PAGES ?? 32);
+  let savedFaultDelay: string | undefined;
+  const faultDelayUs = Number(process.env.DMABUF_MOVE_RACE_FAULT_DELAY_US ?? 200);
+  before(() => {
+    savedFaultDelay = readFileSync(faultDelayParameter, 'utf8').trim();
+    writeFileSync(faultDelayParameter, `${faultDelayUs}\n`);
+    assert.equal(readFileSync(faultDelayParameter, 'utf8').trim(), String(faultDelayUs));
+  });
+  after(() => {
+    if (savedFaultDelay !== undefined) writeFileSync(faultDelayParameter, `${savedFaultDelay}\n`);
+  });
+
+  it(`writers on worker threads, each through its own mapping, while the buffer moves and each fault waits ${faultDelayUs} µs between choosing and mapping its page: after each round every write is in the buffer`, async function () {
+    const pages = Number(process.env.DMABUF_MOVE_RACE_PAGES ?? 8);
     const writers = Number(process.env.DMABUF_MOVE_RACE_WRITERS ?? 2);
     assert.equal(wordsPerPage % writers, 0, 'the writers share the words of each page evenly');
     const durationMs = Number(process.env.DMABUF_MOVE_RACE_MS ?? 8000);
