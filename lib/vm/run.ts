@@ -160,6 +160,12 @@ export async function run(options: VmRunOptions): Promise<VmRunResult> {
     'panic=-1',
     'oops=panic',
     'printk.devkmsg=on',
+    // RCU's stall warning fires when a CPU has not passed a quiescent state
+    // for 21 s of wall time: under TCG on a busy host (the debug kernel's
+    // KASAN, lockdep and kmemleak make it ~50x slower than a real CPU), boot
+    // and insmod alone were seen to cross that. 120 s still catches a CPU
+    // that really spins; under KVM the kernel's own default stands.
+    ...((options.accel ?? 'tcg') === 'tcg' ? ['rcupdate.rcu_cpu_stall_timeout=120'] : []),
   ].join(' ');
   const args = [
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
