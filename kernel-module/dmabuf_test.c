@@ -388,7 +388,14 @@ static struct sg_table *dbt_map_op(struct dma_buf_attachment *attach,
 	mutex_unlock(&buf->pages_lock);
 	if (ret)
 		goto out_free_sgt;
-	ret = dma_map_sgtable(attach->dev, sgt, dir, 0);
+	/*
+	 * Two attachments on one device may map the same pages at once, which
+	 * DMA-API debugging reports as overlapping mappings unless the map
+	 * skips CPU cache maintenance. It does, as drm_gem_map_dma_buf() does:
+	 * the importer device never really does DMA, so there is no cache
+	 * state to hand over.
+	 */
+	ret = dma_map_sgtable(attach->dev, sgt, dir, DMA_ATTR_SKIP_CPU_SYNC);
 	if (ret)
 		goto out_put_pages;
 	atomic64_inc(&buf->map_calls);
@@ -407,7 +414,7 @@ static void dbt_unmap_op(struct dma_buf_attachment *attach,
 {
 	struct dbt_buffer *buf = attach->dmabuf->priv;
 
-	dma_unmap_sgtable(attach->dev, sgt, dir, 0);
+	dma_unmap_sgtable(attach->dev, sgt, dir, DMA_ATTR_SKIP_CPU_SYNC);
 	dbt_put_sgt_pages(sgt);
 	sg_free_table(sgt);
 	kfree(sgt);
