@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { constants } from 'node:os';
 import { DmaBuf } from './dmabuf';
 import { check, kernelError } from './errors';
 import { closeFd, FdHandle } from './handle';
@@ -116,8 +117,7 @@ export class FdChannel extends FdHandle {
    */
   static async connect(path: string, options?: { signal?: AbortSignal }): Promise<FdChannel> {
     const address = socketAddress(path);
-    const { signal } = validate.options<{ signal: AbortSignal }>('options', options);
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('Expected an AbortSignal for options.signal');
+    const signal = validate.optionalSignal('options.signal', validate.options<{ signal: AbortSignal }>('options', options).signal);
     signal?.throwIfAborted();
     const fd = check(native().unixSocket(), 'socket');
     try {
@@ -126,8 +126,8 @@ export class FdChannel extends FdHandle {
       for (let delayMs = 1; ; delayMs = Math.min(delayMs * 2, connectRetryMaxMs)) {
         const status = native().unixConnect(fd, address);
         if (status === 0) return new FdChannel(fd);
-        if (status !== -11 /* EAGAIN */) {
-          throw kernelError(status, 'connect', { hint: status === -2 /* ENOENT */ || status === -111 /* ECONNREFUSED */ ? `nothing listens at ${path}` : undefined });
+        if (status !== -errno.EAGAIN) {
+          throw kernelError(status, 'connect', { hint: status === -errno.ENOENT || status === -errno.ECONNREFUSED ? `nothing listens at ${path}` : undefined });
         }
         await delay(delayMs, signal);
       }
@@ -394,6 +394,8 @@ export class FdChannel extends FdHandle {
     for (const pending of this.#outgoing.splice(0)) pending.reject(closed);
   }
 }
+
+const { errno } = constants;
 
 /** The longest wait between two connects to a full backlog. */
 const connectRetryMaxMs = 50;
