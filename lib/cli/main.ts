@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import { formatDevices, listDevices } from '../devices';
 import { formatProcessReport, formatSystemReport, inspectProcess, inspectSystem } from '../inspect';
 import { VmSetupError } from '../vm/errors';
-import { buildKernel, defaultKernelSource, findCachedKernel, kernelProfiles, type KernelProfile } from '../vm/kernel';
+import { buildKernel, findCachedKernel, kernelProfiles, listCacheEntries, profilesOf, resolveKernelSource, type KernelProfile } from '../vm/kernel';
+import { defaultGeneration, fetchKernelSource, generationNames, isKernelGeneration, kernelGenerations, sourceTarballOf, type KernelGeneration } from '../vm/sources';
 import { cacheRoot, packageRoot } from '../vm/paths';
 import { run, type VmRunResult } from '../vm/run';
 import type { ModuleSpec } from '../vm/modules';
@@ -25,21 +26,26 @@ Commands:
         --memory <MiB>          guest memory (default 2048)
         --cpus <n>              guest CPUs (default 2)
         --module <dir|ko>[:p=v,...]  build (from a source dir) and insmod a module first; repeatable
-        --profile <name>        kernel profile: ${Object.keys(kernelProfiles).join(', ')} (default base)
-        --kernel <bzImage>      boot your own kernel ...
+        --kernel <which>        ${generationNames.join(', ')} (default ${defaultGeneration}): Debian's source of that
+                                generation, fetched and built once; or the path of a kernel source
+                                tarball or tree to build the same way; or a bzImage of your own ...
         --kernel-tree <dir>     ... with its build tree, to build modules against
+        --profile <name>        kernel profile: ${Object.keys(kernelProfiles).join(', ')} (default base;
+                                no-move-notify only where the kernel has that option: 6.1, 6.12)
         --accel <tcg|kvm>       QEMU accelerator (default tcg, which works everywhere)
         --keep-results          keep the console log, dmesg and job script, and print where
         --quiet                 print nothing but the command's own output
-  vm build-kernel [--profile <name>]
+  vm build-kernel [--kernel <which>] [--profile <name>]
       Build the VM kernel into the cache now (the first run does it otherwise).
+  vm fetch-source [--kernel <generation>]... [--all]
+      Fetch Debian's kernel source of a generation into the cache (no root, no system change).
   vm info [--json]
-      Show the kernel cache, its profiles and the tools the runner uses.
+      Show the kernel sources, the built kernels per generation and profile, and the cache's size.
   help
       This text.
 
-Environment: DMABUF_CACHE_DIR (kernel cache, default ~/.cache/dmabuf), DMABUF_KERNEL_SOURCE,
-DMABUF_VM_KERNEL and DMABUF_VM_KERNEL_TREE (your own kernel).`;
+Environment: DMABUF_CACHE_DIR (kernel cache, default ~/.cache/dmabuf), DMABUF_KERNEL (the
+default --kernel; DMABUF_KERNEL_SOURCE is its older name), DMABUF_VM_KERNEL and DMABUF_VM_KERNEL_TREE (your own bzImage and tree).`;
 
 class UsageError extends Error {}
 
@@ -96,13 +102,15 @@ async function vmRun(argv: string[]): Promise<number> {
   if (values.accel !== undefined && values.accel !== 'tcg' && values.accel !== 'kvm') throw new UsageError(`--accel takes tcg or kvm, got '${values.accel}'`);
   const timeout = parsePositiveInteger('--timeout', values.timeout);
   const quiet = values.quiet ?? false;
+  const profile = parseProfile(values.profile);
+  checkKernelChoice(values.kernel, profile);
   const result = await run({
     command: words,
     timeoutMs: timeout === undefined ? undefined : timeout * 1000,
     memoryMiB: parsePositiveInteger('--memory', values.memory),
     cpus: parsePositiveInteger('--cpus', values.cpus),
     modules: (values.module ?? []).map(parseModule),
-    profile: parseProfile(values.profile),
+    profile,
     kernel: values.kernel,
     kernelTree: values['kernel-tree'],
     accel: values.accel as 'tcg' | 'kvm' | undefined,
@@ -146,32 +154,77 @@ function list(argv: string[]): number {
   return 0;
 }
 
+function checkKernelChoice(kernel: string | undefined, profile: KernelProfile): void {
+  if (kernel !== undefined && /^\d+\.\d+$/.test(kernel) && !isKernelGeneration(kernel)) {
+    throw new UsageError(`kernel ${kernel} is not one of the tested generations (${generationNames.join(', ')}); pass the path of its source tarball or tree instead`);
+  }
+  const generation = kernel === undefined ? defaultGeneration : kernel;
+  if (isKernelGeneration(generation) && !profilesOf(generation).includes(profile)) {
+    throw new UsageError(`kernel ${generation} has no '${profile}' profile (it has ${profilesOf(generation).join(', ')})`);
+  }
+}
+
 async function vmBuildKernel(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { profile: { type: 'string' } } });
-  const kernel = await buildKernel({ profile: parseProfile(values.profile), onProgress: progress });
+  const { values } = parseArgs({ args: argv, options: { profile: { type: 'string' }, kernel: { type: 'string' } } });
+  const profile = parseProfile(values.profile);
+  checkKernelChoice(values.kernel, profile);
+  const kernel = await buildKernel({ kernel: values.kernel, profile, onProgress: progress });
   process.stdout.write(`${kernel.bzImage}\n`);
   return 0;
 }
 
+async function vmFetchSource(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { kernel: { type: 'string', multiple: true }, all: { type: 'boolean' } } });
+  const wanted = values.all ? generationNames : (values.kernel ?? [defaultGeneration]);
+  for (const generation of wanted) {
+    if (!isKernelGeneration(generation)) throw new UsageError(`fetch-source takes a generation (${generationNames.join(', ')}), got '${generation}'`);
+  }
+  for (const generation of wanted as KernelGeneration[]) process.stdout.write(`${generation} ${await fetchKernelSource(generation, progress)}\n`);
+  return 0;
+}
+
+function formatBytes(bytes: number): string {
+  return bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(1)} GiB` : `${Math.round(bytes / (1 << 20))} MiB`;
+}
+
 function vmInfo(argv: string[]): number {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } } });
-  const source = defaultKernelSource();
+  const entries = listCacheEntries();
+  const generations = generationNames.map((generation) => ({
+    generation,
+    sourcePackage: kernelGenerations[generation].sourcePackage,
+    debianSuite: kernelGenerations[generation].suite,
+    source: sourceTarballOf(generation) ?? null,
+    profiles: Object.fromEntries(profilesOf(generation).map((profile) => {
+      const cached = findCachedKernel(profile, generation);
+      const entry = cached && entries.find((candidate) => cached.bzImage.includes(`/${candidate.key}/`));
+      return [profile, cached ? { built: true, release: cached.release, bzImage: cached.bzImage, bytes: entry?.bytes ?? null } : { built: false }];
+    })),
+  }));
+  const chosen = process.env.DMABUF_KERNEL ?? process.env.DMABUF_KERNEL_SOURCE;
+  const custom = chosen && !isKernelGeneration(chosen) ? resolveKernelSource(chosen).path : null;
   const info = {
     cacheDir: cacheRoot(),
-    kernelSource: { path: source, present: existsSync(source) },
-    profiles: Object.fromEntries(Object.keys(kernelProfiles).map((name) => {
-      const cached = findCachedKernel(name as KernelProfile, source);
-      return [name, cached ? { cached: true, bzImage: cached.bzImage, release: cached.release } : { cached: false }];
-    })),
+    defaultKernel: chosen ?? defaultGeneration,
+    customSource: custom,
+    generations,
+    cacheEntries: entries.map(({ key, bytes, info: entryInfo }) => ({ key, bytes, release: entryInfo?.release ?? null, stale: !entryInfo })),
+    cacheBytes: entries.reduce((sum, entry) => sum + entry.bytes, 0),
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
     return 0;
   }
-  process.stdout.write(`cache      ${info.cacheDir}\nsource     ${source}${info.kernelSource.present ? '' : ' (missing: apt-get install linux-source-6.1, or set DMABUF_KERNEL_SOURCE)'}\n`);
-  for (const [name, state] of Object.entries(info.profiles)) {
-    process.stdout.write(`profile    ${name.padEnd(15)} ${'bzImage' in state ? `built, ${state.release} (${state.bzImage})` : 'not built yet'}\n`);
+  const lines = [`cache      ${info.cacheDir} (${formatBytes(info.cacheBytes)} in ${entries.length} kernel(s))`, `default    --kernel ${info.defaultKernel}`];
+  for (const generation of generations) {
+    lines.push(`kernel ${generation.generation.padEnd(4)} source ${generation.source ?? `not fetched yet (${generation.sourcePackage} from Debian ${generation.debianSuite}, on first build)`}`);
+    for (const [profile, state] of Object.entries(generation.profiles)) {
+      lines.push(`  ${profile.padEnd(15)} ${'release' in state ? `built, ${state.release}, ${typeof state.bytes === 'number' ? formatBytes(state.bytes) : '?'} (${state.bzImage})` : 'not built yet'}`);
+    }
   }
+  const stale = info.cacheEntries.filter((entry) => entry.stale);
+  if (stale.length > 0) lines.push(`stale      ${stale.map((entry) => `${entry.key} (${formatBytes(entry.bytes)})`).join(', ')}: from an older recipe; safe to delete`);
+  process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
 
@@ -188,7 +241,8 @@ export async function main(argv: string[]): Promise<number> {
         if (sub === 'run') return await vmRun(subArgs);
         if (sub === 'build-kernel') return await vmBuildKernel(subArgs);
         if (sub === 'info') return vmInfo(subArgs);
-        throw new UsageError(sub ? `unknown vm command '${sub}'` : 'vm needs a command: run, build-kernel or info');
+        if (sub === 'fetch-source') return await vmFetchSource(subArgs);
+        throw new UsageError(sub ? `unknown vm command '${sub}'` : 'vm needs a command: run, build-kernel, fetch-source or info');
       }
       case 'help':
       case '--help':

@@ -1,14 +1,17 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, createWriteStream, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { VmSetupError, installHint } from './errors';
 import { cacheRoot, packageRoot } from './paths';
+import { defaultGeneration, fetchKernelSource, generationNames, isKernelGeneration, kernelGenerations, sourceTarballOf, type KernelGeneration } from './sources';
 
 /**
  * Kernel profiles: each is a list of config fragments applied on top of
- * `allnoconfig`. `debug` adds the checkers kernel CI runs dma-buf code under.
+ * `allnoconfig`, after the fragment of the source's generation (see
+ * `eraFragments`). `debug` adds the checkers kernel CI runs dma-buf code
+ * under; `no-move-notify` exists only where the kernel has that option.
  */
 export const kernelProfiles = {
   base: ['kernel-base.config'],
@@ -18,64 +21,66 @@ export const kernelProfiles = {
 
 export type KernelProfile = keyof typeof kernelProfiles;
 
-export const preferredKernelSource = '/usr/src/linux-source-6.1.tar.xz';
-
 /**
- * The kernel source to build: `DMABUF_KERNEL_SOURCE`, else Debian's 6.1 (what
- * the fragments are written and tested for), else the newest `linux-source-*`
- * tarball under /usr/src in Debian's or Ubuntu's layout. An option a different
- * version lacks is reported by name when the config is checked.
+ * Options that differ between generations, one fragment per era. A source
+ * gets the first fragment whose every option its Kconfig declares: a feature
+ * test, so a tree between the generations we test (or a driver developer's
+ * own) gets the right one without a version table.
  */
-export function defaultKernelSource(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.DMABUF_KERNEL_SOURCE) return env.DMABUF_KERNEL_SOURCE;
-  if (existsSync(preferredKernelSource)) return preferredKernelSource;
-  const candidates: string[] = [];
-  const tarball = /^linux-source-[\d.]+\.tar\.(xz|bz2|gz)$/;
-  try {
-    for (const entry of readdirSync('/usr/src', { withFileTypes: true })) {
-      if (entry.isFile() && tarball.test(entry.name)) candidates.push(join('/usr/src', entry.name));
-      if (entry.isDirectory() && entry.name.startsWith('linux-source-')) {
-        for (const inner of readdirSync(join('/usr/src', entry.name))) if (tarball.test(inner)) candidates.push(join('/usr/src', entry.name, inner));
-      }
-    }
-  } catch {
-    // No /usr/src: fall through to the preferred path, whose absence is reported with an install hint.
-  }
-  const version = (path: string) => (/linux-source-([\d.]+)\.tar/.exec(path)?.[1] ?? '0').split('.').map(Number);
-  candidates.sort((a, b) => {
-    const [va, vb] = [version(a), version(b)];
-    for (let index = 0; index < Math.max(va.length, vb.length); index += 1) if ((va[index] ?? 0) !== (vb[index] ?? 0)) return (vb[index] ?? 0) - (va[index] ?? 0);
-    return 0;
-  });
-  return candidates[0] ?? preferredKernelSource;
+export const eraFragments = ['kernel-6.x.config', 'kernel-7.x.config'] as const;
+
+/** The profiles a generation offers: 7.x has no MOVE_NOTIFY option to turn off. */
+export function profilesOf(generation: KernelGeneration): KernelProfile[] {
+  return (Object.keys(kernelProfiles) as KernelProfile[]).filter((profile) => profile !== 'no-move-notify' || kernelGenerations[generation].hasMoveNotifyOption);
 }
 
+/** Which kernel to build: one of the tested generations, or a source of the user's own. */
+export type KernelSource =
+  | { generation: KernelGeneration; /** undefined until fetched */ path: string | undefined }
+  | { generation: undefined; path: string };
+
+/**
+ * `kernel` is a generation name (`6.1`, `6.12`, `7.2`) or the path of a
+ * kernel source tarball or tree. Without it: `DMABUF_KERNEL` (or its older name `DMABUF_KERNEL_SOURCE`), else the
+ * default generation.
+ */
+export function resolveKernelSource(kernel?: string, env: NodeJS.ProcessEnv = process.env): KernelSource {
+  const chosen = kernel ?? env.DMABUF_KERNEL ?? env.DMABUF_KERNEL_SOURCE ?? defaultGeneration;
+  if (isKernelGeneration(chosen)) return { generation: chosen, path: sourceTarballOf(chosen, env) };
+  if (/^\d+\.\d+$/.test(chosen)) throw new TypeError(`Kernel ${chosen} is not one of the tested generations (${generationNames.join(', ')}); pass the path of its source tarball or tree instead.`);
+  return { generation: undefined, path: resolve(chosen) };
+}
+
+const labelOf = (source: KernelSource) => source.generation ?? 'custom';
+
 /** Bumped whenever the way a kernel is built changes, so old cache entries are not reused. */
-const buildRecipeVersion = 2;
+const buildRecipeVersion = 3;
 
 export interface BuiltKernel {
   /** The image QEMU boots. */
   bzImage: string;
-  /** The configured and built source tree, for building out-of-tree modules; absent for a user's own bzImage without one. */
+  /** The configured build tree (pruned to what out-of-tree modules and the kernel's selftests need); absent for a user's own bzImage without one. */
   tree?: string;
   /** `uname -r` of the kernel, where known. */
   release?: string;
   profile?: KernelProfile | 'custom';
+  /** The tested generation it was built from; undefined for a source or image of the user's own. */
+  generation?: KernelGeneration;
   /** True when this call found the kernel in the cache instead of building it. */
   cached: boolean;
 }
 
 export interface BuildKernelOptions {
   profile?: KernelProfile;
-  /** The kernel source: a tarball or an unpacked tree. Defaults to Debian's linux-source-6.1. */
-  source?: string;
+  /** A generation (`6.1`, `6.12`, `7.2`) or the path of a kernel source tarball or tree; see `resolveKernelSource`. */
+  kernel?: string;
   /** Progress lines for a person; the full build output goes to the log file. */
   onProgress?: (line: string) => void;
   jobs?: number;
 }
 
 export function fragmentPaths(profile: KernelProfile): string[] {
-  const names = kernelProfiles[profile];
+  const names = Object.hasOwn(kernelProfiles, profile) ? kernelProfiles[profile] : undefined;
   if (!names) throw new TypeError(`Unknown kernel profile '${profile}': expected one of ${Object.keys(kernelProfiles).join(', ')}`);
   return names.map((name) => join(packageRoot, 'vm', name));
 }
@@ -87,25 +92,35 @@ function compilerIdentity(): string {
 }
 
 /**
- * The cache key names everything a built kernel depends on: the source (by
- * name, size and time, which a new package version changes), every fragment's
- * text, the compiler (out-of-tree modules must match it) and this recipe.
+ * The cache key names everything a built kernel depends on: the source, every
+ * fragment's text (the era fragments included: which one applies is decided
+ * from the source), the compiler (out-of-tree modules must match it) and this
+ * recipe.
  */
-export function cacheKeyOf(parts: { profile: string; sourceIdentity: string; fragments: readonly string[]; compiler: string }): string {
+export function cacheKeyOf(parts: { label: string; profile: string; sourceIdentity: string; fragments: readonly string[]; compiler: string }): string {
   const hash = createHash('sha256');
   hash.update(`recipe ${buildRecipeVersion}\n`);
   hash.update(`source ${parts.sourceIdentity}\n`);
   for (const fragment of parts.fragments) hash.update(`fragment ${fragment}\n`);
   hash.update(`cc ${parts.compiler}\n`);
-  return `${parts.profile}-${hash.digest('hex').slice(0, 16)}`;
+  return `${parts.label}-${parts.profile}-${hash.digest('hex').slice(0, 16)}`;
 }
 
-export function kernelCacheKey(profile: KernelProfile, source: string): { key: string; dir: string } {
-  const sourceStat = statSync(source);
+/**
+ * A Debian tarball is identified by its name and size (a new package version
+ * changes the size), wherever it lies; a tree by its path and time.
+ */
+function sourceIdentity(path: string): string {
+  const stat = statSync(path);
+  return stat.isDirectory() ? `${path} ${stat.mtimeMs}` : `${basename(path)} ${stat.size}`;
+}
+
+export function kernelCacheKey(profile: KernelProfile, source: KernelSource & { path: string }): { key: string; dir: string } {
   const key = cacheKeyOf({
+    label: labelOf(source),
     profile,
-    sourceIdentity: `${source} ${sourceStat.size} ${sourceStat.mtimeMs}`,
-    fragments: fragmentPaths(profile).map((path) => readFileSync(path, 'utf8')),
+    sourceIdentity: sourceIdentity(source.path),
+    fragments: [...fragmentPaths(profile), ...eraFragments.map((name) => join(packageRoot, 'vm', name))].map((path) => readFileSync(path, 'utf8')),
     compiler: compilerIdentity(),
   });
   return { key, dir: join(cacheRoot(), 'kernels', key) };
@@ -123,21 +138,61 @@ export function parseFragment(text: string): Map<string, string> {
   return wanted;
 }
 
-/** Lists the fragment options that the resolved `.config` did not honour (a dependency was missing). */
-export function unmetOptions(wanted: Map<string, string>, dotConfig: string): string[] {
+/**
+ * Lists the fragment options that the resolved `.config` did not honour (a
+ * dependency was missing) and, given the symbols the source's Kconfig
+ * declares, those it does not know at all: an option that was renamed or
+ * removed fails the build by name instead of drifting silently to "off".
+ */
+export function unmetOptions(wanted: Map<string, string>, dotConfig: string, declared?: ReadonlySet<string>): string[] {
   const got = parseFragment(dotConfig);
   const unmet: string[] = [];
   for (const [name, value] of wanted) {
+    if (declared && !declared.has(name.slice('CONFIG_'.length))) {
+      unmet.push(`${name}: this kernel's Kconfig does not declare it`);
+      continue;
+    }
     const actual = got.get(name) ?? 'n';
     if (actual !== value) unmet.push(`${name}: wanted ${value}, got ${actual}`);
   }
   return unmet;
 }
 
-function requireBuildTools(source: string): void {
-  if (!existsSync(source)) {
-    throw new VmSetupError(`Kernel source ${source} not found.`, installHint('linux-source-6.1') + ' Or pass your own: --kernel-source <tarball or tree>, or --kernel <bzImage>.');
+/** Every symbol a source tree's Kconfig files declare (`config FOO`, `menuconfig FOO`). */
+export function declaredSymbols(tree: string): Set<string> {
+  const found = spawnSync('grep', ['-rhoE', '--include=Kconfig*', '^[[:space:]]*(menu)?config[[:space:]]+[A-Za-z0-9_]+', tree], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const symbols = new Set<string>();
+  for (const line of found.stdout.split('\n')) {
+    const name = /config\s+([A-Za-z0-9_]+)/.exec(line)?.[1];
+    if (name) symbols.add(name);
   }
+  return symbols;
+}
+
+/** The era fragment for a source: the first whose every option the tree declares. */
+export function eraFragmentFor(declared: ReadonlySet<string>): { name: string; text: string } | undefined {
+  for (const name of eraFragments) {
+    const text = readFileSync(join(packageRoot, 'vm', name), 'utf8');
+    if ([...parseFragment(text).keys()].every((option) => declared.has(option.slice('CONFIG_'.length)))) return { name, text };
+  }
+  return undefined;
+}
+
+/**
+ * ccache, when installed, shares objects between the profiles of one source:
+ * the no-move-notify kernel differs from the base one in a handful of files,
+ * so its build is mostly cache hits. Paths are made relative to each build's
+ * own scratch tree so that two builds of the same source can hit each other.
+ */
+function compilerCache(): { makeArgs: string[]; env(tree: string): NodeJS.ProcessEnv } {
+  if (spawnSync('sh', ['-c', 'command -v ccache']).status !== 0) return { makeArgs: [], env: () => ({}) };
+  return {
+    makeArgs: ['CC=ccache gcc'],
+    env: (tree) => ({ CCACHE_DIR: join(cacheRoot(), 'ccache'), CCACHE_BASEDIR: tree, CCACHE_NOHASHDIR: '1', CCACHE_MAXSIZE: '3G', CCACHE_COMPILERCHECK: 'content' }),
+  };
+}
+
+function requireBuildTools(): void {
   const missing = ['make', 'gcc', 'flex', 'bison', 'bc', 'tar', 'xz', 'perl'].filter(
     (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0,
   );
@@ -150,9 +205,9 @@ function requireBuildTools(source: string): void {
 }
 
 /** Runs a build tool, its output into `log` (and line by line to `onLine`); resolves with its exit status. */
-export function runLogged(command: string, args: string[], cwd: string, log: NodeJS.WritableStream, onLine?: (line: string) => void): Promise<number> {
+export function runLogged(command: string, args: string[], cwd: string, log: NodeJS.WritableStream, onLine?: (line: string) => void, env?: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd, env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let pending = '';
     const forward = (chunk: Buffer) => {
       log.write(chunk);
@@ -185,26 +240,74 @@ function readRelease(tree: string): string | undefined {
   }
 }
 
-/** Returns the cached kernel for a profile, or undefined when it has not been built. */
-export function findCachedKernel(profile: KernelProfile = 'base', source = defaultKernelSource()): BuiltKernel | undefined {
-  if (!existsSync(source)) return undefined;
-  const { dir } = kernelCacheKey(profile, source);
+/**
+ * What a built tree keeps: the top-level build files, the configured headers
+ * and scripts (out-of-tree modules), the x86 arch files, `tools/` (the
+ * kernel's selftests and objtool), `drivers/dma-buf` (the in-kernel selftest
+ * module is built from it) and `usr/include` (exported uapi headers). The
+ * rest of the source, about 90% of it, no later run reads.
+ */
+const keptTopLevel = new Set(['Makefile', 'Kbuild', 'Kconfig', '.config', 'Module.symvers', 'include', 'arch', 'scripts', 'tools', 'drivers', 'usr']);
+
+function pruneTree(tree: string): void {
+  for (const name of readdirSync(tree)) if (!keptTopLevel.has(name)) rmSync(join(tree, name), { recursive: true, force: true });
+  for (const name of readdirSync(join(tree, 'arch'))) if (name !== 'x86') rmSync(join(tree, 'arch', name), { recursive: true, force: true });
+  for (const name of readdirSync(join(tree, 'drivers'))) if (name !== 'dma-buf') rmSync(join(tree, 'drivers', name), { recursive: true, force: true });
+}
+
+interface CacheEntryInfo {
+  release: string;
+  profile: KernelProfile;
+  generation?: KernelGeneration;
+  source: string;
+  era: string;
+  builtAt: string;
+}
+
+/** Returns the cached kernel for a profile and source, or undefined when it has not been built. */
+export function findCachedKernel(profile: KernelProfile = 'base', kernel?: string): BuiltKernel | undefined {
+  const source = resolveKernelSource(kernel);
+  if (source.path === undefined || !existsSync(source.path)) return undefined;
+  const { dir } = kernelCacheKey(profile, source as KernelSource & { path: string });
   const bzImage = join(dir, 'bzImage');
-  if (!existsSync(join(dir, 'complete')) || !existsSync(bzImage)) return undefined;
-  return { bzImage, tree: join(dir, 'tree'), release: readFileSync(join(dir, 'release'), 'utf8').trim(), profile, cached: true };
+  if (!existsSync(join(dir, 'kernel.json')) || !existsSync(bzImage)) return undefined;
+  const info = JSON.parse(readFileSync(join(dir, 'kernel.json'), 'utf8')) as CacheEntryInfo;
+  return { bzImage, tree: join(dir, 'tree'), release: info.release, profile, generation: source.generation, cached: true };
+}
+
+/** Bytes under a path, without following links. */
+export function diskUsage(path: string): number {
+  let total = 0;
+  const visit = (entry: string) => {
+    const stat = lstatSync(entry, { throwIfNoEntry: false });
+    if (!stat) return;
+    total += stat.blocks * 512;
+    if (stat.isDirectory()) for (const name of readdirSync(entry)) visit(join(entry, name));
+  };
+  visit(path);
+  return total;
 }
 
 /**
- * Builds the kernel for a profile unless the cache has it. The build happens
- * in a scratch directory beside the final one and is renamed into place only
- * when complete, so an interrupted build never leaves a half entry behind.
+ * Builds the kernel for a profile unless the cache has it, fetching a
+ * generation's source first when needed. The build happens in a scratch
+ * directory beside the final one and is renamed into place only when
+ * complete, so an interrupted build never leaves a half entry behind. A newer
+ * entry of the same generation and profile replaces the older ones.
  */
 export async function buildKernel(options: BuildKernelOptions = {}): Promise<BuiltKernel> {
   const profile = options.profile ?? 'base';
-  const source = options.source ?? defaultKernelSource();
+  fragmentPaths(profile);
   const progress = options.onProgress ?? (() => {});
-  requireBuildTools(source);
-  const cached = findCachedKernel(profile, source);
+  const resolved = resolveKernelSource(options.kernel);
+  if (resolved.generation && !profilesOf(resolved.generation).includes(profile)) {
+    throw new VmSetupError(`Kernel ${resolved.generation} has no '${profile}' profile.`, `Its profiles: ${profilesOf(resolved.generation).join(', ')} (7.x removed CONFIG_DMABUF_MOVE_NOTIFY: importers are always told to invalidate).`);
+  }
+  requireBuildTools();
+  const path = resolved.path ?? (await fetchKernelSource(resolved.generation!, progress));
+  if (!existsSync(path)) throw new VmSetupError(`Kernel source ${path} not found.`, `Pass a kernel source tarball or tree, or one of the tested generations: --kernel ${generationNames.join('|')}.`);
+  const source = { ...resolved, path } as KernelSource & { path: string };
+  const cached = findCachedKernel(profile, source.generation ?? path);
   if (cached) return cached;
 
   const { key, dir } = kernelCacheKey(profile, source);
@@ -225,53 +328,86 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   };
 
   try {
-    progress(`kernel ${key}: building from ${source} (a few minutes, once; log: ${logPath})`);
-    if (statSync(source).isDirectory()) {
-      if ((await runLogged('cp', ['-a', `${source}/.`, tree], tree, log)) !== 0) fail('copying the source tree');
-    } else if ((await runLogged('tar', ['-xf', source, '--strip-components=1', '-C', tree], tree, log)) !== 0) {
+    progress(`kernel ${key}: building from ${path} (a few minutes, once; log: ${logPath})`);
+    if (statSync(path).isDirectory()) {
+      if ((await runLogged('cp', ['-a', `${path}/.`, tree], tree, log)) !== 0) fail('copying the source tree');
+    } else if ((await runLogged('tar', ['-xf', path, '--strip-components=1', '-C', tree], tree, log)) !== 0) {
       fail('unpacking the source');
     }
     progress(`kernel ${key}: source unpacked (${elapsed()})`);
 
-    const wanted = new Map<string, string>();
-    const merged = fragmentPaths(profile).map((path) => readFileSync(path, 'utf8')).join('\n');
-    for (const [name, value] of parseFragment(merged)) wanted.set(name, value);
+    const declared = declaredSymbols(tree);
+    const era = eraFragmentFor(declared);
+    if (!era) fail(`no era fragment fits this source: each of ${eraFragments.join(', ')} names an option its Kconfig does not declare`);
+    const merged = [era!.text, ...fragmentPaths(profile).map((fragment) => readFileSync(fragment, 'utf8'))].join('\n');
+    const wanted = parseFragment(merged);
     const fragmentFile = join(scratch, 'fragment.config');
     writeFileSync(fragmentFile, merged);
     if ((await runLogged('make', ['allnoconfig', `KCONFIG_ALLCONFIG=${fragmentFile}`], tree, log)) !== 0) fail('make allnoconfig');
-    const unmet = unmetOptions(wanted, readFileSync(join(tree, '.config'), 'utf8'));
-    if (unmet.length > 0) fail(`the config fragment did not apply:\n  ${unmet.join('\n  ')}`);
+    const unmet = unmetOptions(wanted, readFileSync(join(tree, '.config'), 'utf8'), declared);
+    if (unmet.length > 0) fail(`the config fragments (${era!.name}, ${kernelProfiles[profile].join(', ')}) did not apply:\n  ${unmet.join('\n  ')}`);
 
     const jobs = options.jobs ?? cpus().length + 1;
     let compiled = 0;
     let lastReport = Date.now();
-    const status = await runLogged('make', [`-j${jobs}`, 'bzImage', 'modules'], tree, log, (line) => {
+    const compiler = compilerCache();
+    const status = await runLogged('make', [`-j${jobs}`, ...compiler.makeArgs, 'bzImage', 'modules'], tree, log, (line) => {
       if (/^\s+(CC|AS|LD|AR)\b/.test(line)) compiled += 1;
       if (Date.now() - lastReport >= 15_000) {
         lastReport = Date.now();
         progress(`kernel ${key}: ${compiled} objects built (${elapsed()})`);
       }
-    });
+    }, { ...process.env, ...compiler.env(tree) });
     if (status !== 0) fail(`make exited with status ${status}`);
-    // `make clean` keeps the config, headers, scripts and Module.symvers that
-    // out-of-tree modules build against, and drops ~1.4 GB of objects.
     copyFileSync(join(tree, 'arch', 'x86', 'boot', 'bzImage'), join(scratch, 'bzImage'));
     const release = readRelease(tree) ?? '';
+    // `make clean` keeps the config, headers, scripts and Module.symvers that
+    // out-of-tree modules build against; the uapi headers are exported now,
+    // while the whole source is still there.
     if ((await runLogged('make', ['clean'], tree, log)) !== 0) fail('make clean');
-    writeFileSync(join(scratch, 'release'), `${release}\n`);
+    if ((await runLogged('make', ['headers'], tree, log)) !== 0) fail('make headers');
+    pruneTree(tree);
     log.end();
 
-    writeFileSync(join(scratch, 'complete'), `${new Date().toISOString()}\n`);
+    const info: CacheEntryInfo = { release, profile, generation: source.generation, source: path, era: era!.name, builtAt: new Date().toISOString() };
+    writeFileSync(join(scratch, 'kernel.json'), `${JSON.stringify(info, null, 2)}\n`);
     rmSync(dir, { recursive: true, force: true });
     renameSync(scratch, dir);
+    if (source.generation) removeSupersededEntries(key);
     progress(`kernel ${key}: built in ${elapsed()}`);
   } catch (error) {
     rmSync(scratch, { recursive: true, force: true });
     throw error;
   }
-  const built = findCachedKernel(profile, source);
+  const built = findCachedKernel(profile, source.generation ?? path);
   if (!built) throw new VmSetupError(`Kernel build finished but ${dir} holds no bzImage.`, `Remove ${dir} and run again.`);
   return { ...built, cached: false };
+}
+
+/**
+ * Removes the older builds of the same generation and profile (a previous
+ * recipe, fragment or package version): no later run can ask for them. A
+ * custom source's builds are left alone, since several trees may be in use.
+ */
+function removeSupersededEntries(key: string): void {
+  const prefix = key.slice(0, key.lastIndexOf('-') + 1);
+  const kernels = join(cacheRoot(), 'kernels');
+  for (const name of readdirSync(kernels)) {
+    if (!name.startsWith(prefix) || name.startsWith(key) || name.includes('.partial-')) continue;
+    rmSync(join(kernels, name), { recursive: true, force: true });
+  }
+}
+
+/** Every cache entry with its size, for `vm info`. */
+export function listCacheEntries(): Array<{ key: string; bytes: number; info?: CacheEntryInfo }> {
+  const kernels = join(cacheRoot(), 'kernels');
+  if (!existsSync(kernels)) return [];
+  return readdirSync(kernels, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && !entry.name.includes('.partial-'))
+    .map((entry) => {
+      const infoPath = join(kernels, entry.name, 'kernel.json');
+      return { key: entry.name, bytes: diskUsage(join(kernels, entry.name)), info: existsSync(infoPath) ? (JSON.parse(readFileSync(infoPath, 'utf8')) as CacheEntryInfo) : undefined };
+    });
 }
 
 /**
@@ -289,4 +425,20 @@ export async function kernelHeaders(kernel: BuiltKernel): Promise<string> {
   log.end();
   if (status !== 0) throw new VmSetupError(`make headers failed in ${kernel.tree} (log: ${logPath}).\n${lastLines(logPath, 20)}`, `Read ${logPath}.`, logPath);
   return include;
+}
+
+/** True for an x86 boot image (a bzImage carries "HdrS" at 0x202), as opposed to a source tarball or tree. */
+export function isKernelImage(path: string): boolean {
+  try {
+    if (!statSync(path).isFile()) return false;
+    const fd = openSync(path, 'r');
+    try {
+      const magic = Buffer.alloc(4);
+      return readSync(fd, magic, 0, 4, 0x202) === 4 && magic.toString('latin1') === 'HdrS';
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { VmSetupError, installHint } from './errors';
 import { moduleLoadFailedStatus, renderJobScript } from './job';
-import { buildKernel, type BuiltKernel, type KernelProfile } from './kernel';
+import { buildKernel, isKernelImage, type BuiltKernel, type KernelProfile } from './kernel';
 import { describeProblems, scanKernelLog, type KernelProblem } from './log-scan';
 import { prepareModules, type ModuleSpec } from './modules';
 import { guestInitScript } from './paths';
@@ -23,7 +23,12 @@ export interface VmRunOptions {
   /** Extra environment for the command. PATH comes from the host; HOME and TMPDIR point at guest scratch. */
   env?: Record<string, string>;
   profile?: KernelProfile;
-  /** Boot this kernel instead of the runner's own (with `kernelTree` to build modules against). */
+  /**
+   * Which kernel: a tested generation (`6.1`, `6.12`, `7.2`; default 6.12),
+   * the path of a kernel source tarball or tree (built with the runner's
+   * fragments and cached), or the path of a bzImage of your own (with
+   * `kernelTree` to build modules against).
+   */
   kernel?: string;
   kernelTree?: string;
   /** `tcg` (default, works everywhere) or `kvm`. */
@@ -76,16 +81,16 @@ function findQemu(binary: string): string {
   return found.stdout.trim();
 }
 
-/** Resolves the kernel a run boots: the user's own, or the runner's (built once and cached). */
+/** Resolves the kernel a run boots: the user's own image, or one the runner builds (once, cached) from a generation or a source. */
 export async function resolveKernel(options: Pick<VmRunOptions, 'kernel' | 'kernelTree' | 'profile' | 'onProgress'>): Promise<BuiltKernel> {
-  const own = options.kernel ?? process.env.DMABUF_VM_KERNEL;
-  if (own) {
-    const bzImage = resolve(own);
+  const image = options.kernel !== undefined && isKernelImage(options.kernel) ? options.kernel : options.kernel === undefined ? process.env.DMABUF_VM_KERNEL : undefined;
+  if (image) {
+    const bzImage = resolve(image);
     if (!existsSync(bzImage)) throw new VmSetupError(`Kernel image ${bzImage} does not exist.`, 'Pass the path of a bzImage, or leave --kernel out to use the runner\'s own kernel.');
     const tree = options.kernelTree ?? process.env.DMABUF_VM_KERNEL_TREE;
     return { bzImage, tree: tree ? resolve(tree) : undefined, profile: 'custom', cached: true };
   }
-  return buildKernel({ profile: options.profile ?? 'base', onProgress: options.onProgress });
+  return buildKernel({ kernel: options.kernel, profile: options.profile ?? 'base', onProgress: options.onProgress });
 }
 
 /** Follows a file that another process appends to, handing new bytes to a callback. */

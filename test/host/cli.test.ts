@@ -19,6 +19,9 @@ describe('command line', () => {
     [['vm', 'run', '--timeout', 'soon', '--', 'true'], /--timeout takes a positive whole number/],
     [['vm', 'run', '--profile', 'huge', '--', 'true'], /unknown profile 'huge'/],
     [['vm', 'run', '--bogus', '--', 'true'], /Unknown option '--bogus'/],
+    [['vm', 'run', '--kernel', '7.2', '--profile', 'no-move-notify', '--', 'true'], /kernel 7\.2 has no 'no-move-notify' profile \(it has base, debug\)/],
+    [['vm', 'build-kernel', '--kernel', '6.6'], /kernel 6\.6 is not one of the tested generations \(6\.1, 6\.12, 7\.2\)/],
+    [['vm', 'fetch-source', '--kernel', '5.10'], /fetch-source takes a generation \(6\.1, 6\.12, 7\.2\), got '5\.10'/],
   ] as const) {
     it(`exits 2 with a usage message for: ${args.join(' ')}`, () => {
       const result = cli([...args]);
@@ -31,7 +34,19 @@ describe('command line', () => {
     const result = cli(['vm', 'run', '--', 'true'], { DMABUF_KERNEL_SOURCE: '/nonexistent/linux.tar.xz' });
     assert.equal(result.status, 1);
     assert.match(result.stderr, /Kernel source \/nonexistent\/linux\.tar\.xz not found/);
-    assert.match(result.stderr, /apt-get install -y linux-source-6\.1/);
+    assert.match(result.stderr, /--kernel 6\.1\|6\.12\|7\.2/);
+  });
+
+  it('lists every generation and profile in vm info --json, with the cache size', () => {
+    const result = cli(['vm', 'info', '--json']);
+    assert.equal(result.status, 0, result.stderr);
+    const info = JSON.parse(result.stdout) as { generations: Array<{ generation: string; sourcePackage: string; profiles: Record<string, unknown> }>; cacheBytes: number };
+    assert.deepEqual(info.generations.map((entry) => [entry.generation, entry.sourcePackage, Object.keys(entry.profiles)]), [
+      ['6.1', 'linux-source-6.1', ['base', 'debug', 'no-move-notify']],
+      ['6.12', 'linux-source-6.12', ['base', 'debug', 'no-move-notify']],
+      ['7.2', 'linux-source-7.2', ['base', 'debug']],
+    ]);
+    assert.equal(typeof info.cacheBytes, 'number');
   });
 });
 
