@@ -7,14 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 make gcc g++ python3 flex bison bc libelf-dev libssl-dev cpio kmod xz-utils perl)
-# Debian 12 ships the 6.1 source the kernel config is written for; Ubuntu has
-# its own kernel's source under another name, which the runner also finds.
-if apt-cache show linux-source-6.1 >/dev/null 2>&1 || dpkg-query -W linux-source-6.1 >/dev/null 2>&1; then
-  packages+=(linux-source-6.1)
-else
-  packages+=(linux-source)
-fi
+# ccache lets the kernel profiles of one source share their objects;
+# debian-archive-keyring verifies Debian's kernel sources (Ubuntu lacks it).
+packages=(qemu-system-x86 make gcc g++ python3 flex bison bc libelf-dev libssl-dev cpio kmod xz-utils perl ccache debian-archive-keyring)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -34,8 +29,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   "${as_root[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  # An apt list made before the packages above were installed can name a
-  # linux-source that no longer applies; re-check the one that matters.
   command -v qemu-system-x86_64 >/dev/null || { echo "setup: qemu-system-x86_64 still missing after install" >&2; exit 1; }
 fi
 
@@ -52,4 +45,8 @@ if [ -n "${CI:-}" ] && [ -f package-lock.json ]; then
 else
   npm install --no-audit --no-fund
 fi
+# The kernel sources of the test matrix (6.1, 6.12, 7.2), from Debian's own
+# suites through an apt configuration of the runner's own in the kernel
+# cache: no system sources list changes, no root needed.
+node bin/dmabuf.js vm fetch-source --all
 echo "setup: ready"
