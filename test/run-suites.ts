@@ -9,8 +9,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { buildKernel, run, type BuiltKernel, type KernelProfile } from '../lib/vm';
+import { buildKernel, run, type BuiltKernel, type KernelGeneration, type KernelProfile } from '../lib/vm';
 import { buildDmabufSelftestsModule, buildEfaultProgram, buildKernelSelftests } from './support/kernel-selftests';
+import { debugGeneration, noMoveNotifyGenerations, runnerGeneration, testedGenerations } from './support/matrix';
 import { summarizeSuites, type MochaSummary, type SuiteOutcome } from './support/suite-summary';
 
 type Outcome = Omit<SuiteOutcome, 'name'>;
@@ -25,24 +26,30 @@ function readSummary(path: string): MochaSummary | undefined {
 }
 
 /**
- * Each kernel profile is built (or found in the cache) once, on first use; a
- * build that fails fails every suite that needs that kernel, with its reason.
+ * Each kernel is built (or found in the cache) once, on first use, one at a
+ * time (the machine's cores are the limit); a build that fails fails every
+ * suite that needs that kernel, with its reason.
  */
-const kernels = new Map<KernelProfile, Promise<BuiltKernel>>();
-function kernelFor(profile: KernelProfile): Promise<BuiltKernel> {
-  let kernel = kernels.get(profile);
+const kernels = new Map<string, Promise<BuiltKernel>>();
+let buildQueue: Promise<unknown> = Promise.resolve();
+function kernelFor(generation: KernelGeneration, profile: KernelProfile): Promise<BuiltKernel> {
+  const name = `${generation} ${profile}`;
+  let kernel = kernels.get(name);
   if (!kernel) {
-    const started = Date.now();
-    kernel = buildKernel({ profile, onProgress: (line) => process.stdout.write(`${line}\n`) }).then(
-      (built) => {
-        process.stdout.write(`kernel ${built.release} (${profile}): ${built.cached ? 'from the cache' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)}s (${built.bzImage})\n`);
-        return built;
-      },
-      (error: unknown) => {
-        throw new Error(`the ${profile} kernel did not build: ${messageOf(error)}`);
-      },
-    );
-    kernels.set(profile, kernel);
+    kernel = buildQueue.then(() => {
+      const started = Date.now();
+      return buildKernel({ kernel: generation, profile, onProgress: (line) => process.stdout.write(`${line}\n`) }).then(
+        (built) => {
+          process.stdout.write(`kernel ${built.release} (${name}): ${built.cached ? 'from the cache' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)}s (${built.bzImage})\n`);
+          return built;
+        },
+        (error: unknown) => {
+          throw new Error(`the ${name} kernel did not build: ${messageOf(error)}`);
+        },
+      );
+    });
+    buildQueue = kernel.catch(() => undefined);
+    kernels.set(name, kernel);
   }
   return kernel;
 }
@@ -53,9 +60,9 @@ function once<T>(build: () => Promise<T>): () => Promise<T> {
   return () => (built ??= build());
 }
 
-function hostMocha(config: string, summaryPath: string): Promise<Outcome> {
+function hostMocha(config: string, summaryPath: string, env: Record<string, string> = {}): Promise<Outcome> {
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [mochaBin, '--config', config], { cwd: root, stdio: 'inherit', env: { ...process.env, DMABUF_TEST_SUMMARY: summaryPath } });
+    const child = spawn(process.execPath, [mochaBin, '--config', config], { cwd: root, stdio: 'inherit', env: { ...process.env, DMABUF_TEST_SUMMARY: summaryPath, ...env } });
     child.on('error', (error) => resolvePromise({ notRun: `mocha did not start: ${error.message}` }));
     child.on('close', (code) => resolvePromise({ status: code ?? 1, mocha: readSummary(summaryPath) }));
   });
@@ -71,13 +78,14 @@ function moveNotifyOf(kernel: BuiltKernel): 'y' | 'n' {
  * against it and loaded, and the kernel's DMABUF_SELFTESTS module built for
  * the tests to load.
  */
-async function guestMocha(profile: KernelProfile, config: string, scratch: string, env: Record<string, string>): Promise<Outcome> {
-  const kernel = await kernelFor(profile);
-  const selftestsModule = await buildDmabufSelftestsModule(kernel, join(scratch, profile));
+async function guestMocha(generation: KernelGeneration, profile: KernelProfile, config: string, scratch: string, env: Record<string, string>): Promise<Outcome> {
+  const kernel = await kernelFor(generation, profile);
+  const selftestsModule = await buildDmabufSelftestsModule(kernel, join(scratch, `${generation}-${profile}`));
   const result = await run({
     // --expose-gc: the guest suite checks what garbage collection does to leaked handles.
     command: [process.execPath, '--expose-gc', mochaBin, '--config', config],
     cwd: root,
+    kernel: generation,
     profile,
     modules: [{ path: join(root, 'kernel-module') }],
     env: { DMABUF_TEST_SUMMARY: '/run/results/summary.json', DMABUF_MOVE_NOTIFY: moveNotifyOf(kernel), DMABUF_KERNEL_SELFTESTS_KO: selftestsModule, ...env },
@@ -88,7 +96,7 @@ async function guestMocha(profile: KernelProfile, config: string, scratch: strin
   });
   const mocha = result.resultsDir ? readSummary(join(result.resultsDir, 'summary.json')) : undefined;
   if (result.resultsDir) rmSync(result.resultsDir, { recursive: true, force: true });
-  process.stdout.write(`guest (${profile}): VM run ${result.ok ? 'clean' : `failed (${result.failures.join(', ')})`} in ${(result.durationMs / 1000).toFixed(1)}s, kernel ${result.kernel.release}\n`);
+  process.stdout.write(`guest (${generation} ${profile}): VM run ${result.ok ? 'clean' : `failed (${result.failures.join(', ')})`} in ${(result.durationMs / 1000).toFixed(1)}s, kernel ${result.kernel.release}\n`);
   if (!result.ok) process.stdout.write(`${result.summary}\n`);
   return { kernel: result.kernel.release, status: result.exitCode ?? undefined, mocha, vmFailures: result.failures };
 }
@@ -101,33 +109,48 @@ interface Suite {
 
 function suites(scratch: string): Suite[] {
   const efault = once(async () => buildEfaultProgram(root, scratch));
-  const selftestsDir = once(async () => {
-    const dir = join(scratch, 'selftests');
-    await buildKernelSelftests(await kernelFor('base'), dir);
-    return dir;
-  });
+  const selftestsDirs = new Map<KernelGeneration, () => Promise<string>>();
+  const selftestsDir = (generation: KernelGeneration) => {
+    if (!selftestsDirs.has(generation)) {
+      selftestsDirs.set(generation, once(async () => {
+        const dir = join(scratch, `selftests-${generation}`);
+        await buildKernelSelftests(await kernelFor(generation, 'base'), dir);
+        return dir;
+      }));
+    }
+    return selftestsDirs.get(generation)!();
+  };
+  const runner = runnerGeneration();
+  const debug = debugGeneration();
   return [
     { name: 'host', title: 'host suite (no dma-buf needed)', run: () => hostMocha('.mocharc.host.json', join(scratch, 'host.json')) },
     {
       name: 'runner',
-      title: 'runner suite (host tests that boot the VM)',
+      title: `runner suite (host tests that boot the VM: ${runner} base, ${debug} debug)`,
       run: async () => {
-        const kernel = await kernelFor('base');
-        return { kernel: kernel.release, ...(await hostMocha('.mocharc.runner.json', join(scratch, 'runner.json'))) };
+        const kernel = await kernelFor(runner, 'base');
+        await kernelFor(debug, 'debug');
+        return { kernel: kernel.release, ...(await hostMocha('.mocharc.runner.json', join(scratch, 'runner.json'), { DMABUF_KERNEL: runner })) };
       },
     },
-    {
-      name: 'guest',
-      title: 'guest suite (mocha inside the VM, base kernel, test module loaded)',
-      run: async () => guestMocha('base', '.mocharc.guest.json', scratch, { DMABUF_SELFTESTS_DIR: await selftestsDir(), DMABUF_DBT_EFAULT: await efault() }),
-    },
-    // The kernel-module suite again where kernel CI would run such code: under
-    // lockdep, KASAN and DMABUF_DEBUG, and with CONFIG_DMABUF_MOVE_NOTIFY off.
-    ...(['debug', 'no-move-notify'] as const).map((profile): Suite => ({
-      name: `guest-${profile}`,
-      title: `kernel-module suite on the ${profile} kernel`,
-      run: async () => guestMocha(profile, '.mocharc.module.json', scratch, { DMABUF_DBT_EFAULT: await efault() }),
+    ...testedGenerations().map((generation): Suite => ({
+      name: `guest-${generation}`,
+      title: `guest suite on ${generation} (mocha inside the VM, base kernel, test module loaded)`,
+      run: async () => guestMocha(generation, 'base', '.mocharc.guest.json', scratch, { DMABUF_SELFTESTS_DIR: await selftestsDir(generation), DMABUF_DBT_EFAULT: await efault() }),
     })),
+    // The kernel-module suite again with CONFIG_DMABUF_MOVE_NOTIFY off where
+    // the option exists, and where kernel CI would run such code: under
+    // lockdep, KASAN, DMABUF_DEBUG and kmemleak, on the newest generation.
+    ...noMoveNotifyGenerations().map((generation): Suite => ({
+      name: `module-${generation}-no-move-notify`,
+      title: `kernel-module suite on ${generation} with MOVE_NOTIFY off`,
+      run: async () => guestMocha(generation, 'no-move-notify', '.mocharc.module.json', scratch, { DMABUF_DBT_EFAULT: await efault() }),
+    })),
+    {
+      name: `module-${debug}-debug`,
+      title: `kernel-module suite on the ${debug} debug kernel`,
+      run: async () => guestMocha(debug, 'debug', '.mocharc.module.json', scratch, { DMABUF_DBT_EFAULT: await efault() }),
+    },
   ];
 }
 

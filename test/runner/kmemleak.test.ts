@@ -1,20 +1,22 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { buildKernel, run } from '../../lib/vm';
+import { debugGeneration } from '../support/matrix';
 
 // The debug kernel is slow to boot under TCG (KASAN, lockdep, kmemleak): one boot.
 const fixtureModule = join(__dirname, '..', 'fixtures', 'kmemleak-fixture-module');
+const kernel = debugGeneration();
 
-describe('VM runner on the debug kernel (kmemleak)', () => {
+describe(`VM runner on the ${kernel} debug kernel (kmemleak)`, () => {
   before(async function () {
     this.timeout(60 * 60_000); // the first run on a machine builds the kernel
-    await buildKernel({ profile: 'debug', onProgress: (line) => process.stderr.write(`      ${line}\n`) });
+    await buildKernel({ kernel, profile: 'debug', onProgress: (line) => process.stderr.write(`      ${line}\n`) });
   });
 
   it('fails the run when a module leaks a kmalloc, with kmemleak\'s report of it, although the command exited 0', async function () {
     this.timeout(45 * 60_000);
     // The debug kernel boots slowly under TCG, and kmemleak's two scans take a while more.
-    const result = await run({ command: 'true', profile: 'debug', modules: [{ path: fixtureModule }], timeoutMs: 40 * 60_000 });
+    const result = await run({ command: 'true', kernel, profile: 'debug', modules: [{ path: fixtureModule }], timeoutMs: 40 * 60_000 });
     assert.equal(result.exitCode, 0);
     assert.deepEqual(result.failures, ['kernel-problem'], result.summary);
     assert.match(result.console, /kmemleak_fixture: leaked 1234 bytes/);
