@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { buildKernel, kernelHeaders, run } from '../lib/vm';
+import { buildKernel, generationNames, isKernelGeneration, kernelHeaders, run, type KernelGeneration } from '../lib/vm';
 import { cacheRoot } from '../lib/vm/paths';
 import { rounds, warmupRounds, type Row, type Spread } from './measure';
 
@@ -73,8 +73,49 @@ export function formatTable(rows: readonly Row[], release: string): { table: str
   return { table: lines.join('\n'), failedLibraryRow };
 }
 
-async function main(): Promise<number> {
-  const kernel = await buildKernel({ onProgress: (line) => process.stderr.write(`${line}\n`) });
+/**
+ * One column per kernel: the JavaScript median and JS/C per row, each from
+ * that kernel's own boot (ratios never mix boots).
+ */
+export function formatKernelColumns(results: ReadonlyArray<{ kernel: string; release: string; rows: readonly Row[] }>): string {
+  const workloads = [...new Set(results.flatMap((result) => result.rows.map((row) => row.workload)))];
+  const lines = [
+    `| workload | ${results.map((result) => `${result.kernel} (${result.release}): JS median, JS/C`).join(' | ')} |`,
+    `| --- | ${results.map(() => '---:').join(' | ')} |`,
+  ];
+  for (const workload of workloads) {
+    const description = descriptions[workload]!;
+    const cells = results.map((result) => {
+      const row = result.rows.find((candidate) => candidate.workload === workload);
+      if (!row?.js) return row?.error ? `failed: ${row.error}` : '—';
+      const scaled = row.js.median * description.scale;
+      const ratio = row.c && description.role !== 'reference' ? `, ${(row.js.median / row.c.median).toFixed(2)}` : '';
+      return `${scaled.toFixed(scaled >= 100 ? 0 : 1)} ${description.unit}${ratio}`;
+    });
+    lines.push(`| ${description.label} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+/** `--kernel 6.1|6.12|7.2|all` (repeatable) picks the kernels; every other argument goes to the guest. */
+function parseArguments(argv: readonly string[]): { kernels: KernelGeneration[]; guestArgs: string[] } {
+  const kernels: KernelGeneration[] = [];
+  const guestArgs: string[] = [];
+  for (let index = 0; index < argv.length; index += 1) {
+    if (argv[index] !== '--kernel') {
+      guestArgs.push(argv[index]!);
+      continue;
+    }
+    const value = argv[(index += 1)];
+    if (value === 'all') kernels.push(...generationNames);
+    else if (isKernelGeneration(value)) kernels.push(value);
+    else throw new Error(`--kernel takes ${generationNames.join(', ')} or all, got '${value ?? ''}'`);
+  }
+  return { kernels: kernels.length > 0 ? [...new Set(kernels)] : [generationNames.includes('6.12') ? '6.12' : generationNames[0]!], guestArgs };
+}
+
+async function benchOneKernel(generation: KernelGeneration, guestArgs: readonly string[]): Promise<{ rows: Row[]; release: string } | undefined> {
+  const kernel = await buildKernel({ kernel: generation, onProgress: (line) => process.stderr.write(`${line}\n`) });
   const include = await kernelHeaders(kernel);
   const scratch = mkdtempSync(join(tmpdir(), 'dmabuf-bench-'));
   try {
@@ -86,23 +127,40 @@ async function main(): Promise<number> {
     }
     const usocket = installUsocket();
     const result = await run({
-      command: [process.execPath, join(root, 'dist', 'bench', 'guest.js'), ...process.argv.slice(2)],
+      command: [process.execPath, join(root, 'dist', 'bench', 'guest.js'), ...guestArgs],
       cwd: root,
+      kernel: generation,
       env: { DMABUF_BENCH_C: binary, DMABUF_BENCH_PINGPONG: pingpong, ...(usocket ? { DMABUF_BENCH_USOCKET: usocket } : {}) },
       timeoutMs: 30 * 60_000,
       onStderr: (chunk) => process.stderr.write(chunk),
     });
     if (!result.ok) {
       process.stderr.write(`${result.summary}\n`);
-      return 1;
+      return undefined;
     }
-    const rows = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as Row);
-    const { table, failedLibraryRow } = formatTable(rows, result.kernel.release ?? 'unknown');
-    process.stdout.write(`${table}\n`);
-    return failedLibraryRow ? 1 : 0;
+    return { rows: result.stdout.trim().split('\n').map((line) => JSON.parse(line) as Row), release: result.kernel.release ?? 'unknown' };
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+async function main(): Promise<number> {
+  const { kernels, guestArgs } = parseArguments(process.argv.slice(2));
+  const results: Array<{ kernel: string; release: string; rows: Row[] }> = [];
+  let status = 0;
+  for (const generation of kernels) {
+    const measured = await benchOneKernel(generation, guestArgs);
+    if (!measured) {
+      status = 1;
+      continue;
+    }
+    const { table, failedLibraryRow } = formatTable(measured.rows, measured.release);
+    process.stdout.write(`\n## ${generation}\n\n${table}\n`);
+    if (failedLibraryRow) status = 1;
+    results.push({ kernel: generation, ...measured });
+  }
+  if (results.length > 1) process.stdout.write(`\n## Per kernel\n\n${formatKernelColumns(results)}\n`);
+  return status;
 }
 
 if (require.main === module) {
