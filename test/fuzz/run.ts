@@ -12,6 +12,7 @@
  */
 import { join, resolve } from 'node:path';
 import { run, type KernelProfile } from '../../lib/vm';
+import { debugGeneration } from '../support/matrix';
 import type { FuzzSummary, WorkerTotals } from './guest';
 
 const root = resolve(__dirname, '..', '..', '..');
@@ -21,15 +22,20 @@ interface Args {
   apiMinutes: number;
   moduleMinutes: number;
   profile: KernelProfile;
+  kernel: string;
   seed: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { apiCalls: 100_000, apiMinutes: 15, moduleMinutes: 10, profile: 'debug', seed: Date.now() % 2 ** 31 };
+  const args: Args = { apiCalls: 100_000, apiMinutes: 15, moduleMinutes: 10, profile: 'debug', kernel: debugGeneration(), seed: Date.now() % 2 ** 31 };
   for (let index = 0; index < argv.length; index += 2) {
     const [flag, text] = [argv[index]!, argv[index + 1]];
     if (flag === '--profile') {
       args.profile = text as KernelProfile;
+      continue;
+    }
+    if (flag === '--kernel') {
+      args.kernel = text ?? '';
       continue;
     }
     const value = Number(text);
@@ -41,7 +47,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--api-minutes') args.apiMinutes = value;
     else if (flag === '--module-minutes') args.moduleMinutes = value;
     else if (flag === '--seed') args.seed = Math.floor(value);
-    else throw new Error(`fuzz: unknown option ${flag} (--minutes, --api-calls, --api-minutes, --module-minutes, --profile, --seed)`);
+    else throw new Error(`fuzz: unknown option ${flag} (--minutes, --api-calls, --api-minutes, --module-minutes, --kernel, --profile, --seed)`);
   }
   return args;
 }
@@ -60,6 +66,7 @@ async function main(): Promise<number> {
   const result = await run({
     command: [process.execPath, join(root, 'dist', 'test', 'fuzz', 'guest.js'), '--api-calls', String(args.apiCalls), '--api-minutes', String(args.apiMinutes), '--module-minutes', String(args.moduleMinutes), '--seed', String(args.seed)],
     cwd: root,
+    kernel: args.kernel,
     profile: args.profile,
     modules: [{ path: join(root, 'kernel-module') }],
     memoryMiB: 3072,
@@ -72,7 +79,7 @@ async function main(): Promise<number> {
   });
   const line = result.stdout.split('\n').find((text) => text.startsWith('FUZZ-SUMMARY '));
   const summary = line ? (JSON.parse(line.slice('FUZZ-SUMMARY '.length)) as FuzzSummary) : undefined;
-  const out: string[] = [`\nfuzz on the ${args.profile} kernel (${result.kernel.release ?? result.kernel.bzImage}), seed ${args.seed}, ${((Date.now() - started) / 60_000).toFixed(1)} min in all`];
+  const out: string[] = [`\nfuzz on the ${args.kernel} ${args.profile} kernel (${result.kernel.release ?? result.kernel.bzImage}), seed ${args.seed}, ${((Date.now() - started) / 60_000).toFixed(1)} min in all`];
   let ok = result.ok;
   if (!summary) {
     out.push('the fuzzer printed no summary: it did not finish');
