@@ -8,7 +8,11 @@ import { FdWaiter, type WaitOptions } from './wait';
 export type FenceStatus = 'active' | 'signaled' | 'error';
 
 export interface FenceInfo {
-  /** The fence's timeline (obj_name). */
+  /**
+   * The fence's timeline (obj_name). Linux 7.2 forgets the names of a
+   * signalled fence (its driver may be gone): there it reads
+   * 'signaled-timeline' and the driver 'detached-driver'.
+   */
   timeline: string;
   /** The driver that created it (sw_sync, a GPU driver, dma_fence_array, ...). */
   driver: string;
