@@ -24,6 +24,10 @@ const captures = readdirSync(directory)
   .map((name) => JSON.parse(readFileSync(join(directory, name), 'utf8')) as Capture);
 
 describe('inspect parses what each kernel writes', () => {
+  it('has a capture from each kernel generation the project runs: 6.1, 6.12, 7.2', () => {
+    assert.deepEqual(captures.map((capture) => capture.release.split('.').slice(0, 2).join('.')).sort(), ['6.1', '6.12', '7.2']);
+  });
+
   for (const capture of captures) {
     // 7.2 writes the fence's context:seqno first and names only unsignalled fences.
     const namesSignalled = !/^(7|[89]|\d{2,})\./.test(capture.release);
