@@ -8,6 +8,7 @@ export const DMA_BUF_SYNC_END = 1 << 2;
 /** The kernel refuses names that do not fit 32 bytes with their NUL. */
 export const DMA_BUF_NAME_MAX_BYTES = 31;
 export const DMA_BUF_MAGIC = 0x444d4142;
+export const HUGETLBFS_MAGIC = 0x958458f6;
 
 export const MFD_ALLOW_SEALING = 0x2;
 export const MFD_HUGETLB = 0x4;

@@ -50,9 +50,13 @@ function readKernelConfig(): Record<string, string> | undefined {
   try {
     const text = gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
     const config: Record<string, string> = {};
+    // An option the kernel does not have at all (7.2 dropped
+    // DMABUF_MOVE_NOTIFY and DMABUF_SYSFS_STATS) is left out, not reported
+    // as 'n': its behaviour may be fixed on rather than off.
     for (const name of configOptionsOfInterest) {
       const match = new RegExp(`^${name}=(.*)$`, 'm').exec(text);
-      config[name] = match ? match[1]! : 'n';
+      if (match) config[name] = match[1]!;
+      else if (text.includes(`\n# ${name} is not set\n`)) config[name] = 'n';
     }
     return config;
   } catch {
@@ -98,7 +102,7 @@ export function formatDevices(devices: DmaBufDevices): string {
   lines.push(`memfd       ${devices.memfdCreate ? 'yes' : 'no'}`);
   if (devices.config) {
     const moveNotify = devices.config.CONFIG_DMABUF_MOVE_NOTIFY;
-    lines.push(`move_notify ${moveNotify === 'y' ? 'on (dynamic importers do not pin)' : 'off (dynamic importers pin for every mapping)'}`);
+    lines.push(`move_notify ${moveNotify === 'y' ? 'on (dynamic importers do not pin)' : moveNotify === 'n' ? 'off (dynamic importers pin for every mapping)' : 'not an option of this kernel (7.2 and later: importers with invalidate_mappings are never pinned for them)'}`);
   }
   return lines.join('\n');
 }

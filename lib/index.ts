@@ -2,7 +2,7 @@ export { DmaBuf, isDmaBufFd, parseFdinfo, type DmaBufInfo, type DmaBufWaitOption
 export { SyncFile, SwSyncTimeline, type SyncFileInfo, type FenceInfo, type FenceStatus } from './sync-file';
 export { udmabuf, Udmabuf, UdmabufDevice, Memfd, type MemfdSegment, type CreateOptions as UdmabufCreateOptions } from './udmabuf';
 export { FdChannel, FdChannelServer, pidfdGetFd, maxMessageBytes, type Handle, type ReceivedMessage } from './channel';
-export { inspectProcess, inspectSystem, parseBufinfo, formatSystemReport, formatProcessReport, type ProcessReport, type SystemReport, type SystemBuffer, type ProcessBuffer, type BufinfoEntry } from './inspect';
+export { inspectProcess, inspectSystem, parseBufinfo, parseBufinfoFence, formatSystemReport, formatProcessReport, type ProcessReport, type SystemReport, type SystemBuffer, type ProcessBuffer, type BufinfoEntry, type BufinfoFence } from './inspect';
 export { heap, type HeapAllocateOptions } from './heap';
 export type { AccessMode } from './constants';
 export type { WaitOptions } from './wait';

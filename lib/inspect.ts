@@ -30,7 +30,27 @@ export interface SystemBuffer {
   holders: { pid: number; command: string; fds: number[]; mappings: number }[];
   /** From debugfs bufinfo, where readable: devices attached and fences in its reservation. */
   attachedDevices?: string[];
-  fences?: string[];
+  fences?: BufinfoFence[];
+}
+
+/**
+ * One fence of a buffer's reservation as debugfs's bufinfo shows it. Linux
+ * 6.1 and 6.12 print `<usage> fence:<driver> <timeline> seq <seqno>
+ * [un]signalled`; 7.2 prints `<usage> fence:<context>:<seqno> <timeline>
+ * <driver> [un]signalled`, with both names left empty once the fence has
+ * signalled. Whatever a kernel does not print is undefined.
+ */
+export interface BufinfoFence {
+  /** kernel, write or read (bufinfo never lists bookkeep fences). */
+  usage: string;
+  driver: string | undefined;
+  timeline: string | undefined;
+  /** The fence context (7.2 and later print it). */
+  context: number | undefined;
+  seqno: number | undefined;
+  signalled: boolean | undefined;
+  /** The line as the kernel wrote it, trimmed. */
+  text: string;
 }
 
 export interface BufinfoEntry {
@@ -42,7 +62,7 @@ export interface BufinfoEntry {
   exporter: string;
   name: string | undefined;
   attachedDevices: string[];
-  fences: string[];
+  fences: BufinfoFence[];
 }
 
 export interface SystemReport {
@@ -117,7 +137,36 @@ export function inspectProcess(pid: number = process.pid): ProcessReport {
   }
 }
 
-/** Parses debugfs's dma_buf/bufinfo (Linux 6.1's format). */
+// Driver names have no spaces; timeline names may (sw_sync names its timeline
+// after the opening task's comm), so the timeline takes what is left.
+const fenceWithContext = /^(\w+) fence:(\d+):(\d+) (.*) (\S*) (un)?signalled$/;
+const fenceWithSeq = /^(\w+) fence:(\S+) (.*) seq (\d+) (un)?signalled$/;
+
+/** Parses one fence line of bufinfo, in the format of Linux 6.1/6.12 or of 7.2. */
+export function parseBufinfoFence(line: string): BufinfoFence {
+  const text = line.trim();
+  const withContext = fenceWithContext.exec(text);
+  if (withContext) {
+    const signalled = withContext[6] === undefined;
+    return {
+      usage: withContext[1]!,
+      context: Number(withContext[2]),
+      seqno: Number(withContext[3]),
+      // 7.2 leaves the names out of a signalled fence: its driver may be gone.
+      timeline: signalled && withContext[4] === '' ? undefined : withContext[4],
+      driver: signalled && withContext[5] === '' ? undefined : withContext[5],
+      signalled,
+      text,
+    };
+  }
+  const withSeq = fenceWithSeq.exec(text);
+  if (withSeq) {
+    return { usage: withSeq[1]!, driver: withSeq[2], timeline: withSeq[3], context: undefined, seqno: Number(withSeq[4]), signalled: withSeq[5] === undefined, text };
+  }
+  return { usage: /^(\w+) fence:/.exec(text)?.[1] ?? '', driver: undefined, timeline: undefined, context: undefined, seqno: undefined, signalled: undefined, text };
+}
+
+/** Parses debugfs's dma_buf/bufinfo (the formats of Linux 6.1, 6.12 and 7.2). */
 export function parseBufinfo(text: string): BufinfoEntry[] {
   const entries: BufinfoEntry[] = [];
   let current: BufinfoEntry | undefined;
@@ -142,7 +191,7 @@ export function parseBufinfo(text: string): BufinfoEntry[] {
     }
     if (!current) continue;
     if (line === '\tAttached Devices:') inDevices = true;
-    else if (/^\t\w+ fence:/.test(line)) current.fences.push(line.trim());
+    else if (/^\t\w+ fence:/.test(line)) current.fences.push(parseBufinfoFence(line));
     else if (inDevices && line.startsWith('\t')) current.attachedDevices.push(line.trim());
     else if (/^Total \d+ devices attached/.test(line)) inDevices = false;
   }

@@ -64,6 +64,10 @@ export interface NativeBinding {
   syncFileStatus(fd: number, status: Int32Array): number;
   swSyncCreateFence(timeline: number, value: number, name: string): number;
   swSyncIncrement(timeline: number, count: number): number;
+  /** SYNC_IOC_SET_DEADLINE (Linux 6.12+): 0 or -errno (-ENOTTY on older kernels). */
+  syncFileSetDeadline(fd: number, deadlineNs: bigint): number;
+  /** sw_sync's SW_SYNC_GET_DEADLINE (Linux 6.12+): the earliest deadline set on the fence, or -errno (-ENOENT: none set). */
+  swSyncGetDeadline(timeline: number, fence: number): bigint | number;
   /**
    * keepAlive: fds the mapping duplicates and holds until it is unmapped. The
    * buffer comes back with the mapping, held by the caller from the start:

@@ -8,7 +8,11 @@ import { FdWaiter, type WaitOptions } from './wait';
 export type FenceStatus = 'active' | 'signaled' | 'error';
 
 export interface FenceInfo {
-  /** The fence's timeline (obj_name). */
+  /**
+   * The fence's timeline (obj_name). Linux 7.2 forgets the names of a
+   * signalled fence (its driver may be gone): there it reads
+   * 'signaled-timeline' and the driver 'detached-driver'.
+   */
   timeline: string;
   /** The driver that created it (sw_sync, a GPU driver, dma_fence_array, ...). */
   driver: string;
@@ -30,6 +34,14 @@ const infoSyscall = 'ioctl(SYNC_IOC_FILE_INFO)';
 // One slot for every status read: the calls are synchronous, so none overlap.
 const statusSlot = new Int32Array(1);
 export const SYNC_NAME_MAX_BYTES = 31;
+// The kernel reads the deadline as a signed ktime_t.
+const maxDeadlineNs = (1n << 63n) - 1n;
+const setDeadlineSyscall = 'ioctl(SYNC_IOC_SET_DEADLINE)';
+
+function kernelRelease(): string {
+  const release = native().kernelRelease();
+  return typeof release === 'string' ? release : 'unknown';
+}
 
 function statusOf(code: number): FenceStatus {
   return code > 0 ? 'signaled' : code === 0 ? 'active' : 'error';
@@ -90,6 +102,30 @@ export class SyncFile extends FdHandle {
 
   get status(): FenceStatus {
     return this.info().status;
+  }
+
+  /**
+   * Tells the drivers behind the fences when their result is needed
+   * (SYNC_IOC_SET_DEADLINE, Linux 6.12+), so that a GPU can raise its clocks,
+   * as compositors do for the next vblank. A hint only: nothing fails or
+   * signals when the deadline passes. `deadlineNs` is absolute CLOCK_MONOTONIC
+   * time, the clock of `process.hrtime.bigint()`; a driver keeps the earliest
+   * deadline it is given, and fences already signalled ignore it.
+   */
+  setDeadline(deadlineNs: bigint): void {
+    const fd = this.assertOpen(setDeadlineSyscall);
+    validate.bigint('deadlineNs', deadlineNs, 0n, maxDeadlineNs);
+    check(native().syncFileSetDeadline(fd, deadlineNs), setDeadlineSyscall, (code) =>
+      code === 'ENOTTY' ? `fence deadlines need SYNC_IOC_SET_DEADLINE, which Linux 6.12 has and this kernel (${kernelRelease()}) does not` : undefined,
+    );
+  }
+
+  /** setDeadline at `ms` milliseconds from now; returns the absolute deadline set. */
+  setDeadlineIn(ms: number): bigint {
+    validate.finite('ms', ms, 0, Number.MAX_SAFE_INTEGER / 1e6);
+    const deadline = process.hrtime.bigint() + BigInt(Math.round(ms * 1e6));
+    this.setDeadline(deadline);
+    return deadline;
   }
 
   /**
@@ -167,6 +203,23 @@ export class SwSyncTimeline extends FdHandle {
     validate.integer('value', value, 0, 0xffffffff);
     validate.kernelName('name', name, SYNC_NAME_MAX_BYTES);
     return SyncFile.adopt(check(native().swSyncCreateFence(fd, value, name), 'ioctl(SW_SYNC_IOC_CREATE_FENCE)'));
+  }
+
+  /**
+   * The earliest deadline set on a fence of a sw_sync timeline
+   * (SW_SYNC_GET_DEADLINE, Linux 6.12+): what SyncFile.setDeadline handed
+   * the driver. Undefined when none was set.
+   */
+  deadlineOf(fence: SyncFile): bigint | undefined {
+    const fd = this.assertOpen('ioctl(SW_SYNC_GET_DEADLINE)');
+    if (!(fence instanceof SyncFile)) throw new TypeError(`Expected a SyncFile for fence but received ${typeof fence}`);
+    const result = native().swSyncGetDeadline(fd, fence.fd);
+    if (result === -2) return undefined;
+    return check(result, 'ioctl(SW_SYNC_GET_DEADLINE)', (code) =>
+      code === 'ENOTTY'
+        ? `sw_sync reports deadlines from Linux 6.12; this kernel (${kernelRelease()}) does not`
+        : code === 'EINVAL' ? 'the fence is not a single sw_sync fence' : undefined,
+    ) as bigint;
   }
 
   /** Advances the timeline, signalling every fence whose value it reaches. */

@@ -1,5 +1,5 @@
 import { fstatSync, ftruncateSync, readFileSync } from 'node:fs';
-import { F_SEAL_SHRINK, MFD_ALLOW_SEALING, MFD_HUGETLB, DMA_BUF_NAME_MAX_BYTES } from './constants';
+import { F_SEAL_SHRINK, HUGETLBFS_MAGIC, MFD_ALLOW_SEALING, MFD_HUGETLB, DMA_BUF_NAME_MAX_BYTES } from './constants';
 import { DmaBuf, registerKeepAliveSource, unregisterKeepAliveSource, type MappingKeepAliveSource } from './dmabuf';
 import { check } from './errors';
 import { closeFd, FdHandle, openFd } from './handle';
@@ -115,16 +115,41 @@ export class Memfd extends FdHandle {
   }
 }
 
+let mapsPageFrames: boolean | undefined;
+
+/** The VmFlags of this process's mappings of dma-buf `inode`, from /proc/self/smaps. */
+function dmaBufVmFlags(inode: number): string[] | undefined {
+  for (const block of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const header = /^\S+ \S+ \S+ \S+ (\d+)\s+\/dmabuf:/.exec(block);
+    if (!header || Number(header[1]) !== inode) continue;
+    return /^VmFlags:(.*)$/m.exec(block)?.[1]!.trim().split(/\s+/);
+  }
+  return undefined;
+}
+
 /**
- * Whether this kernel's udmabuf corrupts page state when the CPU faults in a
- * hugetlb-backed buffer. Linux 6.1 does ("BUG: Bad page state ... nonzero
- * mapcount" once the huge pages are freed; test/runner/kernel-behaviour.test.ts
- * shows it); upstream reworked udmabuf's fault path to pfn mappings in the
- * 6.11-6.12 cycle. Unverified kernels in between are treated as affected.
+ * Whether this kernel's udmabuf maps buffers as raw page frames (VM_PFNMAP:
+ * `pf` in the mapping's VmFlags), as Linux 6.12 and later do, the pages
+ * pinned by the udmabuf itself (memfd_pin_folios). Linux 6.1 instead hands
+ * the memfd's struct pages to each fault, and two things corrupt page state
+ * there: the memfd's inode going while its pages are mapped, and faulting in
+ * a hugetlb-backed buffer (test/runner/kernel-behaviour.test.ts shows both).
+ * Probed once per process on a udmabuf's own fd with a one-page mapping that
+ * is never touched: mapping is harmless on every kernel, faulting is not.
  */
-export function hugetlbMappingIsUnsafe(release = String(native().kernelRelease())): boolean {
-  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
-  return major < 6 || (major === 6 && minor < 12);
+export function udmabufMapsPageFrames(fd: number): boolean {
+  if (mapsPageFrames !== undefined) return mapsPageFrames;
+  const probe = native().mapShared(fd, native().pageSize(), false);
+  // Unanswered (a read-only fd, an exotic /proc): keep the 6.1 precautions.
+  if (typeof probe === 'number') return false;
+  try {
+    mapsPageFrames = dmaBufVmFlags(fstatSync(fd).ino)?.includes('pf') ?? false;
+  } catch {
+    mapsPageFrames = false;
+  } finally {
+    probe.mapping.unmap();
+  }
+  return mapsPageFrames;
 }
 
 /** A dma-buf made by udmabuf, with the memfd behind it when asked to keep it. */
@@ -160,14 +185,14 @@ export class Udmabuf extends DmaBuf {
 
   /**
    * Linux 6.1's udmabuf corrupts page state when a memfd's inode is evicted
-   * while its pages are mapped through the udmabuf, so every mapping holds
-   * its own duplicates of the memfds that are still open. A memfd closed
-   * before the mapping is made is harmless (its pages left the page cache
-   * unmapped); a number the caller has since reused is recognised by inode
-   * and left alone.
+   * while its pages are mapped through the udmabuf, so there every mapping
+   * holds its own duplicates of the memfds that are still open. A memfd
+   * closed before the mapping is made is harmless (its pages left the page
+   * cache unmapped); a number the caller has since reused is recognised by
+   * inode and left alone. A kernel that maps page frames needs none of it.
    */
   protected override mappingKeepAlive(): number[] {
-    if (this.closed) return [];
+    if (this.closed || udmabufMapsPageFrames(this.fd)) return [];
     if (this.#memfd && !this.#memfd.closed) return [this.#memfd.fd];
     return this.#backing.filter(({ fd, inode }) => {
       try {
@@ -178,15 +203,16 @@ export class Udmabuf extends DmaBuf {
     }).map(({ fd }) => fd);
   }
 
-  /** True when the buffer is backed by huge pages (created with `hugetlb: true`). */
+  /** True when the buffer is backed by huge pages (`hugetlb: true`, or a hugetlb memfd given to fromMemfd). */
   get hugetlb(): boolean {
     return this.#hugetlb;
   }
 
   /**
    * As DmaBuf.map, but refused for a hugetlb-backed buffer on kernels whose
-   * udmabuf corrupts page state when such a mapping is faulted in: read and
-   * write it through its memfd (`keepMemfd`) instead.
+   * udmabuf corrupts page state when such a mapping is faulted in (those
+   * that do not map page frames, see udmabufMapsPageFrames): read and write
+   * it through its memfd (`keepMemfd`) instead.
    */
   override map(): Buffer {
     this.assertOpen('mmap');
@@ -196,9 +222,9 @@ export class Udmabuf extends DmaBuf {
   }
 
   #mapRefusal(): Error | undefined {
-    if (!this.#hugetlb || !hugetlbMappingIsUnsafe()) return undefined;
+    if (!this.#hugetlb || this.closed || udmabufMapsPageFrames(this.fd)) return undefined;
     return Object.assign(
-      new Error(`mmap of a hugetlb-backed udmabuf is refused on Linux ${String(native().kernelRelease())}: its udmabuf corrupts page state when the mapping is faulted in (fixed upstream around 6.12); map its memfd instead (create with keepMemfd: true, then buffer.memfd.map())`),
+      new Error(`mmap of a hugetlb-backed udmabuf is refused on Linux ${String(native().kernelRelease())}: its udmabuf maps the memfd's pages, not page frames (no 'pf' in the mapping's VmFlags), and faulting in huge pages that way corrupts page state (6.12 and later map page frames); map its memfd instead (create with keepMemfd: true, then buffer.memfd.map())`),
       { code: 'ERR_DMABUF_UNSAFE_MAPPING' },
     );
   }
@@ -269,7 +295,9 @@ export class UdmabufDevice extends FdHandle {
       ? check(native().udmabufCreate(device, flat[0]!, flat[1]!, flat[2]!), 'ioctl(UDMABUF_CREATE)', createHint)
       : check(native().udmabufCreateList(device, flat), 'ioctl(UDMABUF_CREATE_LIST)', createHint);
     const memfds = flat.filter((_, index) => index % 3 === 0);
-    return Udmabuf.adoptWithMemfd(fd, undefined, undefined, false, memfds);
+    // The caller's hugetlb memfds make a hugetlb buffer, with its mapping rules.
+    const hugetlb = memfds.some((memfd) => native().fsMagic(memfd) === HUGETLBFS_MAGIC);
+    return Udmabuf.adoptWithMemfd(fd, undefined, undefined, hugetlb, memfds);
   }
 }
 
@@ -326,5 +354,16 @@ export const udmabuf = {
   /** The module's limits, from /sys/module/udmabuf/parameters. */
   limits(): { sizeLimitMiB: number | undefined; listLimit: number | undefined } {
     return { sizeLimitMiB: readLimit('size_limit_mb'), listLimit: readLimit('list_limit') };
+  },
+  /**
+   * Whether this kernel maps udmabufs as page frames (see
+   * udmabufMapsPageFrames), probed on `buffer`, a udmabuf: heaps map page
+   * frames on every kernel, so only a udmabuf answers the question.
+   */
+  mapsPageFrames(buffer: DmaBuf): boolean {
+    if (!(buffer instanceof DmaBuf)) throw new TypeError(`Expected a DmaBuf for buffer but received ${typeof buffer}`);
+    const exporter = buffer.info().exporter;
+    if (exporter !== 'udmabuf') throw validate.rangeError('buffer', 'a udmabuf', `a buffer exported by ${exporter}`);
+    return udmabufMapsPageFrames(buffer.fd);
   },
 };

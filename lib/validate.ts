@@ -32,6 +32,20 @@ export function integer(name: string, value: unknown, min = 0, max = Number.MAX_
   return value;
 }
 
+/** A bigint in [min, max]; any other type is a TypeError. */
+export function bigint(name: string, value: unknown, min: bigint, max: bigint): bigint {
+  if (typeof value !== 'bigint') throw typeError(name, 'a bigint', value);
+  if (value < min || value > max) throw rangeError(name, `a bigint from ${min}n to ${max}n`, value);
+  return value;
+}
+
+/** A finite number in [min, max], fractions allowed (durations). */
+export function finite(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number') throw typeError(name, 'a number', value);
+  if (!Number.isFinite(value) || value < min || value > max) throw rangeError(name, `a number from ${min} to ${max}`, value);
+  return value;
+}
+
 /** A size the kernel takes in whole pages. */
 export function pageMultiple(name: string, value: unknown, pageSize: number, min = pageSize): number {
   const size = integer(name, value, min);

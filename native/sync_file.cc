@@ -1,5 +1,5 @@
-// sync_file ioctls (merge, info) and the sw_sync debugfs timeline that makes
-// test fences userspace can signal.
+// sync_file ioctls (merge, info, deadline) and the sw_sync debugfs timeline
+// that makes test fences userspace can signal.
 #include <linux/sync_file.h>
 #include <sys/ioctl.h>
 
@@ -17,6 +17,26 @@ struct sw_sync_create_fence_data {
 #define SW_SYNC_IOC_MAGIC 'W'
 #define SW_SYNC_IOC_CREATE_FENCE _IOWR(SW_SYNC_IOC_MAGIC, 0, struct sw_sync_create_fence_data)
 #define SW_SYNC_IOC_INC _IOW(SW_SYNC_IOC_MAGIC, 1, __u32)
+// Linux 6.12+ (sw_sync.c): reads back the earliest deadline set on a sw_sync
+// fence, so a test can see what SYNC_IOC_SET_DEADLINE handed the driver.
+struct sw_sync_get_deadline {
+  __u64 deadline_ns;
+  __u32 pad;
+  __s32 fence_fd;
+};
+#define SW_SYNC_GET_DEADLINE _IOWR(SW_SYNC_IOC_MAGIC, 2, struct sw_sync_get_deadline)
+
+// Linux 6.12 added SYNC_IOC_SET_DEADLINE to the uapi header; headers older
+// than that lack it. Layout and number as in 6.12's include/uapi/linux/sync_file.h.
+#ifndef SYNC_IOC_SET_DEADLINE
+struct sync_set_deadline {
+  __u64 deadline_ns;
+  __u64 pad;
+};
+#define SYNC_IOC_SET_DEADLINE _IOW(SYNC_IOC_MAGIC, 5, struct sync_set_deadline)
+#endif
+static_assert(sizeof(struct sync_set_deadline) == 16, "uapi layout of struct sync_set_deadline");
+static_assert(sizeof(struct sw_sync_get_deadline) == 16, "layout of sw_sync's struct sw_sync_get_deadline");
 
 namespace dmabuf {
 
@@ -89,6 +109,42 @@ static Napi::Value Status(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), 0);
 }
 
+// The kernel takes the deadline as a signed ktime: anything above INT64_MAX
+// would reach it as a time in the past, so it is refused here as out of range.
+static bool ArgDeadline(const Napi::CallbackInfo& info, size_t index, uint64_t* out) {
+  if (info.Length() <= index || !info[index].IsBigInt()) {
+    return ThrowTypeError(info.Env(), "argument deadlineNs must be a bigint");
+  }
+  bool lossless = false;
+  uint64_t value = info[index].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless || value > static_cast<uint64_t>(INT64_MAX)) {
+    return ThrowRangeError(info.Env(), "argument deadlineNs must be a bigint from 0n to 2n ** 63n - 1n");
+  }
+  *out = value;
+  return true;
+}
+
+// The deadline is a hint: the kernel passes it to each fence's driver (through
+// a fence array, to every fence) and ignores fences already signalled.
+static Napi::Value SetDeadline(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  uint64_t deadline = 0;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgDeadline(info, 1, &deadline)) return info.Env().Undefined();
+  struct sync_set_deadline data = {};
+  data.deadline_ns = deadline;
+  return Result(info.Env(), ioctl(fd, SYNC_IOC_SET_DEADLINE, &data));
+}
+
+// A bigint (CLOCK_MONOTONIC ns), or -errno: ENOENT when no deadline was set.
+static Napi::Value SwSyncGetDeadline(const Napi::CallbackInfo& info) {
+  int32_t timeline, fence;
+  if (!ArgInt32(info, 0, "timeline", &timeline) || !ArgInt32(info, 1, "fence", &fence)) return info.Env().Undefined();
+  struct sw_sync_get_deadline data = {};
+  data.fence_fd = fence;
+  if (ioctl(timeline, SW_SYNC_GET_DEADLINE, &data) < 0) return Errno(info.Env(), errno);
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(data.deadline_ns));
+}
+
 static Napi::Value SwSyncCreateFence(const Napi::CallbackInfo& info) {
   int32_t timeline;
   uint32_t value;
@@ -114,8 +170,10 @@ void InitSyncFile(Napi::Env env, Napi::Object exports) {
   exports.Set("syncFileMerge", Napi::Function::New(env, Merge));
   exports.Set("syncFileInfo", Napi::Function::New(env, Info));
   exports.Set("syncFileStatus", Napi::Function::New(env, Status));
+  exports.Set("syncFileSetDeadline", Napi::Function::New(env, SetDeadline));
   exports.Set("swSyncCreateFence", Napi::Function::New(env, SwSyncCreateFence));
   exports.Set("swSyncIncrement", Napi::Function::New(env, SwSyncIncrement));
+  exports.Set("swSyncGetDeadline", Napi::Function::New(env, SwSyncGetDeadline));
 }
 
 }  // namespace dmabuf

@@ -60,3 +60,15 @@ export async function firstLine(child: ChildProcess): Promise<string> {
   }
   throw new Error('the child printed nothing');
 }
+
+/**
+ * The VmFlags of this process's mapping of dma-buf `inode` (/proc/self/smaps):
+ * `pf` when the exporter maps raw page frames (VM_PFNMAP).
+ */
+export function dmaBufVmFlags(inode: number): string[] {
+  for (const block of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const header = /^\S+ \S+ \S+ \S+ (\d+)\s+\/dmabuf:/.exec(block);
+    if (header && Number(header[1]) === inode) return /^VmFlags:(.*)$/m.exec(block)![1]!.trim().split(/\s+/);
+  }
+  throw new Error(`no mapping of dma-buf inode ${inode} in /proc/self/smaps`);
+}

@@ -156,7 +156,9 @@ describe('inspection: who holds which buffer', () => {
     using fence = timeline.createFence(1);
     buffer.importSyncFile(fence, 'write');
     const entry = inspectSystem().buffers.find((item) => item.inode === buffer.inode)!;
-    assert.ok(entry.fences!.some((line) => /^write fence: ?sw_sync node seq 1 unsignalled$/.test(line)), JSON.stringify(entry.fences));
+    const shown = entry.fences!.find((item) => item.usage === 'write');
+    assert.ok(shown, JSON.stringify(entry.fences));
+    assert.deepEqual([shown.driver, shown.timeline, shown.seqno, shown.signalled], ['sw_sync', 'node', 1, false], shown.text);
     timeline.advance(1);
   });
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { SwSyncTimeline, SyncFile, udmabuf, type KernelError } from '../../lib';
 import { expectNoLeak, pageSize, requireVm, settledWithin } from './helpers';
 
@@ -108,6 +109,69 @@ describe('fences: sync_file, sw_sync, and a dma-buf\'s reservation', () => {
   it('SyncFile.fromFd refuses an fd that is not a sync_file with ENOTTY', () => {
     using buffer = udmabuf.create(pageSize);
     assert.throws(() => SyncFile.fromFd(buffer.fd, { dup: true }), (error: KernelError) => error.code === 'ENOTTY' && /is not a sync_file/.test(error.message));
+  });
+
+  describe('deadlines (SYNC_IOC_SET_DEADLINE)', () => {
+    // Linux 6.12 has the ioctl and sw_sync's SW_SYNC_GET_DEADLINE; 6.1 has neither.
+    const [major = 0, minor = 0] = readFileSync('/proc/sys/kernel/osrelease', 'utf8').split(/[.-]/).map(Number);
+    const kernelHasDeadlines = major > 6 || (major === 6 && minor >= 12);
+
+    if (kernelHasDeadlines) {
+      it('sw_sync stores the exact deadline set, in process.hrtime.bigint()\'s clock, and keeps the earliest of several', () => {
+        using fence = timeline.createFence(1);
+        assert.equal(timeline.deadlineOf(fence), undefined, 'no deadline before one is set (ENOENT)');
+        const deadline = process.hrtime.bigint() + 16_000_000n;
+        fence.setDeadline(deadline);
+        assert.equal(timeline.deadlineOf(fence), deadline);
+        fence.setDeadline(deadline + 1_000_000n);
+        assert.equal(timeline.deadlineOf(fence), deadline, 'a later deadline does not replace an earlier one');
+        fence.setDeadline(deadline - 1_000_000n);
+        assert.equal(timeline.deadlineOf(fence), deadline - 1_000_000n);
+      });
+
+      it('setDeadlineIn(ms) sets now + ms on CLOCK_MONOTONIC and returns it', () => {
+        using fence = timeline.createFence(1);
+        const before = process.hrtime.bigint();
+        const deadline = fence.setDeadlineIn(8.5);
+        const after = process.hrtime.bigint();
+        assert.equal(timeline.deadlineOf(fence), deadline);
+        assert.ok(deadline >= before + 8_500_000n && deadline <= after + 8_500_000n, `${deadline} within [${before}, ${after}] + 8.5 ms`);
+      });
+
+      it('a deadline on a merged sync_file reaches every fence in it, on both timelines', () => {
+        using other = SwSyncTimeline.open();
+        using first = timeline.createFence(1);
+        using second = other.createFence(1);
+        using merged = SyncFile.merge('both', first, second);
+        const deadline = process.hrtime.bigint() + 5_000_000n;
+        merged.setDeadline(deadline);
+        assert.equal(timeline.deadlineOf(first), deadline);
+        assert.equal(other.deadlineOf(second), deadline);
+      });
+
+      it('a fence already signalled ignores a deadline', () => {
+        using fence = timeline.createFence(1);
+        timeline.advance(1);
+        fence.setDeadline(process.hrtime.bigint());
+        assert.equal(timeline.deadlineOf(fence), undefined);
+      });
+    } else {
+      it('setDeadline fails with ENOTTY on this kernel, naming 6.12 as the kernel that has it', () => {
+        using fence = timeline.createFence(1);
+        assert.throws(() => fence.setDeadline(process.hrtime.bigint()), (error: KernelError) =>
+          error.code === 'ENOTTY' && error.syscall === 'ioctl(SYNC_IOC_SET_DEADLINE)' && /Linux 6\.12 has/.test(error.message));
+        assert.throws(() => timeline.deadlineOf(fence), (error: KernelError) => error.code === 'ENOTTY' && /6\.12/.test(error.message));
+      });
+    }
+
+    it('setDeadline refuses what the kernel cannot take: a number, a negative, more than 2^63 - 1 ns', () => {
+      using fence = timeline.createFence(1);
+      assert.throws(() => fence.setDeadline(1000 as unknown as bigint), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      assert.throws(() => fence.setDeadline(-1n), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      assert.throws(() => fence.setDeadline(1n << 63n), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      assert.throws(() => fence.setDeadlineIn(Number.NaN), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      assert.throws(() => fence.setDeadlineIn(-1), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    });
   });
 
   describe('on a dma-buf', () => {

@@ -3,7 +3,7 @@ import { closeSync, ftruncateSync, readdirSync, readlinkSync, readSync, writeSyn
 import { DmaBuf, Memfd, udmabuf, type KernelError } from '../../lib';
 import { F_SEAL_FUTURE_WRITE, F_SEAL_SHRINK, F_SEAL_WRITE } from '../../lib/constants';
 import { native } from '../../lib/native';
-import { expectNoLeak, pageSize, requireVm } from './helpers';
+import { dmaBufVmFlags, expectNoLeak, pageSize, requireVm } from './helpers';
 
 /** This process's open fds that are memfds, by /proc/self/fd link ("/memfd:<name> (deleted)"). */
 function memfdFds(name: string): number {
@@ -89,10 +89,25 @@ describe('udmabuf', () => {
 
   // Linux 6.1's udmabuf corrupts page state if a memfd's inode goes while its
   // pages are mapped through the udmabuf (test/runner/kernel-behaviour.test.ts
-  // shows the kernel's BUG): each mapping the library makes holds duplicates
-  // of the memfds still open, and closes them at unmap.
-  describe('mappings hold the memfds behind them', () => {
-    it('a fromMemfd buffer\'s mapping holds one duplicate of each memfd; closing the memfds while mapped leaves the bytes writable and readable', () => {
+  // shows the kernel's BUG): there each mapping the library makes holds
+  // duplicates of the memfds still open, and closes them at unmap. A kernel
+  // whose udmabuf maps page frames (VmFlags `pf`, 6.12 and later) needs none.
+  describe('mappings hold the memfds behind them exactly where the kernel maps struct pages', () => {
+    let pageFrames: boolean;
+    before(() => {
+      using probe = udmabuf.create(pageSize);
+      probe.map();
+      pageFrames = dmaBufVmFlags(probe.inode).includes('pf');
+    });
+
+    it('udmabuf.mapsPageFrames agrees with the VmFlags of a real mapping, and refuses a buffer of another exporter', () => {
+      using buffer = udmabuf.create(pageSize);
+      assert.equal(udmabuf.mapsPageFrames(buffer), pageFrames);
+      assert.throws(() => udmabuf.mapsPageFrames({} as DmaBuf), TypeError);
+    });
+
+    it('a fromMemfd buffer\'s mapping holds one duplicate of each memfd unless the kernel maps page frames; closing the memfds while mapped leaves the bytes writable and readable', () => {
+      const held = pageFrames ? 0 : 1;
       const a = Memfd.create(2 * pageSize, { name: 'held-a' });
       const b = Memfd.create(pageSize, { name: 'held-b' });
       using joined = udmabuf.fromMemfd([
@@ -101,26 +116,27 @@ describe('udmabuf', () => {
       ]);
       assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [1, 1], 'the caller\'s own');
       const view = joined.map();
-      assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [2, 2], 'the mapping holds its own duplicates');
+      assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [1 + held, 1 + held], 'the mapping\'s duplicates, where it needs them');
       view.fill(1);
       a.close();
       b.close();
-      assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [1, 1], 'the mapping\'s, after the caller closed theirs');
+      assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [held, held], 'the mapping\'s, after the caller closed theirs');
       view.fill(2, pageSize);
       assert.deepEqual([view[0], view[2 * pageSize]], [1, 2]);
       joined.close();
       assert.deepEqual([memfdFds('held-a'), memfdFds('held-b')], [0, 0], 'unmapping closed them');
     });
 
-    it('a fromFd wrapper\'s mapping of a keepMemfd buffer holds the memfd too: the original can close while it is mapped', () => {
+    it('a fromFd wrapper\'s mapping of a keepMemfd buffer holds the memfd too unless the kernel maps page frames: the original can close while it is mapped', () => {
+      const held = pageFrames ? 0 : 1;
       const original = udmabuf.create(4 * pageSize, { keepMemfd: true, name: 'wrapped' });
       using wrapper = DmaBuf.fromFd(original.fd, { dup: true });
       assert.equal(memfdFds('udmabuf:wrapped'), 1);
       const view = wrapper.map();
-      assert.equal(memfdFds('udmabuf:wrapped'), 2, 'the wrapper\'s mapping found the memfd by the buffer\'s inode');
+      assert.equal(memfdFds('udmabuf:wrapped'), 1 + held, 'where needed, the wrapper\'s mapping found the memfd by the buffer\'s inode');
       view.fill(3);
       original.close();
-      assert.equal(memfdFds('udmabuf:wrapped'), 1, 'held by the wrapper\'s mapping alone');
+      assert.equal(memfdFds('udmabuf:wrapped'), held, 'held by the wrapper\'s mapping alone, where needed');
       view.fill(4, pageSize);
       assert.deepEqual([view[0], view[pageSize]], [3, 4]);
       wrapper.close();
@@ -247,15 +263,29 @@ describe('udmabuf', () => {
       writeFileSync('/proc/sys/vm/nr_hugepages', '0');
     });
 
-    it('refuses a CPU mapping of it on this kernel, whose udmabuf would corrupt page state, through any DmaBuf of it in this process', () => {
+    // Faulting a hugetlb udmabuf in corrupts page state where udmabuf maps
+    // struct pages (6.1, test/runner/kernel-behaviour.test.ts); the library
+    // refuses exactly there, told by the VmFlags of a mapping.
+    it('maps it where the kernel maps page frames, and refuses a CPU mapping where it maps struct pages, through any DmaBuf of it in this process', () => {
       writeFileSync('/proc/sys/vm/nr_hugepages', '1');
       {
-        using buffer = udmabuf.create(hugePage, { hugetlb: true });
-        assert.throws(() => buffer.map(), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
-        assert.throws(() => buffer.withCpuAccess('read', () => undefined), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
+        using probe = udmabuf.create(pageSize);
+        probe.map();
+        const pageFrames = dmaBufVmFlags(probe.inode).includes('pf');
+        using buffer = udmabuf.create(hugePage, { hugetlb: true, keepMemfd: true });
         using wrapper = DmaBuf.fromFd(buffer.fd, { dup: true });
-        assert.throws(() => wrapper.map(), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
+        if (pageFrames) {
+          buffer.map().fill(0x77, hugePage - 4);
+          assert.deepEqual([...buffer.memfd!.map().subarray(hugePage - 5)], [0, 0x77, 0x77, 0x77, 0x77], 'written through the udmabuf, read through the memfd');
+          assert.equal(wrapper.map()[hugePage - 1], 0x77);
+          buffer.withCpuAccess('read', (view) => assert.equal(view[hugePage - 1], 0x77));
+        } else {
+          assert.throws(() => buffer.map(), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
+          assert.throws(() => buffer.withCpuAccess('read', () => undefined), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
+          assert.throws(() => wrapper.map(), { code: 'ERR_DMABUF_UNSAFE_MAPPING' });
+        }
       }
+      // Freeing the huge page is where a corrupted page state would be reported.
       writeFileSync('/proc/sys/vm/nr_hugepages', '0');
     });
 

@@ -9,7 +9,7 @@ import { native, type NativeBinding } from '../../lib/native';
 // (fd 999999 is not open), so a check that let a value through would reach a
 // harmless EBADF, and the assertion fails on the returned number instead.
 
-type Kind = 'int32' | 'uint32' | 'size' | 'string' | 'buffer' | 'int32Array' | 'int32Array1' | 'fds' | 'function' | 'boolean' | 'segments' | 'events';
+type Kind = 'int32' | 'uint32' | 'size' | 'string' | 'buffer' | 'int32Array' | 'int32Array1' | 'fds' | 'function' | 'boolean' | 'segments' | 'events' | 'deadline';
 
 const closedFd = 999999;
 const base: Record<Kind, () => unknown> = {
@@ -25,6 +25,7 @@ const base: Record<Kind, () => unknown> = {
   function: () => () => {},
   boolean: () => true,
   segments: () => [closedFd, 0, 4096],
+  deadline: () => 0n,
 };
 
 const wrongTypes: unknown[] = ['3', 3n, Symbol('fd'), null, undefined, {}, [], true, () => 3];
@@ -70,6 +71,12 @@ function abuses(kind: Kind): [unknown, ErrorConstructor | RangeErrorConstructor 
         ...[['0'], [Symbol('fd')], [3n], [null], [undefined], sparse(1), 5, 'x', { length: 1, 0: 1 }, null].map((value) => [value, TypeError] as [unknown, TypeErrorConstructor]),
         [withThrowingGetter(), Error],
       ];
+    case 'deadline':
+      // The kernel reads a signed ktime: above 2^63 - 1 it would be a time in the past.
+      return [
+        ...[-1n, 1n << 63n, 1n << 64n, -(1n << 64n)].map((value) => [value, RangeError] as [unknown, RangeErrorConstructor]),
+        ...[0, 1.5, '0', null, undefined, {}, Symbol('t')].map((value) => [value, TypeError] as [unknown, TypeErrorConstructor]),
+      ];
     case 'segments':
       return [
         ...[[NaN, 0, 4096], [1.5, 0, 4096], [-1, 0, 4096], [2 ** 31, 0, 4096], [2 ** 32, 0, 4096], [closedFd, -1, 4096], [closedFd, 0, 2 ** 53], [closedFd, 0.5, 4096], sparse(3 * 2 ** 21), [closedFd, 0]].map(
@@ -111,6 +118,8 @@ const signatures: Record<string, Kind[]> = {
   syncFileStatus: ['int32', 'int32Array1'],
   swSyncCreateFence: ['int32', 'uint32', 'string'],
   swSyncIncrement: ['int32', 'uint32'],
+  syncFileSetDeadline: ['int32', 'deadline'],
+  swSyncGetDeadline: ['int32', 'int32'],
   mapShared: ['int32', 'size', 'boolean', 'fds'],
   socketPair: [],
   unixSocket: [],
