@@ -18,6 +18,20 @@
  * Events: read(2) returns whole struct dbt_event records (EINVAL for a
  * buffer smaller than one, EAGAIN when none is queued and the file is
  * non-blocking); poll(2) reports EPOLLIN while one is queued.
+ *
+ * /sys/class/misc/dmabuf_test/features names, one a line, what the running
+ * kernel's dma-buf core does that changes what the counters show:
+ *   core_sgt_cache       the core caches mappings: a static exporter's
+ *                        first mapping (cache_sgt_mapping), and a dynamic
+ *                        importer of a static exporter or a static importer
+ *                        of a dynamic one is mapped at attach (the latter
+ *                        also pinned) until detach. Without it every map
+ *                        reaches the exporter, and a static importer of a
+ *                        dynamic exporter pins it for each mapping.
+ *   dynamic_map_pins     a dynamic importer's mapping pins a dynamic
+ *                        exporter (CONFIG_DMABUF_MOVE_NOTIFY=n)
+ *   invalidate_mappings  the importer callback is invalidate_mappings (it
+ *                        was move_notify); same meaning
  */
 #ifndef _UAPI_DMABUF_TEST_H
 #define _UAPI_DMABUF_TEST_H
@@ -27,7 +41,10 @@
 
 #define DBT_MAX_PAGES 16384
 
-/* Exporter with pin/unpin ops that may move; without it, a static exporter with cache_sgt_mapping. */
+/*
+ * Exporter with pin/unpin ops that may move; without it, a static exporter
+ * (with cache_sgt_mapping where the core has it).
+ */
 #define DBT_EXPORT_DYNAMIC (1 << 0)
 
 /*
@@ -47,7 +64,8 @@ struct dbt_export {
 
 /*
  * DBT_IOCTL_MOVE: migrate a dynamic exporter's contents to new pages under
- * the reservation lock, zap CPU mappings, and call dma_buf_move_notify().
+ * the reservation lock, zap CPU mappings, and invalidate every dynamic
+ * attachment (dma_buf_move_notify() or dma_buf_invalidate_mappings()).
  * With DBT_MOVE_FENCED a fence is added with DMA_RESV_USAGE_KERNEL.
  * EBUSY: the buffer is pinned. EINVAL: a static exporter cannot move.
  */
@@ -75,7 +93,7 @@ struct dbt_exporter_info {
 	__u64 moves;
 };
 
-/* Attach with importer ops that have move_notify. */
+/* Attach with importer ops that have move_notify (invalidate_mappings). */
 #define DBT_ATTACH_DYNAMIC (1 << 0)
 
 /*
@@ -110,7 +128,8 @@ struct dbt_attachment_id {
  * direction. ENOMEM. Errors of the exporter's map op as they are.
  * DBT_IOCTL_UNMAP: EINVAL when nothing is mapped.
  * DBT_IOCTL_DETACH unmaps and unpins first, as a driver tearing down would.
- * DBT_IOCTL_PIN: EINVAL for a static importer (the core allows dynamic ones only).
+ * DBT_IOCTL_PIN: EINVAL for a static importer (the core allows dynamic ones
+ * only). EOVERFLOW: too many pins.
  * DBT_IOCTL_UNPIN: EINVAL when the attachment holds no pin.
  */
 struct dbt_map {
@@ -122,9 +141,9 @@ struct dbt_map {
 };
 
 #define DBT_STATE_MAPPED (1 << 0)
-/* move_notify arrived while mapped: the importer must remap. */
+/* Invalidated while mapped: the importer must remap. */
 #define DBT_STATE_INVALIDATED (1 << 1)
-/* The core holds a cached mapping (attach->sgt). */
+/* The core holds a cached mapping (attach->sgt; never without core_sgt_cache). */
 #define DBT_STATE_CORE_CACHED (1 << 2)
 
 /* DBT_IOCTL_ATTACHMENT_INFO */
@@ -136,7 +155,7 @@ struct dbt_attachment_info {
 	__u32 nents;	/* out: of the current mapping */
 	__u32 pad;
 	__u64 bytes;	/* out: of the current mapping */
-	__u64 move_notifies;	/* out */
+	__u64 move_notifies;	/* out: invalidations */
 	__u64 size;	/* out: the dma-buf's size */
 };
 
@@ -176,6 +195,7 @@ struct dbt_fence_signal {
 	__s32 error;
 };
 
+/* An attachment was invalidated (move_notify or invalidate_mappings). */
 #define DBT_EVENT_MOVE_NOTIFY 1
 /* Events were dropped because the queue was full: @id says how many. */
 #define DBT_EVENT_OVERFLOW 2
