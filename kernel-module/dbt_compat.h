@@ -74,6 +74,23 @@ static inline bool dbt_core_cached(struct dma_buf_attachment *attach)
 #define DBT_DYNAMIC_MAP_PINS false
 #endif
 
+/* Whether the core lets an exporter tell importers that honour a revoke. */
+#ifdef DBT_HAVE_ATTACH_REVOCABLE
+#define DBT_CAN_REVOKE true
+
+static inline bool dbt_attach_revocable(struct dma_buf_attachment *attach)
+{
+	return dma_buf_attach_revocable(attach);
+}
+#else
+#define DBT_CAN_REVOKE false
+
+static inline bool dbt_attach_revocable(struct dma_buf_attachment *attach)
+{
+	return false;
+}
+#endif
+
 /* vm_flags became read-only outside these helpers. */
 static inline void dbt_vm_flags_set(struct vm_area_struct *vma,
 				    vm_flags_t flags)

@@ -2,9 +2,10 @@
 /*
  * dmabuf_test: gives userspace the parts of dma-buf that only drivers reach,
  * so that tests can drive them: a dynamic (pin/unpin, movable) or static
- * exporter, a dynamic or static importer that attaches to any dma-buf,
- * and fences added to reservation objects. The uapi header documents each
- * ioctl and its errors; dbt_compat.h holds what differs between kernels.
+ * exporter, a dynamic, revocable or static importer that attaches to any
+ * dma-buf, and fences added to reservation objects. The uapi header
+ * documents each ioctl and its errors; dbt_compat.h holds what differs
+ * between kernels.
  *
  * Locking: an open file's objects are serialised by its mutex (fence
  * signalling excepted, so that a map waiting for a fence can be released by
@@ -88,13 +89,18 @@ struct dbt_attachment {
 	bool dynamic;
 	struct dma_buf *dmabuf;
 	struct dma_buf_attachment *attach;
-	/* Written under the reservation lock for dynamic importers. */
+	bool revocable;
+	/*
+	 * Written under the reservation lock for dynamic importers: the
+	 * invalidation callback of a revocable one unmaps and unpins.
+	 */
 	struct sg_table *sgt;
 	enum dma_data_direction dir;
 	u32 nents;
 	u64 bytes;
 	u32 pins;
 	bool invalidated;
+	bool revoked;
 	u64 move_notifies;
 };
 
@@ -575,6 +581,24 @@ out_free_buf:
 	return ret;
 }
 
+/* Invalidates every attachment without moving: pins do not stop it. */
+static int dbt_revoke(struct dbt_buffer *buf, void __user *uarg,
+		      struct dbt_move *arg)
+{
+	int ret;
+
+	arg->fence_id = 0;
+	/* Before the invalidation, which cannot be taken back. */
+	if (copy_to_user(uarg, arg, sizeof(*arg)))
+		return -EFAULT;
+	ret = dma_resv_lock_interruptible(buf->dmabuf->resv, NULL);
+	if (ret)
+		return ret;
+	dbt_invalidate_mappings(buf->dmabuf);
+	dma_resv_unlock(buf->dmabuf->resv);
+	return 0;
+}
+
 static int dbt_ioctl_move(struct dbt_file *f, void __user *uarg)
 {
 	struct dbt_pages fresh, old;
@@ -587,13 +611,16 @@ static int dbt_ioctl_move(struct dbt_file *f, void __user *uarg)
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.flags & ~DBT_MOVE_FENCED || arg.pad)
+	if (arg.flags & ~(DBT_MOVE_FENCED | DBT_MOVE_REVOKE) || arg.pad ||
+	    arg.flags == (DBT_MOVE_FENCED | DBT_MOVE_REVOKE))
 		return -EINVAL;
 	buf = xa_load(&f->exporters, arg.id);
 	if (!buf)
 		return -ENOENT;
 	if (!buf->dynamic)
 		return -EINVAL;
+	if (arg.flags & DBT_MOVE_REVOKE)
+		return dbt_revoke(buf, uarg, &arg);
 	resv = buf->dmabuf->resv;
 
 	ret = dbt_pages_alloc(&fresh, buf->backing.count);
@@ -703,8 +730,21 @@ static void dbt_invalidate(struct dma_buf_attachment *attach)
 	struct dbt_attachment *a = attach->importer_priv;
 
 	a->move_notifies++;
-	if (a->sgt)
+	if (a->revocable) {
+		/*
+		 * A revocable importer must unmap within bounded time of the
+		 * call (dma_buf_invalidate_mappings()): at once, and it gives up
+		 * its pins, so that the exporter may take the memory away.
+		 */
+		if (a->sgt)
+			dma_buf_unmap_attachment(attach, a->sgt, a->dir);
+		a->sgt = NULL;
+		for (; a->pins; a->pins--)
+			dma_buf_unpin(attach);
+		a->revoked = true;
+	} else if (a->sgt) {
 		a->invalidated = true;
+	}
 	dbt_queue_event(a->file, DBT_EVENT_MOVE_NOTIFY, a->id);
 }
 
@@ -712,7 +752,7 @@ static const struct dma_buf_attach_ops dbt_importer_ops = {
 	DBT_INVALIDATE_OP(dbt_invalidate),
 };
 
-/* EINVAL when nothing is mapped. */
+/* EINVAL when nothing is mapped: never mapped, or revoked since. */
 static int dbt_unmap(struct dbt_attachment *a)
 {
 	struct sg_table *sgt;
@@ -761,14 +801,19 @@ static int dbt_ioctl_attach(struct dbt_file *f, void __user *uarg)
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.flags & ~DBT_ATTACH_DYNAMIC || arg.pad)
+	if (arg.flags & ~(DBT_ATTACH_DYNAMIC | DBT_ATTACH_REVOCABLE) || arg.pad)
 		return -EINVAL;
+	if (arg.flags == DBT_ATTACH_REVOCABLE)
+		return -EINVAL;
+	if (arg.flags & DBT_ATTACH_REVOCABLE && !DBT_CAN_REVOKE)
+		return -EOPNOTSUPP;
 
 	a = kzalloc_obj(*a);
 	if (!a)
 		return -ENOMEM;
 	a->file = f;
 	a->dynamic = arg.flags & DBT_ATTACH_DYNAMIC;
+	a->revocable = arg.flags & DBT_ATTACH_REVOCABLE;
 	a->dmabuf = dma_buf_get(arg.fd);
 	if (IS_ERR(a->dmabuf)) {
 		ret = PTR_ERR(a->dmabuf);
@@ -850,6 +895,9 @@ static int dbt_ioctl_map(struct dbt_file *f, void __user *uarg)
 	a = xa_load(&f->attachments, arg.id);
 	if (!a)
 		return -ENOENT;
+	/* Checked again under the lock, for an invalidation in between. */
+	if (a->revoked)
+		return -ENODEV;
 	if (a->sgt)
 		return -EBUSY;
 	/*
@@ -864,7 +912,10 @@ static int dbt_ioctl_map(struct dbt_file *f, void __user *uarg)
 		ret = dma_resv_lock_interruptible(a->dmabuf->resv, NULL);
 		if (ret)
 			return ret;
-		sgt = dma_buf_map_attachment(a->attach, arg.direction);
+		if (a->revoked)
+			sgt = ERR_PTR(-ENODEV);
+		else
+			sgt = dma_buf_map_attachment(a->attach, arg.direction);
 		if (!IS_ERR(sgt))
 			dbt_record_mapping(a, sgt, arg.direction);
 		dma_resv_unlock(a->dmabuf->resv);
@@ -915,17 +966,21 @@ static int dbt_ioctl_pin(struct dbt_file *f, void __user *uarg, bool pin)
 	/* The core WARNs on pins from static importers: refuse them here. */
 	if (!a->dynamic)
 		return -EINVAL;
-	if (pin && a->pins == U32_MAX)
-		return -EOVERFLOW;
-	if (!pin && !a->pins)
-		return -EINVAL;
+	/* Under the lock: a revocation drops the pins from another file. */
 	ret = dma_resv_lock_interruptible(a->dmabuf->resv, NULL);
 	if (ret)
 		return ret;
 	if (pin) {
-		ret = dma_buf_pin(a->attach);
+		if (a->revoked)
+			ret = -ENODEV;
+		else if (a->pins == U32_MAX)
+			ret = -EOVERFLOW;
+		else
+			ret = dma_buf_pin(a->attach);
 		if (!ret)
 			a->pins++;
+	} else if (!a->pins) {
+		ret = -EINVAL;
 	} else {
 		dma_buf_unpin(a->attach);
 		a->pins--;
@@ -950,6 +1005,8 @@ static int dbt_ioctl_attachment_info(struct dbt_file *f, void __user *uarg)
 	memset(&arg, 0, sizeof(arg));
 	arg.id = a->id;
 	arg.flags = a->dynamic ? DBT_ATTACH_DYNAMIC : 0;
+	if (a->revocable)
+		arg.flags |= DBT_ATTACH_REVOCABLE;
 	ret = dma_resv_lock_interruptible(a->dmabuf->resv, NULL);
 	if (ret)
 		return ret;
@@ -959,6 +1016,10 @@ static int dbt_ioctl_attachment_info(struct dbt_file *f, void __user *uarg)
 		arg.state |= DBT_STATE_INVALIDATED;
 	if (dbt_core_cached(a->attach))
 		arg.state |= DBT_STATE_CORE_CACHED;
+	if (a->revoked)
+		arg.state |= DBT_STATE_REVOKED;
+	if (dbt_attach_revocable(a->attach))
+		arg.state |= DBT_STATE_CORE_REVOCABLE;
 	arg.move_notifies = a->move_notifies;
 	arg.pins = a->pins;
 	arg.nents = a->sgt ? a->nents : 0;
@@ -1205,6 +1266,8 @@ static ssize_t features_show(struct device *dev, struct device_attribute *attr,
 		len += sysfs_emit_at(buf, len, "dynamic_map_pins\n");
 	if (DBT_NAMES_INVALIDATE_MAPPINGS)
 		len += sysfs_emit_at(buf, len, "invalidate_mappings\n");
+	if (DBT_CAN_REVOKE)
+		len += sysfs_emit_at(buf, len, "revocable\n");
 	return len;
 }
 static DEVICE_ATTR_RO(features);
