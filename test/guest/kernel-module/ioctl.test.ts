@@ -56,10 +56,13 @@ describe('kernel module: every ioctl argument is checked', () => {
     expectErrno(device, commands.EXPORT, words(16385, 0), 'EINVAL'); // above DBT_MAX_PAGES
     expectErrno(device, commands.ATTACH, words(0, 0, 0, 1), 'EINVAL'); // pad
     expectErrno(device, commands.ATTACH, words(0, 4), 'EINVAL'); // flags
+    expectErrno(device, commands.ATTACH, words(0, 2), 'EINVAL'); // revocable without dynamic
     expectErrno(device, commands.MAP, words(1, 3), 'EINVAL'); // direction
     expectErrno(device, commands.DETACH, words(1, 1), 'EINVAL'); // pad
     expectErrno(device, commands.ATTACHMENT_INFO, words(1, 0, 0, 0, 0, 1), 'EINVAL'); // pad
-    expectErrno(device, commands.MOVE, words(1, 2), 'EINVAL');
+    expectErrno(device, commands.MOVE, words(1, 4), 'EINVAL'); // flags
+    expectErrno(device, commands.MOVE, words(1, 3), 'EINVAL'); // a fenced revoke
+    expectErrno(device, commands.MOVE, words(1, 0, 0, 1), 'EINVAL'); // pad
     expectErrno(device, commands.FENCE_CREATE, words(-1, 4, 1), 'EINVAL'); // usage
     expectErrno(device, commands.FENCE_CREATE, words(-1, 1, 0), 'EINVAL'); // usage without DBT_FENCE_ADD
     expectErrno(device, commands.FENCE_CREATE, words(-1, 0, 4), 'EINVAL'); // flags
@@ -149,7 +152,8 @@ describe('kernel module: every ioctl argument is checked', () => {
     process.stdout.write(`      ${calls} calls: ${[...outcomes].map(([outcome, count]) => `${outcome} ${count}`).join(', ')}\n`);
     assert.ok(calls > 1000, `only ${calls} calls`);
     assert.ok((outcomes.get('ok') ?? 0) > 0, 'some calls succeed, so the fuzzer reaches past the checks');
-    for (const outcome of outcomes.keys()) assert.ok(['ok', 'ENOTTY', 'EINVAL', 'ENOENT', 'EBADF', 'EBUSY', 'EOVERFLOW'].includes(outcome), `unexpected ${outcome}`);
+    // ENOTSUP (EOPNOTSUPP): a revocable attach where the kernel has none; ENODEV: a revoked attachment.
+    for (const outcome of outcomes.keys()) assert.ok(['ok', 'ENOTTY', 'EINVAL', 'ENOENT', 'EBADF', 'EBUSY', 'EOVERFLOW', 'ENOTSUP', 'ENODEV'].includes(outcome), `unexpected ${outcome}`);
     assert.equal(openFdCount(), fdsBefore + 2, 'only the two buffers of this test are open');
 
     // What a successful call handed out is closed at once, and its fences

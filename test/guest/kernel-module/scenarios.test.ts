@@ -216,6 +216,54 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     assert.equal(info.unmapCalls, info.mapCalls);
   });
 
+  it('revoke invalidates every dynamic attachment without moving, pins or not; a revocable attachment (where the kernel has dma_buf_attach_revocable) then unmaps and unpins at once and maps no more, elsewhere it is EOPNOTSUPP', () => {
+    const exporter = dynamicExporter();
+    using _buffer = exporter.dmabuf;
+    const pinned = device.attach(exporter.dmabuf, { dynamic: true });
+    pinned.map();
+    pinned.pin();
+    const staticImporter = device.attach(exporter.dmabuf);
+    assert.equal(pinned.info().coreRevocable, features.revocable, 'the core counts an importer with an invalidation callback as revocable');
+    assert.equal(staticImporter.info().coreRevocable, false);
+    if (!features.revocable) {
+      const before = exporter.info();
+      assert.throws(() => device.attach(exporter.dmabuf, { revocable: true }), { code: 'ENOTSUP', syscall: 'ioctl(DBT_IOCTL_ATTACH)' }); // EOPNOTSUPP: the same number (95) on Linux
+      assert.deepEqual(exporter.info(), before, 'the refused attach reached no exporter op');
+      exporter.revoke();
+      assert.deepEqual([pinned.info().moveNotifies, pinned.info().invalidated, pinned.info().pins], [1, true, 1], 'pinned, and notified all the same');
+      assert.equal(exporter.info().moves, 0);
+      return;
+    }
+    const revocable = device.attach(exporter.dmabuf, { revocable: true });
+    assert.deepEqual([revocable.info().revocable, revocable.info().dynamic, revocable.info().coreRevocable], [true, true, true]);
+    revocable.map();
+    revocable.pin();
+    const before = exporter.info();
+    assert.equal(before.pinCount, 2);
+    assert.throws(() => exporter.move(), { code: 'EBUSY' });
+    exporter.revoke();
+    const after = exporter.info();
+    assert.deepEqual([after.moves, after.pinCount, after.unpinCalls - before.unpinCalls, after.unmapCalls - before.unmapCalls], [0, 1, 1, 1], 'only the revocable attachment let go');
+    let state = revocable.info();
+    assert.deepEqual([state.revoked, state.mapped, state.pins, state.moveNotifies], [true, false, 0, 1]);
+    state = pinned.info();
+    assert.deepEqual([state.revoked, state.mapped, state.invalidated, state.pins, state.moveNotifies], [false, true, true, 1, 1]);
+    assert.throws(() => revocable.map(), { code: 'ENODEV' });
+    assert.throws(() => revocable.pin(), { code: 'ENODEV' });
+    assert.throws(() => revocable.unmap(), { code: 'EINVAL' });
+    pinned.unpin();
+    pinned.unmap();
+    // A move invalidates too: a mapped revocable importer unmaps inside the callback.
+    const second = device.attach(exporter.dmabuf, { revocable: true });
+    second.map();
+    const unmaps = exporter.info().unmapCalls;
+    exporter.move();
+    assert.deepEqual([second.info().revoked, second.info().mapped, exporter.info().unmapCalls - unmaps], [true, false, 1]);
+    revocable.detach();
+    second.detach();
+    assert.equal(exporter.info().attachments, 2);
+  });
+
   it('an exported buffer outlives the device file that made it', () => {
     const exporter = dynamicExporter(1);
     const view = exporter.dmabuf.map();
