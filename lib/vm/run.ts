@@ -93,6 +93,15 @@ export async function resolveKernel(options: Pick<VmRunOptions, 'kernel' | 'kern
   return buildKernel({ kernel: options.kernel, profile: options.profile ?? 'base', onProgress: options.onProgress });
 }
 
+function kernelHasKunit(kernel: BuiltKernel): boolean {
+  if (!kernel.tree) return false;
+  try {
+    return /^CONFIG_KUNIT=[ym]$/m.test(readFileSync(join(kernel.tree, '.config'), 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** Follows a file that another process appends to, handing new bytes to a callback. */
 function follow(path: string, onData: (chunk: Buffer) => void): { poll(): void } {
   let offset = 0;
@@ -171,6 +180,10 @@ export async function run(options: VmRunOptions): Promise<VmRunResult> {
     // and insmod alone were seen to cross that. 120 s still catches a CPU
     // that really spins; under KVM the kernel's own default stands.
     ...((options.accel ?? 'tcg') === 'tcg' ? ['rcupdate.rcu_cpu_stall_timeout=120'] : []),
+    // allnoconfig leaves KUNIT_DEFAULT_ENABLED off, and a KUnit suite loaded
+    // as a module then prints "kunit: disabled" and runs nothing; a test VM
+    // wants the suites it loads to run.
+    ...(kernelHasKunit(kernel) ? ['kunit.enable=1'] : []),
   ].join(' ');
   const args = [
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
