@@ -170,7 +170,7 @@ describe('the kernel\'s own dma-buf selftests, run in the VM', () => {
           const heap = heapBefore(lines[index]!.index!);
           if (result.skip !== undefined) {
             // The one skip the program has: the import case, with no vgem to import into.
-            addCase(this, `${heap}: ${result.number} skipped by the program: ${result.skip}`, function () {
+            addCase(this, `${heap}: ${result.number} (import into vgem) skipped by the program: ${result.skip}`, function () {
               assert.match(result.skip!, /^Could not open vgem/);
               assert.equal(drmCardPresent(), false, 'a DRM device exists, yet vgem was not found');
               this.skip();
