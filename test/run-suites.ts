@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildKernel, run, type BuiltKernel, type KernelGeneration, type KernelProfile } from '../lib/vm';
-import { buildDmabufSelftestsModule, buildEfaultProgram, buildKernelSelftests } from './support/kernel-selftests';
+import { buildDmabufKunitModule, buildDmabufSelftestsModule, buildEfaultProgram, buildKernelSelftests, hasDmabufSelftestsModule } from './support/kernel-selftests';
 import { debugGeneration, noMoveNotifyGenerations, runnerGeneration, testedGenerations } from './support/matrix';
 import { summarizeSuites, type MochaSummary, type SuiteOutcome } from './support/suite-summary';
 
@@ -80,7 +80,15 @@ function moveNotifyOf(kernel: BuiltKernel): 'y' | 'n' {
  */
 async function guestMocha(generation: KernelGeneration, profile: KernelProfile, config: string, scratch: string, env: Record<string, string>): Promise<Outcome> {
   const kernel = await kernelFor(generation, profile);
-  const selftestsModule = await buildDmabufSelftestsModule(kernel, join(scratch, `${generation}-${profile}`));
+  // The kernel's in-kernel dma-buf tests: the DMABUF_SELFTESTS module on 6.x,
+  // the dmabuf_kunit KUnit suites that replaced it on 7.x.
+  const inKernelTests: Record<string, string> = {};
+  if (hasDmabufSelftestsModule(kernel)) {
+    inKernelTests.DMABUF_KERNEL_SELFTESTS_KO = await buildDmabufSelftestsModule(kernel, join(scratch, `${generation}-${profile}`));
+  } else {
+    const kunit = await buildDmabufKunitModule(kernel, join(scratch, `${generation}-${profile}`));
+    Object.assign(inKernelTests, { DMABUF_KERNEL_SELFTESTS_KO: kunit, DMABUF_KUNIT_KO: kunit });
+  }
   const result = await run({
     // --expose-gc: the guest suite checks what garbage collection does to leaked handles.
     command: [process.execPath, '--expose-gc', mochaBin, '--config', config],
@@ -88,7 +96,9 @@ async function guestMocha(generation: KernelGeneration, profile: KernelProfile, 
     kernel: generation,
     profile,
     modules: [{ path: join(root, 'kernel-module') }],
-    env: { DMABUF_TEST_SUMMARY: '/run/results/summary.json', DMABUF_MOVE_NOTIFY: moveNotifyOf(kernel), DMABUF_KERNEL_SELFTESTS_KO: selftestsModule, ...env },
+    env: { DMABUF_TEST_SUMMARY: '/run/results/summary.json', DMABUF_MOVE_NOTIFY: moveNotifyOf(kernel), ...inKernelTests, ...env },
+    // udmabuf selftests 6 and 7 reserve 2 GiB of huge pages on 6.12 and later.
+    memoryMiB: 4096,
     keepResults: true,
     timeoutMs: 30 * 60_000,
     onStdout: (chunk) => process.stdout.write(chunk),
@@ -158,7 +168,12 @@ async function main(): Promise<number> {
   const scratch = mkdtempSync(join(tmpdir(), 'dmabuf-tests-'));
   const outcomes: SuiteOutcome[] = [];
   try {
-    for (const suite of suites(scratch)) {
+    // DMABUF_TEST_SUITES=host,guest-7.2 runs only the named suites (a local
+    // narrowing, like DMABUF_TEST_KERNELS); the summary lists what ran.
+    const only = process.env.DMABUF_TEST_SUITES?.split(',').map((name) => name.trim()).filter(Boolean);
+    const all = suites(scratch);
+    for (const name of only ?? []) if (!all.some((suite) => suite.name === name)) throw new Error(`DMABUF_TEST_SUITES names '${name}'; the suites are ${all.map((suite) => suite.name).join(', ')}`);
+    for (const suite of all.filter((candidate) => !only || only.includes(candidate.name))) {
       say(suite.title);
       const started = Date.now();
       let outcome: Outcome;
