@@ -180,10 +180,10 @@ export async function run(options: VmRunOptions): Promise<VmRunResult> {
     // and insmod alone were seen to cross that. 120 s still catches a CPU
     // that really spins; under KVM the kernel's own default stands.
     ...((options.accel ?? 'tcg') === 'tcg' ? ['rcupdate.rcu_cpu_stall_timeout=120'] : []),
-    // allnoconfig leaves KUNIT_DEFAULT_ENABLED off, and a KUnit suite loaded
-    // as a module then prints "kunit: disabled" and runs nothing; a test VM
-    // wants the suites it loads to run.
-    ...(kernelHasKunit(kernel) ? ['kunit.enable=1'] : []),
+    // allnoconfig leaves KUNIT_DEFAULT_ENABLED and KUNIT_AUTORUN_ENABLED off,
+    // and a KUnit suite loaded as a module then prints "kunit: disabled" or
+    // runs nothing; a test VM wants the suites it loads to run.
+    ...(kernelHasKunit(kernel) ? ['kunit.enable=1', 'kunit.autorun=1'] : []),
   ].join(' ');
   const args = [
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',

@@ -273,6 +273,8 @@ describe('the kernel\'s own dma-buf selftests, run in the VM', () => {
       this.timeout(600_000);
       const logBefore = spawnSync('dmesg', [], { encoding: 'utf8' }).stdout.length;
       const logSince = () => spawnSync('dmesg', [], { encoding: 'utf8' }).stdout.slice(logBefore).replace(/^\[[^\]]*\] /gm, '');
+      // The module suite's own check loads and unloads it too; never inherit it loaded.
+      spawnSync('rmmod', ['dmabuf_kunit']);
       insmod = spawnSync('insmod', [module], { encoding: 'utf8' });
       // With kunit.autorun off (CONFIG_KUNIT_AUTORUN_ENABLED=n) loading runs
       // nothing; KUNIT_DEBUGFS's run file runs a suite on demand.
