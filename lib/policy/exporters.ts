@@ -1,4 +1,5 @@
-import { exportBuffer, moveNotify, type Attachment, type DmaDirection, type ExporterOps, type PolicyBuffer, type PolicyProfile } from './core';
+import { exportBuffer, moveNotify, type Attachment, type DmaDirection, type ExporterOps, type PolicyBuffer } from './core';
+import type { PolicyProfile } from './profiles';
 import { policyErrno } from './errors';
 import { FenceTimeline, type PolicyFence } from './fence';
 import type { ReservationObject } from './resv';

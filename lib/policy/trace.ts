@@ -15,6 +15,7 @@ export type TraceEventKind =
   | 'wait-kernel-fences'
   | 'move'
   | 'move-notify'
+  | 'leak'
   | 'release';
 
 export interface TraceEvent {

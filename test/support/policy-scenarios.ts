@@ -117,7 +117,7 @@ export async function runScenario(profile: policy.PolicyProfile, dynamicExporter
           ? {
               moveNotify: () => {
                 created.notifications += 1;
-                if (profile.name === 'tracking') {
+                if (profile.rules.invalidationReaches === 'live-mappings-once') {
                   assert.ok(created.mapped, 'tracking: a notification reached an attachment with no mapping');
                   assert.ok(!notifiedSinceMap.has(created), 'tracking: a mapping was notified twice');
                 }
@@ -135,7 +135,7 @@ export async function runScenario(profile: policy.PolicyProfile, dynamicExporter
         await exporter.move();
         for (const importer of live) {
           const { count, notified } = before.get(importer)!;
-          const expected = profile.name === 'tracking' ? Number(importer.dynamic && importer.mapped && !notified) : Number(importer.dynamic);
+          const expected = profile.rules.invalidationReaches === 'live-mappings-once' ? Number(importer.dynamic && importer.mapped && !notified) : Number(importer.dynamic);
           assert.equal(importer.notifications - count, expected, `${policy.profileLabel(profile)}: notifications of attachment #${importer.index} for one move`);
         }
         return;

@@ -1,0 +1,148 @@
+import type { Attachment } from './core';
+
+/**
+ * What the core does at each point where kernels (and the 2019 proposal)
+ * differ, one named rule per decision, as the kernel names some of them
+ * (dma_buf_pin_on_map). core.ts asks these and never the profile's name.
+ * A rule taking an attachment is asked at the moment the kernel asks.
+ */
+export interface PolicyRules {
+  /**
+   * Importer ops that lack the invalidation callback (move_notify,
+   * invalidate, invalidate_mappings): v10 saw a static importer (its
+   * is_dynamic tested the callback); 6.1/6.12 WARN and refuse the attach;
+   * 7.2 makes the callback optional, so the attachment is dynamic, is never
+   * pinned by the core nor told of moves, and must dma_buf_pin itself.
+   */
+  readonly importerOpsWithoutInvalidate: 'static-importer' | 'rejected' | 'dynamic-must-pin-itself';
+  /** Export refuses an exporter without map, unmap or release (v10 did not check). */
+  readonly exportRequiresMapUnmapRelease: boolean;
+  /** Export refuses pin without unpin or the reverse (v10 did not check). */
+  readonly exportRequiresPinWithUnpin: boolean;
+  /**
+   * The exporter's cache_sgt_mapping option: 'absent' (7.2 removed it and
+   * attach->sgt with it), or which ops export refuses it together with.
+   */
+  readonly exporterMappingCache: 'absent' | 'refused-with-pin' | 'refused-with-pin-or-unpin';
+  /**
+   * When importer and exporter disagree on being dynamic, attach maps
+   * bidirectionally and caches the table: false, or how it locks for it
+   * (only when the exporter is dynamic, or always).
+   */
+  readonly mismatchedAttachCachesMapping: false | 'locks-if-exporter-dynamic' | 'locks-always';
+  /** A static importer's fresh map waits for the buffer's KERNEL fences. */
+  readonly staticImporterMapWaitsKernelFences: boolean;
+  /**
+   * Whether map and unmap assert that the caller holds the reservation lock
+   * for this attachment; `cached` says whether the call is about the
+   * attachment's cached table (6.1 asserts for a dynamic exporter only past
+   * the cache).
+   */
+  lockAssertedOnMap(attachment: Attachment<unknown>, cached: boolean): boolean;
+  /** map/unmap take the reservation lock themselves for this attachment (v10, which had no _unlocked calls). */
+  mapTakesLockItself(attachment: Attachment<unknown>): boolean;
+  /** dma_buf_map_attachment_unlocked and its unmap exist (v10: the plain calls locked where needed). */
+  readonly unlockedMapCalls: boolean;
+  /** The core pins the exporter for each fresh mapping of this attachment and unpins at its unmap. */
+  pinOnMap(attachment: Attachment<unknown>): boolean;
+  /** Detach unmaps the cached table (and drops its pin): false (nothing is cached), or how it locks. */
+  readonly detachUnmapsCachedMapping: false | 'locks-if-exporter-dynamic' | 'locks-always';
+  /**
+   * Who an invalidation reaches: every attachment with the callback; the
+   * same except one whose own map is running (v10's self-filter); or only
+   * attachments holding a live mapping not yet invalidated, once each.
+   */
+  readonly invalidationReaches: 'every-attachment-with-callback' | 'all-but-the-attachment-mapping' | 'live-mappings-once';
+  /** An invalidation of a static exporter is refused (tracking: its importers hold cached tables). */
+  readonly staticExporterInvalidationIsError: boolean;
+  /** dma_buf_attach_revocable() exists. */
+  readonly revocableAttachQuery: boolean;
+}
+
+export type ProfileName = 'v10' | 'linux-6.1' | 'linux-6.12' | 'linux-7.2' | 'tracking';
+
+export interface PolicyProfile {
+  readonly name: ProfileName;
+  /** The name with the configuration that matters, for reports and traces. */
+  readonly label: string;
+  readonly rules: PolicyRules;
+}
+
+const never = () => false;
+const dynamicImporterOrUncachedDynamicExporter = (attachment: Attachment<unknown>, cached: boolean) => attachment.dynamic || (!cached && attachment.buffer.dynamic);
+const staticImporterOfDynamicExporter = (attachment: Attachment<unknown>) => attachment.buffer.dynamic && !attachment.dynamic;
+const anyImporterOfDynamicExporter = (attachment: Attachment<unknown>) => attachment.buffer.dynamic;
+
+/** Citations are drivers/dma-buf/dma-buf.c of /work/trees/6.1 (6.1.192). */
+function linux61(moveNotify: boolean): PolicyProfile {
+  return {
+    name: 'linux-6.1',
+    label: `linux-6.1${moveNotify ? '' : ' (no MOVE_NOTIFY)'}`,
+    rules: {
+      // 6.1 dma-buf.c:851-852: WARN_ON(importer_ops && !importer_ops->move_notify) → -EINVAL
+      importerOpsWithoutInvalidate: 'rejected',
+      // 6.1 dma-buf.c:616-620 (map_dma_buf, unmap_dma_buf, release) and 626-627 (pin xor unpin)
+      exportRequiresMapUnmapRelease: true,
+      exportRequiresPinWithUnpin: true,
+      // 6.1 dma-buf.c:622-624: cache_sgt_mapping && (pin || unpin) → -EINVAL
+      exporterMappingCache: 'refused-with-pin-or-unpin',
+      // 6.1 dma-buf.c:878-899: resv locked only if dma_buf_is_dynamic (882-883, 896-897)
+      mismatchedAttachCachesMapping: 'locks-if-exporter-dynamic',
+      // 6.1 dma-buf.c:803-806: !is_dynamic(attach) → dma_resv_wait_timeout(KERNEL)
+      staticImporterMapWaitsKernelFences: true,
+      // 6.1 dma-buf.c:1065-1066 (dynamic importer, before the cache) and 1080-1081 (dynamic exporter, past it); unmap 1170-1177 likewise
+      lockAssertedOnMap: dynamicImporterOrUncachedDynamicExporter,
+      mapTakesLockItself: never,
+      // 6.1 dma-buf.c:1133-1146, 1197-1209: the _unlocked wrappers
+      unlockedMapCalls: true,
+      // 6.1 dma-buf.c:1080-1086 pin, 1093-1095 unpin on error, 1181-1183 unpin at unmap: dynamic exporter && !MOVE_NOTIFY
+      pinOnMap: moveNotify ? never : anyImporterOfDynamicExporter,
+      // 6.1 dma-buf.c:960-970: unmap attach->sgt (and unpin), locking only a dynamic exporter
+      detachUnmapsCachedMapping: 'locks-if-exporter-dynamic',
+      // 6.1 dma-buf.c:1226-1229: every attachment with importer_ops
+      invalidationReaches: 'every-attachment-with-callback',
+      staticExporterInvalidationIsError: false,
+      revocableAttachQuery: false,
+    },
+  };
+}
+
+/** The 2019 series (shared/seed/dynamic-dma-buf-v10-thread.txt), as docs/dynamic-policy.md reads it. */
+const v10: PolicyProfile = {
+  name: 'v10',
+  label: 'v10',
+  rules: {
+    importerOpsWithoutInvalidate: 'static-importer',
+    exportRequiresMapUnmapRelease: false,
+    exportRequiresPinWithUnpin: false,
+    exporterMappingCache: 'refused-with-pin',
+    mismatchedAttachCachesMapping: 'locks-if-exporter-dynamic',
+    staticImporterMapWaitsKernelFences: false,
+    lockAssertedOnMap: (attachment) => attachment.dynamic,
+    mapTakesLockItself: staticImporterOfDynamicExporter,
+    unlockedMapCalls: false,
+    pinOnMap: staticImporterOfDynamicExporter,
+    detachUnmapsCachedMapping: 'locks-if-exporter-dynamic',
+    invalidationReaches: 'all-but-the-attachment-mapping',
+    staticExporterInvalidationIsError: false,
+    revocableAttachQuery: false,
+  },
+};
+
+/** The review thread's answer (2): linux-6.1 with MOVE_NOTIFY, except that the core tracks mappings and invalidates each once. */
+const tracking: PolicyProfile = {
+  name: 'tracking',
+  label: 'tracking',
+  rules: { ...linux61(true).rules, invalidationReaches: 'live-mappings-once', staticExporterInvalidationIsError: true },
+};
+
+export const profiles = {
+  linux61: linux61(true),
+  linux61NoMoveNotify: linux61(false),
+  v10,
+  tracking,
+};
+
+export function profileLabel(profile: PolicyProfile): string {
+  return profile.label;
+}
