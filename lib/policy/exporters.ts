@@ -61,7 +61,9 @@ export class MovableExporter<Backing, Mapping> {
   ) {
     this.#backing = store.allocate(options.size);
     const counters = this.counters;
-    // A dynamic exporter has pin/unpin; a static one has the core cache its mappings.
+    // A dynamic exporter has pin/unpin; a static one has the core cache its
+    // mappings where the kernel still can.
+    const caches = options.profile.rules.exporterMappingCache !== 'absent';
     const pinning: Pick<ExporterOps<Mapping>, 'pin' | 'unpin' | 'cacheSgtMapping'> = options.dynamic
       ? {
           pin: () => {
@@ -73,7 +75,9 @@ export class MovableExporter<Backing, Mapping> {
             counters.pinCount -= 1;
           },
         }
-      : { cacheSgtMapping: true };
+      : caches
+        ? { cacheSgtMapping: true }
+        : {};
     const ops: ExporterOps<Mapping> = {
       ...pinning,
       attach: () => {

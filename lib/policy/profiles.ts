@@ -68,6 +68,7 @@ export interface PolicyProfile {
   readonly rules: PolicyRules;
 }
 
+const always = () => true;
 const never = () => false;
 const dynamicImporterOrUncachedDynamicExporter = (attachment: Attachment<unknown>, cached: boolean) => attachment.dynamic || (!cached && attachment.buffer.dynamic);
 const staticImporterOfDynamicExporter = (attachment: Attachment<unknown>) => attachment.buffer.dynamic && !attachment.dynamic;
@@ -107,6 +108,73 @@ function linux61(moveNotify: boolean): PolicyProfile {
   };
 }
 
+/** Citations are drivers/dma-buf/dma-buf.c of /work/trees/6.12 (6.12.95). */
+function linux612(moveNotify: boolean): PolicyProfile {
+  return {
+    name: 'linux-6.12',
+    label: `linux-6.12${moveNotify ? '' : ' (no MOVE_NOTIFY)'}`,
+    rules: {
+      // 6.12 dma-buf.c:913-914: WARN_ON(importer_ops && !importer_ops->move_notify) → -EINVAL
+      importerOpsWithoutInvalidate: 'rejected',
+      // 6.12 dma-buf.c:632-636 and 642-643
+      exportRequiresMapUnmapRelease: true,
+      exportRequiresPinWithUnpin: true,
+      // 6.12 dma-buf.c:638-640
+      exporterMappingCache: 'refused-with-pin-or-unpin',
+      // 6.12 dma-buf.c:940-962: the resv is locked for both mismatches (944, 958), pin only for a dynamic exporter (945-949)
+      mismatchedAttachCachesMapping: 'locks-always',
+      // 6.12 dma-buf.c:800-808 (__map_dma_buf)
+      staticImporterMapWaitsKernelFences: true,
+      // 6.12 dma-buf.c:1123 (map) and 1226 (unmap): dma_resv_assert_held for every attachment, before the cache
+      lockAssertedOnMap: always,
+      mapTakesLockItself: never,
+      // 6.12 dma-buf.c:1189-1205, 1249-1261
+      unlockedMapCalls: true,
+      // 6.12 dma-buf.c:1137-1143 pin, 1149-1151 unpin on error, 1233-1235 unpin at unmap: dynamic exporter && !MOVE_NOTIFY
+      pinOnMap: moveNotify ? never : anyImporterOfDynamicExporter,
+      // 6.12 dma-buf.c:1020-1031: one resv lock around unmapping attach->sgt, its unpin and list_del
+      detachUnmapsCachedMapping: 'locks-always',
+      // 6.12 dma-buf.c:1278-1280: every attachment with importer_ops
+      invalidationReaches: 'every-attachment-with-callback',
+      staticExporterInvalidationIsError: false,
+      revocableAttachQuery: false,
+    },
+  };
+}
+
+/** Citations are drivers/dma-buf/dma-buf.c of /work/trees/7.2 (7.2.13), which has no CONFIG_DMABUF_MOVE_NOTIFY. */
+const linux72: PolicyProfile = {
+  name: 'linux-7.2',
+  label: 'linux-7.2',
+  rules: {
+    // 7.2 dma-buf.c:1032-1070: no check of importer_ops; 933-936 is_dynamic is importer_ops != NULL; 1406-1408 notifies only where invalidate_mappings exists
+    importerOpsWithoutInvalidate: 'dynamic-must-pin-itself',
+    // 7.2 dma-buf.c:716-720 and 722-723
+    exportRequiresMapUnmapRelease: true,
+    exportRequiresPinWithUnpin: true,
+    // 7.2 dma-buf.c:716-723: no cache_sgt_mapping check: the field and attach->sgt are gone
+    exporterMappingCache: 'absent',
+    // 7.2 dma-buf.c:1058-1060: attach only adds to the list, maps nothing
+    mismatchedAttachCachesMapping: false,
+    // 7.2 dma-buf.c:1221-1228
+    staticImporterMapWaitsKernelFences: true,
+    // 7.2 dma-buf.c:1199 (map) and 1309 (unmap)
+    lockAssertedOnMap: always,
+    mapTakesLockItself: never,
+    // 7.2 dma-buf.c:1272-1288, 1329-1342
+    unlockedMapCalls: true,
+    // 7.2 dma-buf.c:939-944 dma_buf_pin_on_map; 1201-1210 pin on each map, 1254-1256 unpin on error (1207: a pin failing with -EBUSY WARNs), 1314-1315 unpin at unmap
+    pinOnMap: staticImporterOfDynamicExporter,
+    // 7.2 dma-buf.c:1097-1112: detach only unlinks and calls the exporter; a live mapping (and its pin) is left behind
+    detachUnmapsCachedMapping: false,
+    // 7.2 dma-buf.c:1399-1409: every attachment with invalidate_mappings
+    invalidationReaches: 'every-attachment-with-callback',
+    staticExporterInvalidationIsError: false,
+    // 7.2 dma-buf.c:1354-1358
+    revocableAttachQuery: true,
+  },
+};
+
 /** The 2019 series (shared/seed/dynamic-dma-buf-v10-thread.txt), as docs/dynamic-policy.md reads it. */
 const v10: PolicyProfile = {
   name: 'v10',
@@ -139,6 +207,9 @@ const tracking: PolicyProfile = {
 export const profiles = {
   linux61: linux61(true),
   linux61NoMoveNotify: linux61(false),
+  linux612: linux612(true),
+  linux612NoMoveNotify: linux612(false),
+  linux72,
   v10,
   tracking,
 };
