@@ -1,4 +1,4 @@
-import { exportBuffer, moveNotify, type Attachment, type DmaDirection, type ExporterOps, type PolicyBuffer } from './core';
+import { attachRevocable, exportBuffer, moveNotify, type Attachment, type DmaDirection, type ExporterOps, type PolicyBuffer } from './core';
 import type { PolicyProfile } from './profiles';
 import { policyErrno } from './errors';
 import { FenceTimeline, type PolicyFence } from './fence';
@@ -54,10 +54,17 @@ export class MovableExporter<Backing, Mapping> {
   /** Old memory of fenced moves, freed as their fences signal. */
   readonly #held = new Set<Backing>();
   #released = false;
+  #revoked = false;
 
+  /**
+   * `revocable`: the exporter hands its memory only to importers it can
+   * take it back from, as vfio-pci's does on 7.2 (vfio_pci_dmabuf.c:25-40):
+   * attach refuses an attachment dma_buf_attach_revocable() rejects
+   * (EOPNOTSUPP), and after `revoke()` maps fail with ENODEV (:59-60).
+   */
   constructor(
     readonly store: BackingStore<Backing, Mapping>,
-    options: { size: number; dynamic: boolean; profile: PolicyProfile; name?: string; trace?: Trace; resv?: ReservationObject },
+    options: { size: number; dynamic: boolean; profile: PolicyProfile; name?: string; trace?: Trace; resv?: ReservationObject; revocable?: boolean },
   ) {
     this.#backing = store.allocate(options.size);
     const counters = this.counters;
@@ -80,7 +87,9 @@ export class MovableExporter<Backing, Mapping> {
         : {};
     const ops: ExporterOps<Mapping> = {
       ...pinning,
-      attach: () => {
+      attach: (_buffer, attachment) => {
+        if (options.revocable && this.#revoked) throw policyErrno('ENODEV', 'attach', `${this.buffer.name} was revoked`);
+        if (options.revocable && !attachRevocable(attachment)) throw policyErrno('EOPNOTSUPP', 'attach', `${attachment.name} cannot be revoked`);
         counters.attachCalls += 1;
         counters.attachments += 1;
       },
@@ -89,6 +98,7 @@ export class MovableExporter<Backing, Mapping> {
         counters.attachments -= 1;
       },
       map: (_attachment: Attachment<Mapping>, direction: DmaDirection) => {
+        if (this.#revoked) throw policyErrno('ENODEV', 'map_dma_buf', `${this.buffer.name} was revoked`);
         counters.mapCalls += 1;
         return store.describe(this.#backing, this.#generation, direction);
       },
@@ -150,6 +160,29 @@ export class MovableExporter<Backing, Mapping> {
       });
       buffer.resv.addFence(fence, 'kernel');
       return { generation: this.#generation, fence };
+    } finally {
+      if (!options.lockHeld) buffer.resv.unlock();
+    }
+  }
+
+  get revoked(): boolean {
+    return this.#revoked;
+  }
+
+  /**
+   * Takes the memory away for good (7.2's revoke, as vfio-pci does it:
+   * vfio_pci_dmabuf.c:344-356): under the lock, invalidates every importer
+   * with the callback, pinned or not, and refuses maps from then on. Pins
+   * do not stop it; importers told must unmap, and static importers are
+   * not told at all (dma-buf.c:1385-1395 of 7.2).
+   */
+  async revoke(options: { lockHeld?: boolean } = {}): Promise<void> {
+    const { buffer } = this;
+    if (!options.lockHeld) await buffer.resv.lock();
+    try {
+      this.#revoked = true;
+      buffer.record('revoke');
+      moveNotify(buffer);
     } finally {
       if (!options.lockHeld) buffer.resv.unlock();
     }

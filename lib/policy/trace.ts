@@ -16,6 +16,7 @@ export type TraceEventKind =
   | 'move'
   | 'move-notify'
   | 'leak'
+  | 'revoke'
   | 'release';
 
 export interface TraceEvent {
