@@ -217,3 +217,53 @@ export const profiles = {
 export function profileLabel(profile: PolicyProfile): string {
   return profile.label;
 }
+
+/** One .config line's value: 'y', 'm', a string, 'n' for "is not set", undefined when the symbol is not there at all. */
+function configValue(config: string, symbol: string): string | undefined {
+  for (const line of config.split('\n')) {
+    if (line === `# CONFIG_${symbol} is not set`) return 'n';
+    if (line.startsWith(`CONFIG_${symbol}=`)) return line.slice(symbol.length + 8);
+  }
+  return undefined;
+}
+
+function parseRelease(release: string): [number, number] {
+  const match = /^(\d+)\.(\d+)/.exec(release);
+  if (!match) throw new RangeError(`not a kernel release: ${JSON.stringify(release)}`);
+  return [Number(match[1]), Number(match[2])];
+}
+
+/**
+ * The profile for a running kernel, from its .config (/proc/config.gz) and
+ * release (uname -r). Features decide where they can:
+ *
+ * - CONFIG_DMABUF_MOVE_NOTIFY written in the .config (=y, or "is not set")
+ *   means the option exists, so the kernel is of the 6.x generation, and its
+ *   value picks the pinning rule. Kconfig writes the line whenever
+ *   DMA_SHARED_BUFFER is on (the option depends only on it), so its absence
+ *   with DMA_SHARED_BUFFER on means the option was removed: the 7.2
+ *   generation (always invalidates, pins static importers per map).
+ * - Between 6.1 and 6.12 no config symbol differs for the dynamic policy:
+ *   the difference is the locking convention (map/unmap always assert the
+ *   reservation lock, attach and detach always lock), which landed in 6.2
+ *   (the dma-buf locking-convention series). Only the release can tell it,
+ *   so a 6.x kernel below 6.2 gets linux-6.1, from 6.2 on linux-6.12.
+ *
+ * Kernels between the generations the project runs (6.2–6.11, 6.13 up to
+ * the removal of MOVE_NOTIFY, and 7.x before 7.2) get the nearest model;
+ * parts of the 7.2 rules (revocable attach, no sgt cache) arrived at
+ * different times and are not told apart.
+ */
+export function policyProfileForKernel(kernel: { release: string; config: string }): PolicyProfile {
+  const [major, minor] = parseRelease(kernel.release);
+  if (configValue(kernel.config, 'DMA_SHARED_BUFFER') !== 'y') throw new Error(`the ${kernel.release} kernel has no CONFIG_DMA_SHARED_BUFFER=y: no dma-buf core to model`);
+  if (major < 6 || (major === 6 && minor < 1)) throw new Error(`the ${kernel.release} kernel is older than any modelled generation (6.1)`);
+  const moveNotify = configValue(kernel.config, 'DMABUF_MOVE_NOTIFY');
+  if (moveNotify === undefined) {
+    if (major < 7) throw new Error(`the ${kernel.release} kernel's config lacks CONFIG_DMABUF_MOVE_NOTIFY, which every 6.x kernel with DMA_SHARED_BUFFER writes: is it that kernel's .config?`);
+    return profiles.linux72;
+  }
+  const on = moveNotify === 'y';
+  if (major === 6 && minor < 2) return on ? profiles.linux61 : profiles.linux61NoMoveNotify;
+  return on ? profiles.linux612 : profiles.linux612NoMoveNotify;
+}
