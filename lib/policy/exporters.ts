@@ -60,7 +60,7 @@ export class MovableExporter<Backing, Mapping> {
    * `revocable`: the exporter hands its memory only to importers it can
    * take it back from, as vfio-pci's does on 7.2 (vfio_pci_dmabuf.c:25-40):
    * attach refuses an attachment dma_buf_attach_revocable() rejects
-   * (EOPNOTSUPP), and after `revoke()` maps fail with ENODEV (:59-60).
+   * (EOPNOTSUPP, Node's ENOTSUP), and after `revoke()` maps fail with ENODEV (:59-60).
    */
   constructor(
     readonly store: BackingStore<Backing, Mapping>,
@@ -89,7 +89,7 @@ export class MovableExporter<Backing, Mapping> {
       ...pinning,
       attach: (_buffer, attachment) => {
         if (options.revocable && this.#revoked) throw policyErrno('ENODEV', 'attach', `${this.buffer.name} was revoked`);
-        if (options.revocable && !attachRevocable(attachment)) throw policyErrno('EOPNOTSUPP', 'attach', `${attachment.name} cannot be revoked`);
+        if (options.revocable && !attachRevocable(attachment)) throw policyErrno('ENOTSUP', 'attach', `${attachment.name} cannot be revoked`);
         counters.attachCalls += 1;
         counters.attachments += 1;
       },
@@ -98,7 +98,7 @@ export class MovableExporter<Backing, Mapping> {
         counters.attachments -= 1;
       },
       map: (_attachment: Attachment<Mapping>, direction: DmaDirection) => {
-        if (this.#revoked) throw policyErrno('ENODEV', 'map_dma_buf', `${this.buffer.name} was revoked`);
+        if (options.revocable && this.#revoked) throw policyErrno('ENODEV', 'map_dma_buf', `${this.buffer.name} was revoked`);
         counters.mapCalls += 1;
         return store.describe(this.#backing, this.#generation, direction);
       },
@@ -170,14 +170,16 @@ export class MovableExporter<Backing, Mapping> {
   }
 
   /**
-   * Takes the memory away for good (7.2's revoke, as vfio-pci does it:
-   * vfio_pci_dmabuf.c:344-356): under the lock, invalidates every importer
-   * with the callback, pinned or not, and refuses maps from then on. Pins
-   * do not stop it; importers told must unmap, and static importers are
-   * not told at all (dma-buf.c:1385-1395 of 7.2).
+   * Invalidates every importer with the callback without moving, pinned or
+   * not, as an exporter taking its memory away does (7.2's revoke:
+   * dma-buf.c:1362-1398 of 7.2). Importers told must unmap; static
+   * importers are not told at all. A `revocable` exporter also refuses
+   * maps from then on, as vfio-pci does (vfio_pci_dmabuf.c:344-356, 59-60).
+   * EINVAL for a static exporter, which has nothing to take back.
    */
   async revoke(options: { lockHeld?: boolean } = {}): Promise<void> {
     const { buffer } = this;
+    if (!buffer.dynamic) throw policyErrno('EINVAL', 'revoke', 'only a dynamic exporter revokes');
     if (!options.lockHeld) await buffer.resv.lock();
     try {
       this.#revoked = true;
