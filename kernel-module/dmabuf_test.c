@@ -2,9 +2,10 @@
 /*
  * dmabuf_test: gives userspace the parts of dma-buf that only drivers reach,
  * so that tests can drive them: a dynamic (pin/unpin, movable) or static
- * (cached mapping) exporter, a dynamic or static importer that attaches to
- * any dma-buf, and fences added to reservation objects. The uapi header
- * documents each ioctl and its errors.
+ * exporter, a dynamic, revocable or static importer that attaches to any
+ * dma-buf, and fences added to reservation objects. The uapi header
+ * documents each ioctl and its errors; dbt_compat.h holds what differs
+ * between kernels.
  *
  * Locking: an open file's objects are serialised by its mutex (fence
  * signalling excepted, so that a map waiting for a fence can be released by
@@ -31,6 +32,7 @@
 #include <linux/uaccess.h>
 #include <linux/xarray.h>
 
+#include "dbt_compat.h"
 #include "uapi/dmabuf_test.h"
 
 #define DBT_EVENT_RING 256
@@ -87,13 +89,18 @@ struct dbt_attachment {
 	bool dynamic;
 	struct dma_buf *dmabuf;
 	struct dma_buf_attachment *attach;
-	/* Written under the reservation lock for dynamic importers. */
+	bool revocable;
+	/*
+	 * Written under the reservation lock for dynamic importers: the
+	 * invalidation callback of a revocable one unmaps and unpins.
+	 */
 	struct sg_table *sgt;
 	enum dma_data_direction dir;
 	u32 nents;
 	u64 bytes;
 	u32 pins;
 	bool invalidated;
+	bool revoked;
 	u64 move_notifies;
 };
 
@@ -284,7 +291,7 @@ static struct dbt_fence *dbt_fence_alloc(struct dbt_file *f)
 {
 	struct dbt_fence *fence;
 
-	fence = kzalloc(sizeof(*fence), GFP_KERNEL);
+	fence = kzalloc_obj(*fence);
 	if (!fence)
 		return NULL;
 	fence->owner = anon_inode_getfile("[dmabuf_test_fence]",
@@ -373,7 +380,7 @@ static struct sg_table *dbt_map_op(struct dma_buf_attachment *attach,
 	unsigned int i;
 	int ret;
 
-	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
+	sgt = kzalloc_obj(*sgt);
 	if (!sgt)
 		return ERR_PTR(-ENOMEM);
 	mutex_lock(&buf->pages_lock);
@@ -476,7 +483,7 @@ static int dbt_mmap_op(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
 	/* VM_MIXEDMAP: vm_insert_page() from the fault handler needs it set here. */
-	vma->vm_flags |= VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP;
+	dbt_vm_flags_set(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = &dbt_vm_ops;
 	vma->vm_private_data = dmabuf->priv;
 	return 0;
@@ -493,14 +500,15 @@ static const struct dma_buf_ops dbt_dynamic_ops = {
 	.mmap = dbt_mmap_op,
 };
 
+/* Where the core can cache a mapping, asks it to, as udmabuf did. */
 static const struct dma_buf_ops dbt_static_ops = {
-	.cache_sgt_mapping = true,
 	.attach = dbt_attach_op,
 	.detach = dbt_detach_op,
 	.map_dma_buf = dbt_map_op,
 	.unmap_dma_buf = dbt_unmap_op,
 	.release = dbt_release_op,
 	.mmap = dbt_mmap_op,
+	DBT_CACHE_SGT_MAPPING
 };
 
 static int dbt_ioctl_export(struct dbt_file *f, void __user *uarg)
@@ -518,7 +526,7 @@ static int dbt_ioctl_export(struct dbt_file *f, void __user *uarg)
 	if (!arg.pages || arg.pages > DBT_MAX_PAGES)
 		return -EINVAL;
 
-	buf = kzalloc(sizeof(*buf), GFP_KERNEL);
+	buf = kzalloc_obj(*buf);
 	if (!buf)
 		return -ENOMEM;
 	mutex_init(&buf->pages_lock);
@@ -573,6 +581,24 @@ out_free_buf:
 	return ret;
 }
 
+/* Invalidates every attachment without moving: pins do not stop it. */
+static int dbt_revoke(struct dbt_buffer *buf, void __user *uarg,
+		      struct dbt_move *arg)
+{
+	int ret;
+
+	arg->fence_id = 0;
+	/* Before the invalidation, which cannot be taken back. */
+	if (copy_to_user(uarg, arg, sizeof(*arg)))
+		return -EFAULT;
+	ret = dma_resv_lock_interruptible(buf->dmabuf->resv, NULL);
+	if (ret)
+		return ret;
+	dbt_invalidate_mappings(buf->dmabuf);
+	dma_resv_unlock(buf->dmabuf->resv);
+	return 0;
+}
+
 static int dbt_ioctl_move(struct dbt_file *f, void __user *uarg)
 {
 	struct dbt_pages fresh, old;
@@ -585,13 +611,16 @@ static int dbt_ioctl_move(struct dbt_file *f, void __user *uarg)
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.flags & ~DBT_MOVE_FENCED || arg.pad)
+	if (arg.flags & ~(DBT_MOVE_FENCED | DBT_MOVE_REVOKE) || arg.pad ||
+	    arg.flags == (DBT_MOVE_FENCED | DBT_MOVE_REVOKE))
 		return -EINVAL;
 	buf = xa_load(&f->exporters, arg.id);
 	if (!buf)
 		return -ENOENT;
 	if (!buf->dynamic)
 		return -EINVAL;
+	if (arg.flags & DBT_MOVE_REVOKE)
+		return dbt_revoke(buf, uarg, &arg);
 	resv = buf->dmabuf->resv;
 
 	ret = dbt_pages_alloc(&fresh, buf->backing.count);
@@ -638,7 +667,7 @@ static int dbt_ioctl_move(struct dbt_file *f, void __user *uarg)
 	buf->backing = fresh;
 	mutex_unlock(&buf->pages_lock);
 	atomic64_inc(&buf->moves);
-	dma_buf_move_notify(buf->dmabuf);
+	dbt_invalidate_mappings(buf->dmabuf);
 
 	if (fence) {
 		fence->old = old;
@@ -695,41 +724,65 @@ static int dbt_ioctl_exporter_info(struct dbt_file *f, void __user *uarg)
 
 /* Importer */
 
-static void dbt_move_notify(struct dma_buf_attachment *attach)
+/* Called with the reservation lock held, for every dynamic attachment. */
+static void dbt_invalidate(struct dma_buf_attachment *attach)
 {
 	struct dbt_attachment *a = attach->importer_priv;
 
 	a->move_notifies++;
-	if (a->sgt)
+	if (a->revocable) {
+		/*
+		 * A revocable importer must unmap within bounded time of the
+		 * call (dma_buf_invalidate_mappings()): at once, and it gives up
+		 * its pins, so that the exporter may take the memory away.
+		 */
+		if (a->sgt)
+			dma_buf_unmap_attachment(attach, a->sgt, a->dir);
+		a->sgt = NULL;
+		for (; a->pins; a->pins--)
+			dma_buf_unpin(attach);
+		a->revoked = true;
+	} else if (a->sgt) {
 		a->invalidated = true;
+	}
 	dbt_queue_event(a->file, DBT_EVENT_MOVE_NOTIFY, a->id);
 }
 
 static const struct dma_buf_attach_ops dbt_importer_ops = {
-	.move_notify = dbt_move_notify,
+	DBT_INVALIDATE_OP(dbt_invalidate),
 };
 
-static void dbt_unmap(struct dbt_attachment *a)
+/* EINVAL when nothing is mapped: never mapped, or revoked since. */
+static int dbt_unmap(struct dbt_attachment *a)
 {
-	if (a->dynamic) {
-		dma_resv_lock(a->dmabuf->resv, NULL);
-		dma_buf_unmap_attachment(a->attach, a->sgt, a->dir);
+	struct sg_table *sgt;
+
+	if (!a->dynamic) {
+		sgt = a->sgt;
+		if (sgt)
+			dma_buf_unmap_attachment_unlocked(a->attach, sgt, a->dir);
 		a->sgt = NULL;
-		a->invalidated = false;
-		dma_resv_unlock(a->dmabuf->resv);
-	} else {
-		dma_buf_unmap_attachment_unlocked(a->attach, a->sgt, a->dir);
-		a->sgt = NULL;
+		return sgt ? 0 : -EINVAL;
 	}
+	dma_resv_lock(a->dmabuf->resv, NULL);
+	sgt = a->sgt;
+	if (sgt)
+		dma_buf_unmap_attachment(a->attach, sgt, a->dir);
+	a->sgt = NULL;
+	a->invalidated = false;
+	dma_resv_unlock(a->dmabuf->resv);
+	return sgt ? 0 : -EINVAL;
 }
 
-/* Undoes what the importer did, as a driver tearing down would. */
+/*
+ * Undoes what the importer did, as a driver tearing down would: unmapped
+ * first, since not every core unmaps at detach.
+ */
 static void dbt_detach(struct dbt_file *f, struct dbt_attachment *a)
 {
 	xa_erase(&f->attachments, a->id);
-	if (a->sgt)
-		dbt_unmap(a);
-	if (a->pins) {
+	dbt_unmap(a);
+	if (a->dynamic) {
 		dma_resv_lock(a->dmabuf->resv, NULL);
 		for (; a->pins; a->pins--)
 			dma_buf_unpin(a->attach);
@@ -748,20 +801,25 @@ static int dbt_ioctl_attach(struct dbt_file *f, void __user *uarg)
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.flags & ~DBT_ATTACH_DYNAMIC || arg.pad)
+	if (arg.flags & ~(DBT_ATTACH_DYNAMIC | DBT_ATTACH_REVOCABLE) || arg.pad)
 		return -EINVAL;
+	if (arg.flags == DBT_ATTACH_REVOCABLE)
+		return -EINVAL;
+	if (arg.flags & DBT_ATTACH_REVOCABLE && !DBT_CAN_REVOKE)
+		return -EOPNOTSUPP;
 
-	a = kzalloc(sizeof(*a), GFP_KERNEL);
+	a = kzalloc_obj(*a);
 	if (!a)
 		return -ENOMEM;
 	a->file = f;
 	a->dynamic = arg.flags & DBT_ATTACH_DYNAMIC;
+	a->revocable = arg.flags & DBT_ATTACH_REVOCABLE;
 	a->dmabuf = dma_buf_get(arg.fd);
 	if (IS_ERR(a->dmabuf)) {
 		ret = PTR_ERR(a->dmabuf);
 		goto out_free;
 	}
-	/* The id exists before attaching: move_notify may come at once. */
+	/* The id exists before attaching: an invalidation may come at once. */
 	ret = xa_alloc(&f->attachments, &a->id, NULL, xa_limit_32b, GFP_KERNEL);
 	if (ret)
 		goto out_put_dmabuf;
@@ -837,6 +895,9 @@ static int dbt_ioctl_map(struct dbt_file *f, void __user *uarg)
 	a = xa_load(&f->attachments, arg.id);
 	if (!a)
 		return -ENOENT;
+	/* Checked again under the lock, for an invalidation in between. */
+	if (a->revoked)
+		return -ENODEV;
 	if (a->sgt)
 		return -EBUSY;
 	/*
@@ -851,7 +912,10 @@ static int dbt_ioctl_map(struct dbt_file *f, void __user *uarg)
 		ret = dma_resv_lock_interruptible(a->dmabuf->resv, NULL);
 		if (ret)
 			return ret;
-		sgt = dma_buf_map_attachment(a->attach, arg.direction);
+		if (a->revoked)
+			sgt = ERR_PTR(-ENODEV);
+		else
+			sgt = dma_buf_map_attachment(a->attach, arg.direction);
 		if (!IS_ERR(sgt))
 			dbt_record_mapping(a, sgt, arg.direction);
 		dma_resv_unlock(a->dmabuf->resv);
@@ -879,10 +943,7 @@ static int dbt_ioctl_unmap(struct dbt_file *f, void __user *uarg)
 
 	if (IS_ERR(a))
 		return PTR_ERR(a);
-	if (!a->sgt)
-		return -EINVAL;
-	dbt_unmap(a);
-	return 0;
+	return dbt_unmap(a);
 }
 
 static int dbt_ioctl_detach(struct dbt_file *f, void __user *uarg)
@@ -905,17 +966,21 @@ static int dbt_ioctl_pin(struct dbt_file *f, void __user *uarg, bool pin)
 	/* The core WARNs on pins from static importers: refuse them here. */
 	if (!a->dynamic)
 		return -EINVAL;
-	if (pin && a->pins == U32_MAX)
-		return -EOVERFLOW;
-	if (!pin && !a->pins)
-		return -EINVAL;
+	/* Under the lock: a revocation drops the pins from another file. */
 	ret = dma_resv_lock_interruptible(a->dmabuf->resv, NULL);
 	if (ret)
 		return ret;
 	if (pin) {
-		ret = dma_buf_pin(a->attach);
+		if (a->revoked)
+			ret = -ENODEV;
+		else if (a->pins == U32_MAX)
+			ret = -EOVERFLOW;
+		else
+			ret = dma_buf_pin(a->attach);
 		if (!ret)
 			a->pins++;
+	} else if (!a->pins) {
+		ret = -EINVAL;
 	} else {
 		dma_buf_unpin(a->attach);
 		a->pins--;
@@ -940,6 +1005,8 @@ static int dbt_ioctl_attachment_info(struct dbt_file *f, void __user *uarg)
 	memset(&arg, 0, sizeof(arg));
 	arg.id = a->id;
 	arg.flags = a->dynamic ? DBT_ATTACH_DYNAMIC : 0;
+	if (a->revocable)
+		arg.flags |= DBT_ATTACH_REVOCABLE;
 	ret = dma_resv_lock_interruptible(a->dmabuf->resv, NULL);
 	if (ret)
 		return ret;
@@ -947,13 +1014,17 @@ static int dbt_ioctl_attachment_info(struct dbt_file *f, void __user *uarg)
 		arg.state |= DBT_STATE_MAPPED;
 	if (a->invalidated)
 		arg.state |= DBT_STATE_INVALIDATED;
-	if (a->attach->sgt)
+	if (dbt_core_cached(a->attach))
 		arg.state |= DBT_STATE_CORE_CACHED;
+	if (a->revoked)
+		arg.state |= DBT_STATE_REVOKED;
+	if (dbt_attach_revocable(a->attach))
+		arg.state |= DBT_STATE_CORE_REVOCABLE;
 	arg.move_notifies = a->move_notifies;
-	dma_resv_unlock(a->dmabuf->resv);
 	arg.pins = a->pins;
 	arg.nents = a->sgt ? a->nents : 0;
 	arg.bytes = a->sgt ? a->bytes : 0;
+	dma_resv_unlock(a->dmabuf->resv);
 	arg.size = a->dmabuf->size;
 	if (copy_to_user(uarg, &arg, sizeof(arg)))
 		return -EFAULT;
@@ -1129,7 +1200,7 @@ static int dbt_open(struct inode *inode, struct file *file)
 {
 	struct dbt_file *f;
 
-	f = kzalloc(sizeof(*f), GFP_KERNEL);
+	f = kzalloc_obj(*f);
 	if (!f)
 		return -ENOMEM;
 	mutex_init(&f->lock);
@@ -1183,10 +1254,35 @@ static const struct file_operations dbt_fops = {
 	.llseek = noop_llseek,
 };
 
+/* What the core does that tests must expect, one name a line (see the uapi header). */
+static ssize_t features_show(struct device *dev, struct device_attribute *attr,
+			     char *buf)
+{
+	int len = 0;
+
+	if (DBT_CORE_SGT_CACHE)
+		len += sysfs_emit_at(buf, len, "core_sgt_cache\n");
+	if (DBT_DYNAMIC_MAP_PINS)
+		len += sysfs_emit_at(buf, len, "dynamic_map_pins\n");
+	if (DBT_NAMES_INVALIDATE_MAPPINGS)
+		len += sysfs_emit_at(buf, len, "invalidate_mappings\n");
+	if (DBT_CAN_REVOKE)
+		len += sysfs_emit_at(buf, len, "revocable\n");
+	return len;
+}
+static DEVICE_ATTR_RO(features);
+
+static struct attribute *dbt_attrs[] = {
+	&dev_attr_features.attr,
+	NULL,
+};
+ATTRIBUTE_GROUPS(dbt);
+
 static struct miscdevice dbt_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "dmabuf_test",
 	.fops = &dbt_fops,
+	.groups = dbt_groups,
 };
 
 static int __init dbt_init(void)
@@ -1220,4 +1316,5 @@ module_exit(dbt_exit);
 
 MODULE_DESCRIPTION("A user interface to dynamic dma-buf export, import and fences, for tests");
 MODULE_LICENSE("GPL");
-MODULE_IMPORT_NS(DMA_BUF);
+/* MODULE_IMPORT_NS() takes a bare word on some kernels, a string on others. */
+MODULE_INFO(import_ns, "DMA_BUF");

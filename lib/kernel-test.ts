@@ -86,12 +86,16 @@ const eventStruct = new Struct([['type', 'u32'], ['id', 'u32'], ['sequence', 'u6
 
 const EXPORT_DYNAMIC = 1;
 const MOVE_FENCED = 1;
+const MOVE_REVOKE = 2;
 const ATTACH_DYNAMIC = 1;
+const ATTACH_REVOCABLE = 2;
 const FENCE_ADD = 1;
 const FENCE_SYNC_FILE = 2;
 const STATE_MAPPED = 1;
 const STATE_INVALIDATED = 2;
 const STATE_CORE_CACHED = 4;
+const STATE_REVOKED = 8;
+const STATE_CORE_REVOCABLE = 16;
 const EVENT_MOVE_NOTIFY = 1;
 const EVENT_OVERFLOW = 2;
 
@@ -104,6 +108,30 @@ const usages: readonly FenceUsage[] = ['kernel', 'write', 'read', 'bookkeep'];
 export const defaultDevicePath = '/dev/dmabuf_test';
 /** The misc device's number as the kernel registered it, "major:minor". */
 const miscDeviceNumberPath = '/sys/class/misc/dmabuf_test/dev';
+/** What the running kernel's dma-buf core does, as the module was built to find it. */
+const featuresPath = '/sys/class/misc/dmabuf_test/features';
+
+/**
+ * What the running kernel's dma-buf core does that changes what the
+ * module's counters show (the uapi header's "features"). The module finds
+ * these in the kernel's headers and Kconfig when it is built.
+ */
+export interface KernelTestFeatures {
+  /**
+   * The core caches mappings (6.1, 6.12): a static exporter's first mapping,
+   * and at attach a mismatched importer and exporter (a static importer of a
+   * dynamic exporter also pinned) until detach. Without it (7.x) every map
+   * reaches the exporter, and a static importer of a dynamic exporter pins
+   * it for each mapping.
+   */
+  coreSgtCache: boolean;
+  /** A dynamic importer's mapping pins a dynamic exporter (CONFIG_DMABUF_MOVE_NOTIFY=n). */
+  dynamicMapPins: boolean;
+  /** The importer callback is invalidate_mappings (formerly move_notify; the same events). */
+  invalidateMappings: boolean;
+  /** `attach(buffer, { revocable: true })` is available (dma_buf_attach_revocable()). */
+  revocable: boolean;
+}
 
 /**
  * Why the open `fd` is not the module's device, or undefined when it is: its
@@ -129,14 +157,14 @@ function notTestDevice(fd: number): string | undefined {
 
 const hints: Partial<Record<KernelTestCommand, Partial<Record<string, string>>>> = {
   MOVE: {
-    EBUSY: 'the buffer is pinned: an importer pinned it, or mapped it on a kernel without CONFIG_DMABUF_MOVE_NOTIFY',
+    EBUSY: 'the buffer is pinned: an importer pinned it, or its mapping did (a static importer, or a dynamic one on a kernel without CONFIG_DMABUF_MOVE_NOTIFY)',
     EINVAL: 'only a dynamic exporter can move',
   },
-  MAP: { EBUSY: 'the attachment is already mapped (unmap first), or the core cached a mapping with another direction' },
-  UNMAP: { EINVAL: 'the attachment is not mapped' },
-  PIN: { EINVAL: 'only a dynamic importer may pin (the kernel WARNs for a static one)' },
+  MAP: { EBUSY: 'the attachment is already mapped (unmap first), or the core cached a mapping with another direction', ENODEV: 'the attachment was revoked: detach it' },
+  UNMAP: { EINVAL: 'the attachment is not mapped (a revoke unmaps it)' },
+  PIN: { EINVAL: 'only a dynamic importer may pin (the kernel WARNs for a static one)', ENODEV: 'the attachment was revoked: detach it' },
   UNPIN: { EINVAL: 'the attachment holds no pin (or is a static importer)' },
-  ATTACH: { EINVAL: 'the fd is not a dma-buf', EBADF: 'the fd is not open' },
+  ATTACH: { EINVAL: 'the fd is not a dma-buf', EBADF: 'the fd is not open', ENOTSUP: 'EOPNOTSUPP: this kernel has no revocable attachments (dma_buf_attach_revocable())' },
   FENCE_SIGNAL: { ENOENT: 'no such fence: already signalled, or never created by this file' },
 };
 
@@ -172,15 +200,22 @@ export interface ExporterInfo extends ExporterCounters {
 
 export interface AttachmentInfo {
   dynamic: boolean;
+  /** Attached with `revocable: true`. */
+  revocable: boolean;
   mapped: boolean;
-  /** move_notify arrived while mapped: the mapping must be remade. */
+  /** Invalidated (move_notify / invalidate_mappings) while mapped: the mapping must be remade. */
   invalidated: boolean;
-  /** The core holds a cached mapping (mismatched importer and exporter, or cache_sgt_mapping). */
+  /** A revocable attachment was invalidated: it unmapped, dropped its pins, and maps no more. */
+  revoked: boolean;
+  /** The core holds a cached mapping (mismatched importer and exporter, or cache_sgt_mapping; never without `coreSgtCache`). */
   coreCached: boolean;
+  /** dma_buf_attach_revocable() is true for it: what an exporter that demands revocable importers checks (never without the `revocable` feature). */
+  coreRevocable: boolean;
   pins: number;
   /** DMA segments and bytes of the current mapping (0 when unmapped). */
   segments: number;
   bytes: number;
+  /** Invalidations received (move_notify / invalidate_mappings), revokes included. */
   moveNotifies: number;
   size: number;
 }
@@ -229,6 +264,16 @@ export class TestExporter extends DeviceObject {
     const { fenceId } = call(this.fd, 'MOVE', { id: this.id, flags: fenced ? MOVE_FENCED : 0 });
     return fenced ? new TestFence(this.device, fenceId, undefined) : undefined;
   }
+
+  /**
+   * Invalidates every attachment without moving, as an exporter revoking
+   * access does; pins do not stop it, and `moves` does not count it.
+   * Revocable attachments unmap and drop their pins at once; dynamic ones
+   * are marked invalidated.
+   */
+  revoke(): void {
+    call(this.fd, 'MOVE', { id: this.id, flags: MOVE_REVOKE });
+  }
 }
 
 /** The test device attached to a dma-buf, as a driver's importer would be. */
@@ -236,7 +281,12 @@ export class TestAttachment extends DeviceObject {
   #detached = false;
 
   /** @internal */
-  constructor(device: KernelTestDevice, id: number, readonly dynamic: boolean) {
+  constructor(
+    device: KernelTestDevice,
+    id: number,
+    readonly dynamic: boolean,
+    readonly revocable = false,
+  ) {
     super(device, id);
   }
 
@@ -266,9 +316,12 @@ export class TestAttachment extends DeviceObject {
     const { flags, state, pins, nents, bytes, moveNotifies, size } = call(this.fd, 'ATTACHMENT_INFO', { id: this.id });
     return {
       dynamic: (flags & ATTACH_DYNAMIC) !== 0,
+      revocable: (flags & ATTACH_REVOCABLE) !== 0,
       mapped: (state & STATE_MAPPED) !== 0,
       invalidated: (state & STATE_INVALIDATED) !== 0,
+      revoked: (state & STATE_REVOKED) !== 0,
       coreCached: (state & STATE_CORE_CACHED) !== 0,
+      coreRevocable: (state & STATE_CORE_REVOCABLE) !== 0,
       pins,
       segments: nents,
       bytes,
@@ -365,12 +418,22 @@ export class KernelTestDevice extends FdHandle {
     return new TestExporter(this, id, DmaBuf.adopt(fd, pages * native().pageSize()));
   }
 
-  /** Attaches the test device to any dma-buf (the caller keeps its fd). */
-  attach(buffer: DmaBuf | number, options?: { dynamic?: boolean }): TestAttachment {
+  /**
+   * Attaches the test device to any dma-buf (the caller keeps its fd).
+   * `dynamic`: with importer ops, so the exporter may move the buffer and
+   * invalidate the mapping. `revocable` (implies `dynamic`): an importer that
+   * honours a revoke, as dma_buf_attach_revocable() asks; invalidated, it
+   * unmaps and unpins at once and maps no more (ENODEV). Throws ENOTSUP (EOPNOTSUPP) on
+   * a kernel without it (see `kernelTest.features().revocable`).
+   */
+  attach(buffer: DmaBuf | number, options?: { dynamic?: boolean; revocable?: boolean }): TestAttachment {
     const fd = buffer instanceof DmaBuf ? buffer.fd : validate.fd('buffer', buffer);
-    const dynamic = validate.optionalBoolean('options.dynamic', validate.options<{ dynamic: boolean }>('options', options).dynamic) ?? false;
-    const { id } = call(this.fd, 'ATTACH', { fd, flags: dynamic ? ATTACH_DYNAMIC : 0 });
-    return new TestAttachment(this, id, dynamic);
+    const opts = validate.options<{ dynamic: boolean; revocable: boolean }>('options', options);
+    const revocable = validate.optionalBoolean('options.revocable', opts.revocable) ?? false;
+    const dynamic = (validate.optionalBoolean('options.dynamic', opts.dynamic) ?? false) || revocable;
+    if (revocable && opts.dynamic === false) throw new TypeError('options.revocable needs a dynamic importer: leave options.dynamic out or true');
+    const { id } = call(this.fd, 'ATTACH', { fd, flags: (dynamic ? ATTACH_DYNAMIC : 0) | (revocable ? ATTACH_REVOCABLE : 0) });
+    return new TestAttachment(this, id, dynamic, revocable);
   }
 
   /**
@@ -490,8 +553,26 @@ export class KernelTestDevice extends FdHandle {
   }
 }
 
-/** The module's user interface: `kernelTest.open()`. */
+/** Reads what the loaded module reports of the running kernel's dma-buf core. */
+function features(): KernelTestFeatures {
+  let text: string;
+  try {
+    text = readFileSync(featuresPath, 'utf8');
+  } catch (error) {
+    throw Object.assign(new Error(`${featuresPath} is missing: the dmabuf_test module is not loaded, or is older than its features attribute`), { code: (error as { code?: string }).code, path: featuresPath });
+  }
+  const names = new Set(text.split('\n').filter((name) => name !== ''));
+  return {
+    coreSgtCache: names.has('core_sgt_cache'),
+    dynamicMapPins: names.has('dynamic_map_pins'),
+    invalidateMappings: names.has('invalidate_mappings'),
+    revocable: names.has('revocable'),
+  };
+}
+
+/** The module's user interface: `kernelTest.open()`, and `kernelTest.features()` of the running kernel. */
 export const kernelTest = {
   open: (path?: string): KernelTestDevice => KernelTestDevice.open(path),
+  features,
   devicePath: defaultDevicePath,
 };

@@ -18,6 +18,21 @@
  * Events: read(2) returns whole struct dbt_event records (EINVAL for a
  * buffer smaller than one, EAGAIN when none is queued and the file is
  * non-blocking); poll(2) reports EPOLLIN while one is queued.
+ *
+ * /sys/class/misc/dmabuf_test/features names, one a line, what the running
+ * kernel's dma-buf core does that changes what the counters show:
+ *   core_sgt_cache       the core caches mappings: a static exporter's
+ *                        first mapping (cache_sgt_mapping), and a dynamic
+ *                        importer of a static exporter or a static importer
+ *                        of a dynamic one is mapped at attach (the latter
+ *                        also pinned) until detach. Without it every map
+ *                        reaches the exporter, and a static importer of a
+ *                        dynamic exporter pins it for each mapping.
+ *   dynamic_map_pins     a dynamic importer's mapping pins a dynamic
+ *                        exporter (CONFIG_DMABUF_MOVE_NOTIFY=n)
+ *   invalidate_mappings  the importer callback is invalidate_mappings (it
+ *                        was move_notify); same meaning
+ *   revocable            DBT_ATTACH_REVOCABLE is available
  */
 #ifndef _UAPI_DMABUF_TEST_H
 #define _UAPI_DMABUF_TEST_H
@@ -27,7 +42,10 @@
 
 #define DBT_MAX_PAGES 16384
 
-/* Exporter with pin/unpin ops that may move; without it, a static exporter with cache_sgt_mapping. */
+/*
+ * Exporter with pin/unpin ops that may move; without it, a static exporter
+ * (with cache_sgt_mapping where the core has it).
+ */
 #define DBT_EXPORT_DYNAMIC (1 << 0)
 
 /*
@@ -44,12 +62,19 @@ struct dbt_export {
 
 /* The old pages stay allocated until the returned move fence is signalled. */
 #define DBT_MOVE_FENCED (1 << 0)
+/*
+ * No move: only invalidate every attachment, as an exporter revoking
+ * access does, even while pinned. Not counted in @moves.
+ */
+#define DBT_MOVE_REVOKE (1 << 1)
 
 /*
  * DBT_IOCTL_MOVE: migrate a dynamic exporter's contents to new pages under
- * the reservation lock, zap CPU mappings, and call dma_buf_move_notify().
+ * the reservation lock, zap CPU mappings, and invalidate every dynamic
+ * attachment (dma_buf_move_notify() or dma_buf_invalidate_mappings()).
  * With DBT_MOVE_FENCED a fence is added with DMA_RESV_USAGE_KERNEL.
- * EBUSY: the buffer is pinned. EINVAL: a static exporter cannot move.
+ * EBUSY: the buffer is pinned (not for DBT_MOVE_REVOKE). EINVAL: a static
+ * exporter cannot move, or both flags.
  */
 struct dbt_move {
 	__u32 id;
@@ -75,14 +100,24 @@ struct dbt_exporter_info {
 	__u64 moves;
 };
 
-/* Attach with importer ops that have move_notify. */
+/* Attach with importer ops that have move_notify (invalidate_mappings). */
 #define DBT_ATTACH_DYNAMIC (1 << 0)
+/*
+ * With DBT_ATTACH_DYNAMIC only: an importer that honours a revoke, as
+ * dma_buf_attach_revocable() asks of it. When invalidated it unmaps and
+ * drops its pins at once, inside the callback, and stays revoked: MAP and
+ * PIN are then ENODEV until it is detached.
+ */
+#define DBT_ATTACH_REVOCABLE (1 << 1)
 
 /*
  * DBT_IOCTL_ATTACH: attach the test device to any dma-buf fd.
- * EBADF: @fd is not open. EINVAL: @fd is not a dma-buf. Errors of the
- * exporter's attach op and of the core's mapping of mismatched importers
- * (for example EINTR) are returned as they are.
+ * EBADF: @fd is not open. EINVAL: @fd is not a dma-buf, or
+ * DBT_ATTACH_REVOCABLE without DBT_ATTACH_DYNAMIC. EOPNOTSUPP:
+ * DBT_ATTACH_REVOCABLE on a kernel without dma_buf_attach_revocable()
+ * (no "revocable" feature). Errors of the exporter's attach op and of the
+ * core's mapping of mismatched importers (for example EINTR) are returned
+ * as they are.
  */
 struct dbt_attach {
 	__s32 fd;
@@ -107,10 +142,12 @@ struct dbt_attachment_id {
  * lock a dynamic importer must hold, or through the _unlocked calls for a
  * static one (which also wait for DMA_RESV_USAGE_KERNEL fences).
  * EBUSY: already mapped, or (from the core) a cached mapping has another
- * direction. ENOMEM. Errors of the exporter's map op as they are.
- * DBT_IOCTL_UNMAP: EINVAL when nothing is mapped.
+ * direction. ENODEV: the attachment was revoked. ENOMEM. Errors of the
+ * exporter's map op as they are.
+ * DBT_IOCTL_UNMAP: EINVAL when nothing is mapped (a revoke unmaps).
  * DBT_IOCTL_DETACH unmaps and unpins first, as a driver tearing down would.
- * DBT_IOCTL_PIN: EINVAL for a static importer (the core allows dynamic ones only).
+ * DBT_IOCTL_PIN: EINVAL for a static importer (the core allows dynamic ones
+ * only). ENODEV: the attachment was revoked. EOVERFLOW: too many pins.
  * DBT_IOCTL_UNPIN: EINVAL when the attachment holds no pin.
  */
 struct dbt_map {
@@ -122,10 +159,14 @@ struct dbt_map {
 };
 
 #define DBT_STATE_MAPPED (1 << 0)
-/* move_notify arrived while mapped: the importer must remap. */
+/* Invalidated while mapped: the importer must remap. */
 #define DBT_STATE_INVALIDATED (1 << 1)
-/* The core holds a cached mapping (attach->sgt). */
+/* The core holds a cached mapping (attach->sgt; never without core_sgt_cache). */
 #define DBT_STATE_CORE_CACHED (1 << 2)
+/* A DBT_ATTACH_REVOCABLE attachment was invalidated and gave the buffer up. */
+#define DBT_STATE_REVOKED (1 << 3)
+/* dma_buf_attach_revocable() is true for it (never without "revocable"). */
+#define DBT_STATE_CORE_REVOCABLE (1 << 4)
 
 /* DBT_IOCTL_ATTACHMENT_INFO */
 struct dbt_attachment_info {
@@ -136,7 +177,7 @@ struct dbt_attachment_info {
 	__u32 nents;	/* out: of the current mapping */
 	__u32 pad;
 	__u64 bytes;	/* out: of the current mapping */
-	__u64 move_notifies;	/* out */
+	__u64 move_notifies;	/* out: invalidations, revokes included */
 	__u64 size;	/* out: the dma-buf's size */
 };
 
@@ -176,6 +217,7 @@ struct dbt_fence_signal {
 	__s32 error;
 };
 
+/* An attachment was invalidated (move_notify or invalidate_mappings). */
 #define DBT_EVENT_MOVE_NOTIFY 1
 /* Events were dropped because the queue was full: @id says how many. */
 #define DBT_EVENT_OVERFLOW 2

@@ -2,14 +2,16 @@ import { existsSync } from 'node:fs';
 import { kernelTest } from '../../../lib';
 
 /**
- * Whether the running kernel was built with CONFIG_DMABUF_MOVE_NOTIFY: the
- * suite runner reads it from the kernel's .config and passes it, because
- * the core's pinning rules differ with it and the tests assert both.
+ * Whether a dynamic importer's mapping leaves the exporter movable, i.e.
+ * the kernel has CONFIG_DMABUF_MOVE_NOTIFY=y or no such option (7.x): read
+ * from what the loaded module reports of the running kernel. The runner's
+ * DMABUF_MOVE_NOTIFY, when given, must agree.
  */
 export function moveNotifyEnabled(): boolean {
+  const enabled = !kernelTest.features().dynamicMapPins;
   const value = process.env.DMABUF_MOVE_NOTIFY;
-  if (value !== 'y' && value !== 'n') throw new Error('DMABUF_MOVE_NOTIFY (y or n) must say how the kernel was configured; npm test sets it');
-  return value === 'y';
+  if (value !== undefined && value !== (enabled ? 'y' : 'n')) throw new Error(`DMABUF_MOVE_NOTIFY=${value}, but the module reports ${enabled ? 'no ' : ''}dynamic_map_pins`);
+  return enabled;
 }
 
 /** The module is loaded by the runner for these suites: its absence is a failure, not a skip. */

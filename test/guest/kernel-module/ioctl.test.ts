@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { closeSync } from 'node:fs';
+import { basename } from 'node:path';
 import { errnoName, KernelTestDevice, kernelTest, Memfd, udmabuf } from '../../../lib';
 import { openFdCount } from '../helpers';
 import { requireModule } from './helpers';
@@ -56,10 +57,13 @@ describe('kernel module: every ioctl argument is checked', () => {
     expectErrno(device, commands.EXPORT, words(16385, 0), 'EINVAL'); // above DBT_MAX_PAGES
     expectErrno(device, commands.ATTACH, words(0, 0, 0, 1), 'EINVAL'); // pad
     expectErrno(device, commands.ATTACH, words(0, 4), 'EINVAL'); // flags
+    expectErrno(device, commands.ATTACH, words(0, 2), 'EINVAL'); // revocable without dynamic
     expectErrno(device, commands.MAP, words(1, 3), 'EINVAL'); // direction
     expectErrno(device, commands.DETACH, words(1, 1), 'EINVAL'); // pad
     expectErrno(device, commands.ATTACHMENT_INFO, words(1, 0, 0, 0, 0, 1), 'EINVAL'); // pad
-    expectErrno(device, commands.MOVE, words(1, 2), 'EINVAL');
+    expectErrno(device, commands.MOVE, words(1, 4), 'EINVAL'); // flags
+    expectErrno(device, commands.MOVE, words(1, 3), 'EINVAL'); // a fenced revoke
+    expectErrno(device, commands.MOVE, words(1, 0, 0, 1), 'EINVAL'); // pad
     expectErrno(device, commands.FENCE_CREATE, words(-1, 4, 1), 'EINVAL'); // usage
     expectErrno(device, commands.FENCE_CREATE, words(-1, 1, 0), 'EINVAL'); // usage without DBT_FENCE_ADD
     expectErrno(device, commands.FENCE_CREATE, words(-1, 0, 4), 'EINVAL'); // flags
@@ -149,7 +153,8 @@ describe('kernel module: every ioctl argument is checked', () => {
     process.stdout.write(`      ${calls} calls: ${[...outcomes].map(([outcome, count]) => `${outcome} ${count}`).join(', ')}\n`);
     assert.ok(calls > 1000, `only ${calls} calls`);
     assert.ok((outcomes.get('ok') ?? 0) > 0, 'some calls succeed, so the fuzzer reaches past the checks');
-    for (const outcome of outcomes.keys()) assert.ok(['ok', 'ENOTTY', 'EINVAL', 'ENOENT', 'EBADF', 'EBUSY', 'EOVERFLOW'].includes(outcome), `unexpected ${outcome}`);
+    // ENOTSUP (EOPNOTSUPP): a revocable attach where the kernel has none; ENODEV: a revoked attachment.
+    for (const outcome of outcomes.keys()) assert.ok(['ok', 'ENOTTY', 'EINVAL', 'ENOENT', 'EBADF', 'EBUSY', 'EOVERFLOW', 'ENOTSUP', 'ENODEV'].includes(outcome), `unexpected ${outcome}`);
     assert.equal(openFdCount(), fdsBefore + 2, 'only the two buffers of this test are open');
 
     // What a successful call handed out is closed at once, and its fences
@@ -165,15 +170,31 @@ describe('kernel module: every ioctl argument is checked', () => {
   });
 });
 
-describe("the kernel's own DMABUF_SELFTESTS", () => {
-  it('dmabuf_selftests.ko, built from this kernel\'s drivers/dma-buf, loads and every selftest passes', function () {
+describe("the kernel's own dma-buf tests", () => {
+  it('DMABUF_SELFTESTS (dmabuf_selftests.ko) or, where the kernel replaced them, the DMABUF_KUNIT_TEST suites (dmabuf_kunit.ko), built from this kernel\'s drivers/dma-buf: the module loads and every test passes', function () {
     this.timeout(300_000);
     const module = process.env.DMABUF_KERNEL_SELFTESTS_KO;
-    if (!module) throw new Error('DMABUF_KERNEL_SELFTESTS_KO names the built module; npm test builds it');
-    // The module runs its tests in its init: insmod fails with the first failure's errno.
+    if (!module) throw new Error('DMABUF_KERNEL_SELFTESTS_KO names the built module (dmabuf_selftests.ko or dmabuf_kunit.ko); npm test builds it');
+    const name = basename(module, '.ko');
     const insmod = spawnSync('insmod', [module], { encoding: 'utf8' });
     const log = spawnSync('dmesg', [], { encoding: 'utf8' }).stdout;
-    spawnSync('rmmod', ['dmabuf_selftests']);
+    spawnSync('rmmod', [name]);
+    if (name === 'dmabuf_kunit') {
+      // KUnit runs the suites at load and reports in KTAP; insmod succeeds whatever they find.
+      assert.equal(insmod.status, 0, `insmod: ${insmod.stderr}`);
+      const run = log.slice(log.lastIndexOf('# Subtest: dma-buf-fence\n'));
+      assert.ok(log.includes('# Subtest: dma-buf-fence\n') || !log.includes('kunit: disabled'), 'KUnit is disabled in this kernel (CONFIG_KUNIT_DEFAULT_ENABLED=n): boot it with kunit.enable=1 so that the suites run at load');
+      const results = new Map([...run.matchAll(/\] (not ok|ok) \d+ (dma-buf-[\w-]+)\n/g)].map((match) => [match[2]!, match[1]!]));
+      assert.deepEqual([...results.keys()].sort(), ['dma-buf-fence', 'dma-buf-fence-chain', 'dma-buf-fence-unwrap', 'dma-buf-resv'], run);
+      for (const [suite, result] of results) assert.equal(result, 'ok', `${suite}\n${run}`);
+      const cases = [...run.matchAll(/\] # dma-buf-[\w-]+: pass:(\d+) fail:(\d+) skip:\d+ total:\d+/g)];
+      assert.ok(cases.every((match) => match[2] === '0'), run);
+      const passed = cases.reduce((sum, match) => sum + Number(match[1]), 0);
+      process.stdout.write(`      ${results.size} KUnit suites, ${passed} cases passed\n`);
+      assert.ok(passed > 20);
+      return;
+    }
+    // The module runs its tests in its init: insmod fails with the first failure's errno.
     const run = log.slice(log.lastIndexOf('dma-buf: Running sanitycheck'));
     assert.equal(insmod.status, 0, `insmod: ${insmod.stderr}\n${run}`);
     const ran = [...run.matchAll(/dma-buf: Running (\w+)\n/g)].map((match) => match[1]);

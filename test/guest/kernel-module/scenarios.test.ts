@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { DmaBuf, heap, kernelTest, udmabuf, type KernelTestDevice, type TestExporter } from '../../../lib';
+import { DmaBuf, heap, kernelTest, udmabuf, type KernelTestDevice, type KernelTestFeatures, type TestExporter } from '../../../lib';
 import { settledWithin } from '../helpers';
-import { moveNotifyEnabled, requireModule } from './helpers';
+import { requireModule } from './helpers';
 
 const pageSize = 4096;
 
@@ -13,16 +13,21 @@ function assertMapping(mapping: { segments: number; bytes: number }, pages: numb
   assert.ok(mapping.segments >= 1 && mapping.segments <= pages, `${mapping.segments} segments for ${pages} pages`);
 }
 
-// What the 6.1 core does between importers and exporters, read back from the
-// module's counters. The expectations follow drivers/dma-buf/dma-buf.c; the
-// two kernel configurations (CONFIG_DMABUF_MOVE_NOTIFY on and off) differ in
-// whether a dynamic importer's mapping pins the exporter.
+// What the core does between importers and exporters, read back from the
+// module's counters. The expectations follow drivers/dma-buf/dma-buf.c of
+// each kernel; where kernels differ, the expectation follows the feature the
+// module reports (kernelTest.features()): whether the core caches mappings
+// (6.1, 6.12) or calls the exporter for every map and pins a static
+// importer per mapping (7.x), and whether a dynamic importer's mapping pins
+// (CONFIG_DMABUF_MOVE_NOTIFY=n).
 describe('kernel module: importers and exporters as the core treats them', () => {
   requireModule();
   let device: KernelTestDevice;
+  let features: KernelTestFeatures;
   let moveNotify: boolean;
   before(() => {
-    moveNotify = moveNotifyEnabled();
+    features = kernelTest.features();
+    moveNotify = !features.dynamicMapPins;
   });
   beforeEach(() => {
     device = kernelTest.open();
@@ -33,32 +38,49 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     return device.export({ pages, dynamic: true });
   }
 
-  it('a static importer on a dynamic exporter: pinned and mapped at attach, the mapping cached until detach', () => {
+  it('a static importer on a dynamic exporter is pinned while the core holds a mapping: with core_sgt_cache from attach to detach (one cached map), without it for each map until its unmap', () => {
     const exporter = dynamicExporter();
     using _buffer = exporter.dmabuf;
     const attachment = device.attach(exporter.dmabuf);
     let info = exporter.info();
-    assert.deepEqual([info.attachCalls, info.pinCalls, info.pinCount, info.mapCalls], [1, 1, 1, 1]);
-    assert.equal(attachment.info().coreCached, true);
-    attachment.map('to-device'); // the cached table, whatever the direction: it was cached bidirectional
-    assert.equal(exporter.info().mapCalls, 1);
-    assert.throws(() => exporter.move(), { code: 'EBUSY', syscall: 'ioctl(DBT_IOCTL_MOVE)' });
-    attachment.unmap();
-    assert.equal(exporter.info().unmapCalls, 0, 'unmapping the cached table does nothing');
+    const count = (i: typeof info) => [i.pinCalls, i.unpinCalls, i.pinCount, i.mapCalls, i.unmapCalls];
+    if (features.coreSgtCache) {
+      assert.deepEqual([info.attachCalls, ...count(info)], [1, 1, 0, 1, 1, 0]);
+      assert.equal(attachment.info().coreCached, true);
+      attachment.map('to-device'); // the cached table, whatever the direction: it was cached bidirectional
+      assert.equal(exporter.info().mapCalls, 1);
+      assert.throws(() => exporter.move(), { code: 'EBUSY', syscall: 'ioctl(DBT_IOCTL_MOVE)' });
+      attachment.unmap();
+      assert.equal(exporter.info().unmapCalls, 0, 'unmapping the cached table does nothing');
+    } else {
+      assert.deepEqual([info.attachCalls, ...count(info)], [1, 0, 0, 0, 0, 0], 'attaching neither pins nor maps');
+      assert.equal(attachment.info().coreCached, false);
+      exporter.move(); // nothing pins it yet
+      attachment.map('to-device');
+      assert.deepEqual(count(exporter.info()), [1, 0, 1, 1, 0], 'the map pinned');
+      assert.throws(() => exporter.move(), { code: 'EBUSY', syscall: 'ioctl(DBT_IOCTL_MOVE)' });
+      attachment.unmap();
+      assert.deepEqual(count(exporter.info()), [1, 1, 0, 1, 1], 'the unmap unpinned');
+      attachment.map('from-device'); // no cache: any direction, each time from the exporter
+      assert.deepEqual(count(exporter.info()), [2, 1, 1, 2, 1]);
+    }
     attachment.detach();
     info = exporter.info();
-    assert.deepEqual([info.unmapCalls, info.unpinCalls, info.pinCount, info.detachCalls, info.attachments], [1, 1, 0, 1, 0]);
+    assert.equal(info.unmapCalls, info.mapCalls, 'every mapping unmapped by detach');
+    assert.equal(info.unpinCalls, info.pinCalls, 'every pin undone by detach');
+    assert.deepEqual([info.pinCount, info.detachCalls, info.attachments], [0, 1, 0]);
+    const moves = info.moves;
     exporter.move();
-    assert.equal(exporter.info().moves, 1);
+    assert.equal(exporter.info().moves, moves + 1);
   });
 
-  it('a dynamic importer on a dynamic exporter: mapped on demand, notified on move, remapped after', () => {
+  it('a dynamic importer on a dynamic exporter: mapped on demand, notified on move, remapped after; with dynamic_map_pins its mapping pins instead', () => {
     const exporter = dynamicExporter();
     using _buffer = exporter.dmabuf;
     const attachment = device.attach(exporter.dmabuf, { dynamic: true });
     assert.deepEqual([exporter.info().mapCalls, exporter.info().pinCalls], [0, 0]);
     assertMapping(attachment.map(), 4);
-    assert.equal(exporter.info().pinCount, moveNotify ? 0 : 1, 'without MOVE_NOTIFY a dynamic mapping pins');
+    assert.equal(exporter.info().pinCount, moveNotify ? 0 : 1, 'a dynamic mapping pins only with dynamic_map_pins');
     if (moveNotify) {
       exporter.move();
       const state = attachment.info();
@@ -89,7 +111,7 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     assert.equal(exporter.info().unmapCalls, 2);
   });
 
-  it('move_notify reaches every dynamic attachment, mapped or not; without MOVE_NOTIFY a mapping pins the buffer, so the mapped one is notified once unmapped', () => {
+  it('an invalidation (move_notify, invalidate_mappings) reaches every dynamic attachment, mapped or not; with dynamic_map_pins a mapping pins the buffer, so the mapped one is notified once unmapped', () => {
     const exporter = dynamicExporter();
     using _buffer = exporter.dmabuf;
     const unmapped = device.attach(exporter.dmabuf, { dynamic: true });
@@ -111,14 +133,15 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     assert.deepEqual(device.readEvents().map((event) => event.attachmentId).sort(), [unmapped.id, mapped.id].sort());
   });
 
-  it('a dynamic importer on a static exporter (udmabuf, the system heap, ours): the core maps once at attach and caches it', () => {
+  it('a dynamic importer on a static exporter (udmabuf, the system heap, ours): with core_sgt_cache the core maps once at attach and caches it; without, it maps on demand', () => {
+    const cached = features.coreSgtCache;
     using memory = udmabuf.create(16 * pageSize);
     const onUdmabuf = device.attach(memory, { dynamic: true });
-    assert.equal(onUdmabuf.info().coreCached, true);
+    assert.equal(onUdmabuf.info().coreCached, cached);
     assertMapping(onUdmabuf.map('from-device'), 16);
     using fromHeap = heap.allocate('system', 16 * pageSize);
     const onHeap = device.attach(fromHeap, { dynamic: true });
-    assert.equal(onHeap.info().coreCached, true);
+    assert.equal(onHeap.info().coreCached, cached);
     assertMapping(onHeap.map(), 16);
     const staticOnHeap = device.attach(fromHeap);
     assert.equal(staticOnHeap.info().coreCached, false, 'a static importer of a static exporter maps on demand');
@@ -128,25 +151,34 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     const exporter = device.export({ pages: 2, dynamic: false });
     using _buffer = exporter.dmabuf;
     const onStatic = device.attach(exporter.dmabuf, { dynamic: true });
-    assert.deepEqual([exporter.info().mapCalls, exporter.info().pinCalls], [1, 0]);
+    assert.deepEqual([exporter.info().mapCalls, exporter.info().pinCalls], [cached ? 1 : 0, 0]);
     onStatic.map('to-device');
     assert.equal(exporter.info().mapCalls, 1);
+    onStatic.unmap();
+    assert.equal(exporter.info().unmapCalls, cached ? 0 : 1, 'unmapping a cached table does nothing');
     assert.throws(() => exporter.move(), { code: 'EINVAL', message: /only a dynamic exporter can move/ });
   });
 
-  it('a static importer on a static exporter with cache_sgt_mapping: the first map is cached, another direction is EBUSY', () => {
+  it('a static importer on a static exporter: with core_sgt_cache (cache_sgt_mapping) the first map is cached and another direction is EBUSY; without, every map and unmap reaches the exporter', () => {
     const exporter = device.export({ pages: 2, dynamic: false });
     using _buffer = exporter.dmabuf;
     const attachment = device.attach(exporter.dmabuf);
     assert.equal(exporter.info().mapCalls, 0);
     attachment.map('to-device');
-    assert.equal(attachment.info().coreCached, true);
+    assert.equal(attachment.info().coreCached, features.coreSgtCache);
     attachment.unmap();
-    assert.equal(exporter.info().unmapCalls, 0);
-    assert.throws(() => attachment.map('from-device'), { code: 'EBUSY' });
-    attachment.map('to-device');
-    attachment.detach();
-    assert.deepEqual([exporter.info().mapCalls, exporter.info().unmapCalls], [1, 1]);
+    if (features.coreSgtCache) {
+      assert.equal(exporter.info().unmapCalls, 0);
+      assert.throws(() => attachment.map('from-device'), { code: 'EBUSY' });
+      attachment.map('to-device');
+      attachment.detach();
+      assert.deepEqual([exporter.info().mapCalls, exporter.info().unmapCalls], [1, 1]);
+    } else {
+      assert.equal(exporter.info().unmapCalls, 1);
+      attachment.map('from-device');
+      attachment.detach();
+      assert.deepEqual([exporter.info().mapCalls, exporter.info().unmapCalls], [2, 2]);
+    }
   });
 
   it('a pin from a dynamic importer stops moves until unpinned; a static importer may not pin', () => {
@@ -176,12 +208,60 @@ describe('kernel module: importers and exporters as the core treats them', () =>
 
     const other = kernelTest.open();
     for (let index = 0; index < 3; index += 1) other.attach(exporter.dmabuf, { dynamic: true }).map();
-    other.attach(exporter.dmabuf).map(); // static: pinned and cached at attach
+    other.attach(exporter.dmabuf).map(); // static: pinned at attach (core_sgt_cache) or by this map
     assert.equal(exporter.info().attachments, 4);
     other.close();
     info = exporter.info();
     assert.deepEqual([info.attachments, info.detachCalls, info.pinCount], [0, 5, 0]);
     assert.equal(info.unmapCalls, info.mapCalls);
+  });
+
+  it('revoke invalidates every dynamic attachment without moving, pins or not; a revocable attachment (where the kernel has dma_buf_attach_revocable) then unmaps and unpins at once and maps no more, elsewhere it is EOPNOTSUPP', () => {
+    const exporter = dynamicExporter();
+    using _buffer = exporter.dmabuf;
+    const pinned = device.attach(exporter.dmabuf, { dynamic: true });
+    pinned.map();
+    pinned.pin();
+    const staticImporter = device.attach(exporter.dmabuf);
+    assert.equal(pinned.info().coreRevocable, features.revocable, 'the core counts an importer with an invalidation callback as revocable');
+    assert.equal(staticImporter.info().coreRevocable, false);
+    if (!features.revocable) {
+      const before = exporter.info();
+      assert.throws(() => device.attach(exporter.dmabuf, { revocable: true }), { code: 'ENOTSUP', syscall: 'ioctl(DBT_IOCTL_ATTACH)' }); // EOPNOTSUPP: the same number (95) on Linux
+      assert.deepEqual(exporter.info(), before, 'the refused attach reached no exporter op');
+      exporter.revoke();
+      assert.deepEqual([pinned.info().moveNotifies, pinned.info().invalidated, pinned.info().pins], [1, true, 1], 'pinned, and notified all the same');
+      assert.equal(exporter.info().moves, 0);
+      return;
+    }
+    const revocable = device.attach(exporter.dmabuf, { revocable: true });
+    assert.deepEqual([revocable.info().revocable, revocable.info().dynamic, revocable.info().coreRevocable], [true, true, true]);
+    revocable.map();
+    revocable.pin();
+    const before = exporter.info();
+    assert.equal(before.pinCount, 2);
+    assert.throws(() => exporter.move(), { code: 'EBUSY' });
+    exporter.revoke();
+    const after = exporter.info();
+    assert.deepEqual([after.moves, after.pinCount, after.unpinCalls - before.unpinCalls, after.unmapCalls - before.unmapCalls], [0, 1, 1, 1], 'only the revocable attachment let go');
+    let state = revocable.info();
+    assert.deepEqual([state.revoked, state.mapped, state.pins, state.moveNotifies], [true, false, 0, 1]);
+    state = pinned.info();
+    assert.deepEqual([state.revoked, state.mapped, state.invalidated, state.pins, state.moveNotifies], [false, true, true, 1, 1]);
+    assert.throws(() => revocable.map(), { code: 'ENODEV' });
+    assert.throws(() => revocable.pin(), { code: 'ENODEV' });
+    assert.throws(() => revocable.unmap(), { code: 'EINVAL' });
+    pinned.unpin();
+    pinned.unmap();
+    // A move invalidates too: a mapped revocable importer unmaps inside the callback.
+    const second = device.attach(exporter.dmabuf, { revocable: true });
+    second.map();
+    const unmaps = exporter.info().unmapCalls;
+    exporter.move();
+    assert.deepEqual([second.info().revoked, second.info().mapped, exporter.info().unmapCalls - unmaps], [true, false, 1]);
+    revocable.detach();
+    second.detach();
+    assert.equal(exporter.info().attachments, 2);
   });
 
   it('an exported buffer outlives the device file that made it', () => {
