@@ -272,8 +272,7 @@ export function runScenarioOnKernel(dynamicExporter: boolean, steps: readonly St
       try {
         switch (step.op) {
           case 'attach': {
-            // `revocable` only in the options when drawn: modules before the 7.2 port do not know it.
-            const attachment = device.attach(exporter.dmabuf, { dynamic: step.dynamic, ...(step.revocable ? { revocable: true } : {}) } as Parameters<typeof device.attach>[1]);
+            const attachment = device.attach(exporter.dmabuf, { dynamic: step.dynamic, revocable: step.revocable === true });
             const created = { state: { index: all.length, dynamic: step.dynamic, revocable: step.revocable === true, revoked: false, mapped: false, pins: 0, notifications: 0 }, attachment };
             all.push(created);
             live.push(created);
@@ -283,7 +282,7 @@ export function runScenarioOnKernel(dynamicExporter: boolean, steps: readonly St
             exporter.move();
             break;
           case 'revoke':
-            (exporter as unknown as { revoke(): void }).revoke();
+            exporter.revoke();
             break;
           case 'map':
             entry!.attachment.map(step.direction);
