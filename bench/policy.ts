@@ -70,7 +70,7 @@ async function fanOut(attachments: number, profile: policy.PolicyProfile): Promi
   const start = process.hrtime.bigint();
   for (let index = 0; index < moves; index += 1) await moving.move();
   const seconds = Number(process.hrtime.bigint() - start) / 1e9 / moves;
-  const expected = profile.name === 'tracking' ? attachments : attachments * moves;
+  const expected = profile.rules.invalidationReaches === 'live-mappings-once' ? attachments : attachments * moves;
   if (notified !== expected) throw new Error(`fan-out ${attachments}: ${notified} notifications, expected ${expected}`);
   return seconds;
 }

@@ -1,12 +1,14 @@
 import { policyErrno, PolicyRuleError } from './errors';
 import { ReservationObject } from './resv';
+import { profileLabel, type PolicyProfile } from './profiles';
 import { Trace, type TraceEventKind } from './trace';
 
 /**
  * The dma-buf core's dynamic policy, after drivers/dma-buf/dma-buf.c:
  * exporters with ops, attachments (static or dynamic importers), mapping and
  * unmapping with the locking rules, pinning, move notification, detach.
- * `../shared/docs/dynamic-policy.md` numbers the rules cited below.
+ * `../shared/docs/dynamic-policy.md` numbers the rules cited below. Where
+ * kernels differ, the profile's named rules (profiles.ts) decide.
  *
  * Exporter ops are synchronous, as the kernel calls them with its locks
  * held; the calls that may take the reservation lock, or wait for fences,
@@ -14,30 +16,6 @@ import { Trace, type TraceEventKind } from './trace';
  */
 
 export type DmaDirection = 'bidirectional' | 'to-device' | 'from-device';
-
-/**
- * - `linux-6.1`: the VM's kernel. `moveNotify` is CONFIG_DMABUF_MOVE_NOTIFY:
- *   off, a dynamic importer's mapping of a dynamic exporter pins it.
- * - `v10`: the 2019 proposal: `invalidate` skips the attachment whose own map
- *   is running, static importers on dynamic exporters lock implicitly, no
- *   pinning switch, and static maps do not wait for fences.
- * - `tracking`: the review thread's answer (2): the core tracks every
- *   mapping, and an invalidation reaches only attachments holding a live,
- *   not yet invalidated mapping, once per mapping. Otherwise as linux-6.1
- *   with moveNotify.
- */
-export type PolicyProfile = { name: 'linux-6.1'; moveNotify: boolean } | { name: 'v10' } | { name: 'tracking' };
-
-export const profiles = {
-  linux61: { name: 'linux-6.1', moveNotify: true } as PolicyProfile,
-  linux61NoMoveNotify: { name: 'linux-6.1', moveNotify: false } as PolicyProfile,
-  v10: { name: 'v10' } as PolicyProfile,
-  tracking: { name: 'tracking' } as PolicyProfile,
-};
-
-export function profileLabel(profile: PolicyProfile): string {
-  return profile.name === 'linux-6.1' ? `linux-6.1${profile.moveNotify ? '' : ' (no MOVE_NOTIFY)'}` : profile.name;
-}
 
 export interface ExporterOps<M> {
   /** The core caches the first mapping of each attachment (cache_sgt_mapping). */
@@ -55,7 +33,11 @@ export interface ExporterOps<M> {
 
 export interface ImporterOps<M> {
   allowPeer2peer?: boolean;
-  /** move_notify (6.1); `invalidate` in v10. Called with the reservation lock held. */
+  /**
+   * The invalidation callback: move_notify (6.1, 6.12), invalidate (v10),
+   * invalidate_mappings (7.2, where it is optional). Called with the
+   * reservation lock held.
+   */
   moveNotify?(attachment: Attachment<M>): void;
 }
 
@@ -71,7 +53,11 @@ export class Attachment<M = unknown> {
   detached = false;
   /** Pins the core made through this attachment, not yet unpinned. */
   pins = 0;
-  /** tracking profile: the mappings handed out and not unmapped. */
+  /**
+   * The uncached mappings handed out and not unmapped. The kernel keeps no
+   * such list; the model does, to invalidate once (tracking) and to know
+   * what a detach leaves behind.
+   */
   readonly liveMappings: MappingRecord<M>[] = [];
   /** v10: off the list while its own map runs. */
   selfFiltered = false;
@@ -86,7 +72,7 @@ export class Attachment<M = unknown> {
 
   /** dma_buf_attachment_is_dynamic: importer ops (v10: with invalidate). */
   get dynamic(): boolean {
-    if (this.buffer.profile.name === 'v10') return this.importerOps?.moveNotify !== undefined;
+    if (this.buffer.profile.rules.importerOpsWithoutInvalidate === 'static-importer') return this.importerOps?.moveNotify !== undefined;
     return this.importerOps !== undefined;
   }
 }
@@ -96,6 +82,8 @@ let bufferCount = 0;
 export class PolicyBuffer<M = unknown> {
   /** Newest first, as list_add puts them. */
   readonly attachments: Attachment<M>[] = [];
+  /** Detached with mappings or pins still held: the kernel frees the attachment and never unmaps or unpins them. */
+  readonly leaked: Attachment<M>[] = [];
   released = false;
 
   /** @internal */
@@ -113,8 +101,9 @@ export class PolicyBuffer<M = unknown> {
     return this.ops.pin !== undefined;
   }
 
+  /** Pins the exporter holds for the core, leaked ones included (the exporter cannot tell them apart). */
   get pinCount(): number {
-    return this.attachments.reduce((sum, attachment) => sum + attachment.pins, 0);
+    return [...this.attachments, ...this.leaked].reduce((sum, attachment) => sum + attachment.pins, 0);
   }
 
   /** @internal */
@@ -130,14 +119,16 @@ function assertHeld(buffer: PolicyBuffer<unknown>, call: string): void {
 /** dma_buf_export: the ops are checked as the kernel checks them (rule 1). */
 export function exportBuffer<M>(info: { ops: ExporterOps<M>; size: number; name?: string; profile: PolicyProfile; resv?: ReservationObject; trace?: Trace }): PolicyBuffer<M> {
   const { ops, profile } = info;
+  const { rules } = profile;
   const refuse = (why: string) => policyErrno('EINVAL', 'dma_buf_export', `${why} (the kernel WARNs)`);
-  if (profile.name === 'v10') {
-    if (ops.cacheSgtMapping && ops.pin) throw refuse('cache_sgt_mapping together with pin');
-  } else {
-    if (typeof ops.map !== 'function' || typeof ops.unmap !== 'function' || typeof ops.release !== 'function') throw refuse('map, unmap and release are required');
-    if (ops.cacheSgtMapping && (ops.pin || ops.unpin)) throw refuse('cache_sgt_mapping together with pin/unpin');
-    if (!ops.pin !== !ops.unpin) throw refuse('pin without unpin, or unpin without pin');
+  if (rules.exportRequiresMapUnmapRelease && (typeof ops.map !== 'function' || typeof ops.unmap !== 'function' || typeof ops.release !== 'function')) throw refuse('map, unmap and release are required');
+  if (ops.cacheSgtMapping) {
+    // Not a runtime refusal: an exporter setting it would not compile.
+    if (rules.exporterMappingCache === 'absent') throw new TypeError(`dma_buf_export: ${profile.label} has no cache_sgt_mapping`);
+    if (rules.exporterMappingCache === 'refused-with-pin' && ops.pin) throw refuse('cache_sgt_mapping together with pin');
+    if (rules.exporterMappingCache === 'refused-with-pin-or-unpin' && (ops.pin || ops.unpin)) throw refuse('cache_sgt_mapping together with pin/unpin');
   }
+  if (rules.exportRequiresPinWithUnpin && !ops.pin !== !ops.unpin) throw refuse('pin without unpin, or unpin without pin');
   if (!Number.isInteger(info.size) || info.size <= 0) throw new RangeError(`size must be a positive integer, got ${info.size}`);
   bufferCount += 1;
   const name = info.name ?? `buffer${bufferCount}`;
@@ -153,9 +144,8 @@ async function mapThroughExporter<M>(attachment: Attachment<M>, direction: DmaDi
   if (mapping === null) throw policyErrno('ENOMEM', 'dma_buf_map_attachment', 'the exporter returned no mapping');
   buffer.record('map', attachment, { direction });
   // Rule 4: a static importer gets its table only once the kernel fences
-  // (a move in flight) have signalled; a dynamic one waits itself. v10 did
-  // not wait.
-  if (buffer.profile.name !== 'v10' && !attachment.dynamic && !buffer.resv.testSignaled('kernel')) {
+  // (a move in flight) have signalled; a dynamic one waits itself.
+  if (buffer.profile.rules.staticImporterMapWaitsKernelFences && !attachment.dynamic && !buffer.resv.testSignaled('kernel')) {
     buffer.record('wait-kernel-fences', attachment);
     try {
       await buffer.resv.wait('kernel');
@@ -191,13 +181,14 @@ function unpinThroughExporter<M>(attachment: Attachment<M>): void {
 
 /**
  * dma_buf_dynamic_attach (rules 2 and 3). Without importer ops, a static
- * importer (dma_buf_attach). When importer and exporter disagree on being
- * dynamic, the mapping is made now and cached, the exporter pinned first if
- * it is the dynamic one.
+ * importer (dma_buf_attach). Where the profile caches mismatches: when
+ * importer and exporter disagree on being dynamic, the mapping is made now
+ * and cached, the exporter pinned first if it is the dynamic one.
  */
 export async function dynamicAttach<M>(buffer: PolicyBuffer<M>, importer: { ops?: ImporterOps<M>; priv?: unknown; name?: string } = {}): Promise<Attachment<M>> {
+  const { rules } = buffer.profile;
   if (buffer.released) throw new PolicyRuleError('dma_buf_dynamic_attach', `${buffer.name} was released`);
-  if (buffer.profile.name !== 'v10' && importer.ops && !importer.ops.moveNotify) {
+  if (rules.importerOpsWithoutInvalidate === 'rejected' && importer.ops && !importer.ops.moveNotify) {
     throw policyErrno('EINVAL', 'dma_buf_dynamic_attach', 'importer ops without move_notify (the kernel WARNs)');
   }
   const attachment = new Attachment<M>(buffer, importer.name ?? `${buffer.name}.attachment${buffer.attachments.length + 1}`, importer.ops, importer.priv);
@@ -207,24 +198,25 @@ export async function dynamicAttach<M>(buffer: PolicyBuffer<M>, importer: { ops?
   buffer.resv.unlock();
   buffer.record('attach', attachment);
 
-  if (attachment.dynamic !== buffer.dynamic) {
-    const lockForExporter = buffer.dynamic;
-    if (lockForExporter) await buffer.resv.lock();
+  const caching = rules.mismatchedAttachCachesMapping;
+  if (caching && attachment.dynamic !== buffer.dynamic) {
+    const locks = caching === 'locks-always' || buffer.dynamic;
+    if (locks) await buffer.resv.lock();
     try {
-      if (lockForExporter) pinThroughExporter(attachment);
+      if (buffer.dynamic) pinThroughExporter(attachment);
       try {
         attachment.sgt = await mapThroughExporter(attachment, 'bidirectional');
         attachment.dir = 'bidirectional';
       } catch (error) {
-        if (lockForExporter) unpinThroughExporter(attachment);
+        if (buffer.dynamic) unpinThroughExporter(attachment);
         throw error;
       }
     } catch (error) {
-      if (lockForExporter) buffer.resv.unlock();
+      if (locks) buffer.resv.unlock();
       await detach(buffer, attachment);
       throw error;
     }
-    if (lockForExporter) buffer.resv.unlock();
+    if (locks) buffer.resv.unlock();
   }
   return attachment;
 }
@@ -234,24 +226,45 @@ export function attach<M>(buffer: PolicyBuffer<M>, importer: { priv?: unknown; n
   return dynamicAttach(buffer, { priv: importer.priv, name: importer.name });
 }
 
-/** dma_buf_detach (rule 10): the cached mapping goes (and its pin), then the attachment. */
+/**
+ * dma_buf_attach_revocable (7.2): whether the importer can be told, by an
+ * invalidation, that a pinned buffer is gone for good, and will unmap.
+ */
+export function attachRevocable<M>(attachment: Attachment<M>): boolean {
+  if (!attachment.buffer.profile.rules.revocableAttachQuery) throw new PolicyRuleError('dma_buf_attach_revocable', `${attachment.buffer.profile.label} has no dma_buf_attach_revocable()`);
+  return attachment.importerOps?.moveNotify !== undefined;
+}
+
+/**
+ * dma_buf_detach (rule 10): where the profile caches, the cached mapping
+ * goes (and its pin); then the attachment. Uncached mappings and the
+ * importer's own pins are the importer's to drop first: the kernel does
+ * not check, so a detach with them leaves them behind (buffer.leaked).
+ */
 export async function detach<M>(buffer: PolicyBuffer<M>, attachment: Attachment<M>): Promise<void> {
   if (attachment.buffer !== buffer || attachment.detached) throw new PolicyRuleError('dma_buf_detach', `${attachment.name} is not attached to ${buffer.name}`);
-  if (attachment.sgt !== undefined) {
-    if (buffer.dynamic) await buffer.resv.lock();
-    unmapThroughExporter(attachment, attachment.sgt, attachment.dir!);
+  const cachedUnmap = attachment.sgt !== undefined ? buffer.profile.rules.detachUnmapsCachedMapping : false;
+  const unmapCached = () => {
+    unmapThroughExporter(attachment, attachment.sgt!, attachment.dir!);
     attachment.sgt = undefined;
-    if (buffer.dynamic) {
-      unpinThroughExporter(attachment);
-      buffer.resv.unlock();
-    }
+    if (buffer.dynamic) unpinThroughExporter(attachment);
+  };
+  if (cachedUnmap === 'locks-if-exporter-dynamic') {
+    if (buffer.dynamic) await buffer.resv.lock();
+    unmapCached();
+    if (buffer.dynamic) buffer.resv.unlock();
   }
   await buffer.resv.lock();
+  if (cachedUnmap === 'locks-always') unmapCached();
   buffer.attachments.splice(buffer.attachments.indexOf(attachment), 1);
   buffer.resv.unlock();
   attachment.detached = true;
   buffer.ops.detach?.(buffer, attachment);
   buffer.record('detach', attachment);
+  if (attachment.liveMappings.length > 0 || attachment.pins > 0 || attachment.sgt !== undefined) {
+    buffer.leaked.push(attachment);
+    buffer.record('leak', attachment);
+  }
 }
 
 /** dma_buf_pin (rule 8): dynamic importers only, under the lock. */
@@ -268,116 +281,76 @@ export function unpin<M>(attachment: Attachment<M>): void {
   unpinThroughExporter(attachment);
 }
 
-function movesWithoutPin(profile: PolicyProfile): boolean {
-  return profile.name !== 'linux-6.1' || profile.moveNotify;
-}
-
 /**
- * dma_buf_map_attachment (rule 5). A dynamic importer must hold the
- * reservation lock (v10: a static importer on a dynamic exporter has it
- * taken for it).
+ * dma_buf_map_attachment (rule 5): the lock the profile asserts, the cached
+ * table if there is one, else a pin where the profile pins on map, the
+ * exporter's map, and caching where the exporter asked for it.
  */
 export async function mapAttachment<M>(attachment: Attachment<M>, direction: DmaDirection): Promise<M> {
   const { buffer } = attachment;
+  const { rules } = buffer.profile;
   const call = 'dma_buf_map_attachment';
   if (attachment.detached) throw new PolicyRuleError(call, `${attachment.name} is detached`);
-  if (attachment.dynamic) assertHeld(buffer, call);
-  if (attachment.sgt !== undefined) {
+  const cached = attachment.sgt !== undefined;
+  if (rules.lockAssertedOnMap(attachment, cached)) assertHeld(buffer, call);
+  if (cached) {
     if (attachment.dir !== direction && attachment.dir !== 'bidirectional') {
       throw policyErrno('EBUSY', call, `the cached mapping is ${attachment.dir}, not ${direction}`);
     }
     buffer.record('map-cached', attachment, { direction });
-    return attachment.sgt;
+    return attachment.sgt!;
   }
 
-  if (buffer.profile.name === 'v10') return mapV10(attachment, direction);
-
-  let pinned = false;
-  if (buffer.dynamic) {
-    assertHeld(buffer, call);
-    if (!movesWithoutPin(buffer.profile)) {
-      pinThroughExporter(attachment);
-      pinned = true;
-    }
-  }
-  let mapping: M;
+  const takesLock = rules.mapTakesLockItself(attachment);
+  if (takesLock) await buffer.resv.lock();
   try {
-    mapping = await mapThroughExporter(attachment, direction);
-  } catch (error) {
-    if (pinned) unpinThroughExporter(attachment);
-    throw error;
-  }
-  if (buffer.ops.cacheSgtMapping) {
-    attachment.sgt = mapping;
-    attachment.dir = direction;
-  } else if (buffer.profile.name === 'tracking') {
-    attachment.liveMappings.push({ mapping, invalidated: false });
-  }
-  return mapping;
-}
-
-async function mapV10<M>(attachment: Attachment<M>, direction: DmaDirection): Promise<M> {
-  const { buffer } = attachment;
-  const implicitLock = !attachment.dynamic && buffer.dynamic;
-  if (attachment.dynamic) {
-    // Mapping may make the exporter move; the invalidation it sends must
-    // not come back to the attachment being mapped.
-    attachment.selfFiltered = true;
-  } else if (implicitLock) {
-    await buffer.resv.lock();
+    const pinned = rules.pinOnMap(attachment);
+    if (pinned) pinThroughExporter(attachment);
+    // v10: mapping may make the exporter move; the invalidation it sends
+    // must not come back to the attachment being mapped.
+    attachment.selfFiltered = rules.invalidationReaches === 'all-but-the-attachment-mapping' && attachment.dynamic;
+    let mapping: M;
     try {
-      pinThroughExporter(attachment);
+      mapping = await mapThroughExporter(attachment, direction);
     } catch (error) {
-      buffer.resv.unlock();
+      if (pinned) unpinThroughExporter(attachment);
       throw error;
+    } finally {
+      attachment.selfFiltered = false;
     }
-  }
-  let mapping: M | undefined;
-  try {
-    mapping = await mapThroughExporter(attachment, direction);
+    if (buffer.ops.cacheSgtMapping) {
+      attachment.sgt = mapping;
+      attachment.dir = direction;
+    } else {
+      attachment.liveMappings.push({ mapping, invalidated: false });
+    }
+    return mapping;
   } finally {
-    attachment.selfFiltered = false;
-    if (implicitLock) {
-      if (mapping === undefined) unpinThroughExporter(attachment);
-      buffer.resv.unlock();
-    }
+    if (takesLock) buffer.resv.unlock();
   }
-  if (buffer.ops.cacheSgtMapping) {
-    attachment.sgt = mapping;
-    attachment.dir = direction;
-  }
-  return mapping;
 }
 
-/** dma_buf_unmap_attachment (rule 7). */
+/** dma_buf_unmap_attachment (rule 7): the cached table stays; another is unmapped, and unpinned where the profile pinned on map. */
 export async function unmapAttachment<M>(attachment: Attachment<M>, mapping: M, direction: DmaDirection): Promise<void> {
   const { buffer } = attachment;
+  const { rules } = buffer.profile;
   const call = 'dma_buf_unmap_attachment';
-  if (attachment.dynamic) assertHeld(buffer, call);
-  if (attachment.sgt === mapping) return;
-  if (buffer.profile.name === 'v10') {
-    const implicitLock = !attachment.dynamic && buffer.dynamic;
-    if (implicitLock) await buffer.resv.lock();
-    unmapThroughExporter(attachment, mapping, direction);
-    if (implicitLock) {
-      unpinThroughExporter(attachment);
-      buffer.resv.unlock();
-    }
-    return;
-  }
-  if (buffer.dynamic) assertHeld(buffer, call);
-  if (buffer.profile.name === 'tracking') {
-    const index = attachment.liveMappings.findIndex((record) => record.mapping === mapping);
-    if (index < 0) throw new PolicyRuleError(call, `${attachment.name} does not hold that mapping`);
-    attachment.liveMappings.splice(index, 1);
-  }
+  const cached = attachment.sgt !== undefined && attachment.sgt === mapping;
+  if (rules.lockAssertedOnMap(attachment, cached)) assertHeld(buffer, call);
+  if (cached) return;
+  const index = attachment.liveMappings.findIndex((record) => record.mapping === mapping);
+  if (index < 0) throw new PolicyRuleError(call, `${attachment.name} does not hold that mapping`);
+  const takesLock = rules.mapTakesLockItself(attachment);
+  if (takesLock) await buffer.resv.lock();
+  attachment.liveMappings.splice(index, 1);
   unmapThroughExporter(attachment, mapping, direction);
-  if (buffer.dynamic && !movesWithoutPin(buffer.profile)) unpinThroughExporter(attachment);
+  if (rules.pinOnMap(attachment)) unpinThroughExporter(attachment);
+  if (takesLock) buffer.resv.unlock();
 }
 
 /** dma_buf_map_attachment_unlocked (rule 6): takes the lock around the locked call. v10 had none: its plain call locks where needed. */
 export async function mapAttachmentUnlocked<M>(attachment: Attachment<M>, direction: DmaDirection): Promise<M> {
-  if (attachment.buffer.profile.name === 'v10') return mapAttachment(attachment, direction);
+  if (!attachment.buffer.profile.rules.unlockedMapCalls) return mapAttachment(attachment, direction);
   await attachment.buffer.resv.lock();
   try {
     return await mapAttachment(attachment, direction);
@@ -387,7 +360,7 @@ export async function mapAttachmentUnlocked<M>(attachment: Attachment<M>, direct
 }
 
 export async function unmapAttachmentUnlocked<M>(attachment: Attachment<M>, mapping: M, direction: DmaDirection): Promise<void> {
-  if (attachment.buffer.profile.name === 'v10') return unmapAttachment(attachment, mapping, direction);
+  if (!attachment.buffer.profile.rules.unlockedMapCalls) return unmapAttachment(attachment, mapping, direction);
   await attachment.buffer.resv.lock();
   try {
     await unmapAttachment(attachment, mapping, direction);
@@ -397,28 +370,29 @@ export async function unmapAttachmentUnlocked<M>(attachment: Attachment<M>, mapp
 }
 
 /**
- * dma_buf_move_notify (rule 9), called by the exporter with the lock held
- * when it moved. linux-6.1 tells every attachment with importer ops; v10
- * skips the one whose map is running; tracking tells only attachments with
- * a live mapping not yet invalidated, once.
+ * dma_buf_move_notify (rule 9; dma_buf_invalidate_mappings in 7.2), called
+ * by the exporter with the lock held when it moved or revokes. Who hears
+ * it is the profile's invalidationReaches.
  */
 export function moveNotify<M>(buffer: PolicyBuffer<M>): void {
+  const { rules } = buffer.profile;
   assertHeld(buffer, 'dma_buf_move_notify');
-  if (buffer.profile.name === 'tracking' && !buffer.dynamic) {
+  if (rules.staticExporterInvalidationIsError && !buffer.dynamic) {
     throw new PolicyRuleError('dma_buf_move_notify', `${buffer.name} is a static exporter: its importers hold cached mappings`);
   }
   for (const attachment of [...buffer.attachments]) {
     if (!attachment.importerOps?.moveNotify) continue;
-    if (buffer.profile.name === 'v10' && attachment.selfFiltered) continue;
-    if (buffer.profile.name === 'tracking') {
-      const live = attachment.liveMappings.filter((record) => !record.invalidated);
-      if (live.length === 0) continue;
-      for (const record of live) record.invalidated = true;
-    }
+    if (rules.invalidationReaches === 'all-but-the-attachment-mapping' && attachment.selfFiltered) continue;
+    const live = attachment.liveMappings.filter((record) => !record.invalidated);
+    if (rules.invalidationReaches === 'live-mappings-once' && live.length === 0) continue;
+    for (const record of live) record.invalidated = true;
     buffer.record('move-notify', attachment);
     attachment.importerOps.moveNotify(attachment);
   }
 }
+
+/** 7.2's name for moveNotify. */
+export const invalidateMappings = moveNotify;
 
 /** The last reference went: the exporter's release. Every attachment must be gone. */
 export function release<M>(buffer: PolicyBuffer<M>): void {

@@ -1,4 +1,5 @@
-import { profileLabel, type PolicyBuffer } from './core';
+import type { PolicyBuffer } from './core';
+import { profileLabel } from './profiles';
 
 export interface BufferView {
   name: string;

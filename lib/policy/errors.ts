@@ -1,6 +1,6 @@
 import { kernelError, type KernelError } from '../errors';
 
-const errnos = { EINVAL: 22, EBUSY: 16, ENOMEM: 12, EDEADLK: 35, EALREADY: 114, EINTR: 4, ETIME: 62, ECANCELED: 125, EPIPE: 32 } as const;
+const errnos = { EINVAL: 22, EBUSY: 16, ENOMEM: 12, EDEADLK: 35, EALREADY: 114, EINTR: 4, ETIME: 62, ECANCELED: 125, EPIPE: 32, ENODEV: 19, ENOTSUP: 95 } as const;
 export type PolicyErrno = keyof typeof errnos;
 
 /** What the kernel returns, shaped as the library's other kernel errors (`syscall` names the policy call). */

@@ -1,4 +1,5 @@
-import { exportBuffer, moveNotify, type Attachment, type DmaDirection, type ExporterOps, type PolicyBuffer, type PolicyProfile } from './core';
+import { attachRevocable, exportBuffer, moveNotify, type Attachment, type DmaDirection, type ExporterOps, type PolicyBuffer } from './core';
+import type { PolicyProfile } from './profiles';
 import { policyErrno } from './errors';
 import { FenceTimeline, type PolicyFence } from './fence';
 import type { ReservationObject } from './resv';
@@ -53,14 +54,23 @@ export class MovableExporter<Backing, Mapping> {
   /** Old memory of fenced moves, freed as their fences signal. */
   readonly #held = new Set<Backing>();
   #released = false;
+  #revoked = false;
 
+  /**
+   * `revocable`: the exporter hands its memory only to importers it can
+   * take it back from, as vfio-pci's does on 7.2 (vfio_pci_dmabuf.c:25-40):
+   * attach refuses an attachment dma_buf_attach_revocable() rejects
+   * (EOPNOTSUPP, Node's ENOTSUP), and after `revoke()` maps fail with ENODEV (:59-60).
+   */
   constructor(
     readonly store: BackingStore<Backing, Mapping>,
-    options: { size: number; dynamic: boolean; profile: PolicyProfile; name?: string; trace?: Trace; resv?: ReservationObject },
+    options: { size: number; dynamic: boolean; profile: PolicyProfile; name?: string; trace?: Trace; resv?: ReservationObject; revocable?: boolean },
   ) {
     this.#backing = store.allocate(options.size);
     const counters = this.counters;
-    // A dynamic exporter has pin/unpin; a static one has the core cache its mappings.
+    // A dynamic exporter has pin/unpin; a static one has the core cache its
+    // mappings where the kernel still can.
+    const caches = options.profile.rules.exporterMappingCache !== 'absent';
     const pinning: Pick<ExporterOps<Mapping>, 'pin' | 'unpin' | 'cacheSgtMapping'> = options.dynamic
       ? {
           pin: () => {
@@ -72,10 +82,14 @@ export class MovableExporter<Backing, Mapping> {
             counters.pinCount -= 1;
           },
         }
-      : { cacheSgtMapping: true };
+      : caches
+        ? { cacheSgtMapping: true }
+        : {};
     const ops: ExporterOps<Mapping> = {
       ...pinning,
-      attach: () => {
+      attach: (_buffer, attachment) => {
+        if (options.revocable && this.#revoked) throw policyErrno('ENODEV', 'attach', `${this.buffer.name} was revoked`);
+        if (options.revocable && !attachRevocable(attachment)) throw policyErrno('ENOTSUP', 'attach', `${attachment.name} cannot be revoked`);
         counters.attachCalls += 1;
         counters.attachments += 1;
       },
@@ -84,6 +98,7 @@ export class MovableExporter<Backing, Mapping> {
         counters.attachments -= 1;
       },
       map: (_attachment: Attachment<Mapping>, direction: DmaDirection) => {
+        if (options.revocable && this.#revoked) throw policyErrno('ENODEV', 'map_dma_buf', `${this.buffer.name} was revoked`);
         counters.mapCalls += 1;
         return store.describe(this.#backing, this.#generation, direction);
       },
@@ -145,6 +160,31 @@ export class MovableExporter<Backing, Mapping> {
       });
       buffer.resv.addFence(fence, 'kernel');
       return { generation: this.#generation, fence };
+    } finally {
+      if (!options.lockHeld) buffer.resv.unlock();
+    }
+  }
+
+  get revoked(): boolean {
+    return this.#revoked;
+  }
+
+  /**
+   * Invalidates every importer with the callback without moving, pinned or
+   * not, as an exporter taking its memory away does (7.2's revoke:
+   * dma-buf.c:1362-1398 of 7.2). Importers told must unmap; static
+   * importers are not told at all. A `revocable` exporter also refuses
+   * maps from then on, as vfio-pci does (vfio_pci_dmabuf.c:344-356, 59-60).
+   * EINVAL for a static exporter, which has nothing to take back.
+   */
+  async revoke(options: { lockHeld?: boolean } = {}): Promise<void> {
+    const { buffer } = this;
+    if (!buffer.dynamic) throw policyErrno('EINVAL', 'revoke', 'only a dynamic exporter revokes');
+    if (!options.lockHeld) await buffer.resv.lock();
+    try {
+      this.#revoked = true;
+      buffer.record('revoke');
+      moveNotify(buffer);
     } finally {
       if (!options.lockHeld) buffer.resv.unlock();
     }

@@ -11,6 +11,7 @@ export * from './debug';
 export { PolicyRuleError, policyErrno } from './errors';
 export * from './exporters';
 export * from './fence';
+export * from './profiles';
 export * from './remote';
 export * from './resv';
 export * from './trace';

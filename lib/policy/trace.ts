@@ -15,6 +15,8 @@ export type TraceEventKind =
   | 'wait-kernel-fences'
   | 'move'
   | 'move-notify'
+  | 'leak'
+  | 'revoke'
   | 'release';
 
 export interface TraceEvent {
