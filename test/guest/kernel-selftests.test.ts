@@ -128,9 +128,24 @@ describe('the kernel\'s own dma-buf selftests, run in the VM', () => {
           continue;
         }
         const pinFirstRefused = number === 7 && !kernelAtLeast(6, 12);
-        addCase(this, pinFirstRefused ? `${title}: a hugetlb udmabuf of a memfd not yet touched is refused with EINVAL` : `${title}: UDMABUF_CREATE_LIST succeeds and the buffer shows the memfd's later writes`, () => {
+        // 6.12's memfd_alloc_folio takes the huge page without reserving it
+        // (6.12 mm/memfd.c:88; 7.2 calls hugetlb_reserve_pages first,
+        // mm/memfd.c:89): with every huge page pinned by the udmabuf, the
+        // memfd's own mmap then finds none left to reserve. The fix that
+        // 7.2's test-7 was written for is not in 6.12, and the VM showed it.
+        const pinFirstUnreserved = number === 7 && kernelAtLeast(6, 12) && !kernelAtLeast(6, 13);
+        const expectation = pinFirstRefused
+          ? 'a hugetlb udmabuf of a memfd not yet touched is refused with EINVAL'
+          : pinFirstUnreserved
+            ? 'the udmabuf is made, but the memfd\'s mmap fails with ENOMEM: the pinned huge pages were never reserved (fixed after 6.12)'
+            : "UDMABUF_CREATE_LIST succeeds and the buffer shows the memfd's later writes";
+        addCase(this, `${title}: ${expectation}`, () => {
           const later = spawnSync(join(dir!, 'udmabuf_later_tests'), [String(number)], { encoding: 'utf8' });
           const text = later.stdout + later.stderr;
+          if (pinFirstUnreserved) {
+            assert.equal(text.trim(), 'create: ok\nmmap memfd: ENOMEM');
+            return;
+          }
           assert.equal(later.status, 0, text);
           if (pinFirstRefused) assert.equal(text.trim(), 'create: EINVAL');
           else assert.equal(text.trim(), 'create: ok\ncompare: ok');
