@@ -1,10 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, createWriteStream, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { VmSetupError, installHint } from './errors';
 import { cacheRoot, packageRoot } from './paths';
+import { runLogged } from './process';
 import { defaultGeneration, fetchKernelSource, generationNames, isKernelGeneration, kernelGenerations, sourceTarballOf, type KernelGeneration } from './sources';
 
 /**
@@ -202,26 +203,6 @@ function requireBuildTools(): void {
   if (!existsSync('/usr/include/libelf.h') && !existsSync('/usr/include/elfutils/libelf.h')) {
     throw new VmSetupError('libelf headers are missing (the x86-64 kernel build needs them for objtool).', installHint('libelf-dev'));
   }
-}
-
-/** Runs a build tool, its output into `log` (and line by line to `onLine`); resolves with its exit status. */
-export function runLogged(command: string, args: string[], cwd: string, log: NodeJS.WritableStream, onLine?: (line: string) => void, env?: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { cwd, env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let pending = '';
-    const forward = (chunk: Buffer) => {
-      log.write(chunk);
-      if (!onLine) return;
-      pending += chunk.toString('utf8');
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) onLine(line);
-    };
-    child.stdout.on('data', forward);
-    child.stderr.on('data', forward);
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolvePromise(code ?? (signal ? 128 : 1)));
-  });
 }
 
 function lastLines(path: string, count: number): string {

@@ -3,7 +3,8 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statS
 import { basename, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { VmSetupError } from './errors';
-import { runLogged, type BuiltKernel } from './kernel';
+import type { BuiltKernel } from './kernel';
+import { runLogged } from './process';
 import { cacheRoot } from './paths';
 
 export interface ModuleSpec {

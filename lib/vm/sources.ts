@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { VmSetupError, installHint } from './errors';
 import { cacheRoot } from './paths';
+import { runLogged } from './process';
 
 /**
  * The kernel generations the project tests on, each from Debian's own source
@@ -37,23 +37,6 @@ export function sourceTarballOf(generation: KernelGeneration, env: NodeJS.Proces
   const name = `${kernelGenerations[generation].sourcePackage}.tar.xz`;
   for (const path of [join('/usr/src', name), join(cacheRoot(env), 'sources', name)]) if (existsSync(path)) return path;
   return undefined;
-}
-
-function runQuiet(command: string, args: string[], cwd: string, logPath: string): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const log = createWriteStream(logPath, { flags: 'a' });
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(log, { end: false });
-    child.stderr.pipe(log, { end: false });
-    child.on('error', (error) => {
-      log.end();
-      reject(error);
-    });
-    child.on('close', (code) => {
-      log.end();
-      resolvePromise(code ?? 1);
-    });
-  });
 }
 
 /**
@@ -91,19 +74,20 @@ export async function fetchKernelSource(generation: KernelGeneration, onProgress
     '-q',
   ];
   const logPath = join(aptRoot, 'fetch.log');
+  const log = createWriteStream(logPath, { flags: 'a' });
   const scratch = mkdtempSync(join(cacheRoot(), 'sources-fetch-'));
   const fail = (what: string): never => {
     throw new VmSetupError(`Fetching ${sourcePackage} from Debian's ${suite} failed: ${what} (log: ${logPath}).`, `Check that ${debianArchive} is reachable, or install the package yourself and run again.`, logPath);
   };
   try {
     onProgress(`kernel source: fetching ${sourcePackage} from Debian ${suite} (about 150 MB, once)`);
-    if ((await runQuiet('apt-get', [...aptOptions, 'update'], scratch, logPath)) !== 0) fail('apt-get update');
-    if ((await runQuiet('apt-get', [...aptOptions, 'download', sourcePackage], scratch, logPath)) !== 0) fail(`apt-get download ${sourcePackage}`);
+    if ((await runLogged('apt-get', [...aptOptions, 'update'], scratch, log)) !== 0) fail('apt-get update');
+    if ((await runLogged('apt-get', [...aptOptions, 'download', sourcePackage], scratch, log)) !== 0) fail(`apt-get download ${sourcePackage}`);
     const deb = readdirSync(scratch).find((name) => name.startsWith(`${sourcePackage}_`) && name.endsWith('.deb'));
     if (!deb) fail('apt-get left no .deb');
     const member = `./usr/src/${sourcePackage}.tar.xz`;
     const tarball = join(scratch, `${sourcePackage}.tar.xz`);
-    const status = await runQuiet('sh', ['-c', 'dpkg-deb --fsys-tarfile "$1" | tar -xOf - "$2" > "$3"', 'sh', join(scratch, deb!), member, tarball], scratch, logPath);
+    const status = await runLogged('sh', ['-c', 'dpkg-deb --fsys-tarfile "$1" | tar -xOf - "$2" > "$3"', 'sh', join(scratch, deb!), member, tarball], scratch, log);
     if (status !== 0) fail(`unpacking ${member} from ${deb}`);
     const destination = join(cacheRoot(), 'sources', `${sourcePackage}.tar.xz`);
     mkdirSync(join(cacheRoot(), 'sources'), { recursive: true });
@@ -111,6 +95,7 @@ export async function fetchKernelSource(generation: KernelGeneration, onProgress
     onProgress(`kernel source: ${destination} (from ${deb})`);
     return destination;
   } finally {
+    log.end();
     rmSync(scratch, { recursive: true, force: true });
   }
 }
