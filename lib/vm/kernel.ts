@@ -69,6 +69,9 @@ export interface BuiltKernel {
   generation?: KernelGeneration;
   /** True when this call found the kernel in the cache instead of building it. */
   cached: boolean;
+  /** How long its build took (wall and make's CPU), as recorded in the cache entry. */
+  buildSeconds?: number;
+  compileCpuSeconds?: number;
 }
 
 export interface BuildKernelOptions {
@@ -78,6 +81,10 @@ export interface BuildKernelOptions {
   /** Progress lines for a person; the full build output goes to the log file. */
   onProgress?: (line: string) => void;
   jobs?: number;
+  /** Niceness of the compile (0 to 19): a build running beside a VM that is being measured or tested yields to it. */
+  nice?: number;
+  /** Other profiles of the same source to build incrementally from this build's objects (see `buildKernel`). */
+  variants?: readonly KernelProfile[];
 }
 
 export function fragmentPaths(profile: KernelProfile): string[] {
@@ -243,6 +250,9 @@ interface CacheEntryInfo {
   source: string;
   era: string;
   builtAt: string;
+  /** Wall time of the build, and the CPU time make and its compilers used (independent of the machine's other load). */
+  buildSeconds?: number;
+  compileCpuSeconds?: number;
 }
 
 /** Returns the cached kernel for a profile and source, or undefined when it has not been built. */
@@ -253,7 +263,7 @@ export function findCachedKernel(profile: KernelProfile = 'base', kernel?: strin
   const bzImage = join(dir, 'bzImage');
   if (!existsSync(join(dir, 'kernel.json')) || !existsSync(bzImage)) return undefined;
   const info = JSON.parse(readFileSync(join(dir, 'kernel.json'), 'utf8')) as CacheEntryInfo;
-  return { bzImage, tree: join(dir, 'tree'), release: info.release, profile, generation: source.generation, cached: true };
+  return { bzImage, tree: join(dir, 'tree'), release: info.release, profile, generation: source.generation, cached: true, buildSeconds: info.buildSeconds, compileCpuSeconds: info.compileCpuSeconds };
 }
 
 /** Bytes under a path, without following links. */
@@ -269,98 +279,182 @@ export function diskUsage(path: string): number {
   return total;
 }
 
+/** One kernel being built: its cache entry, scratch tree and log. */
+interface BuildStep {
+  key: string;
+  dir: string;
+  scratch: string;
+  tree: string;
+  logPath: string;
+  log: NodeJS.WritableStream & { end(): void };
+  started: number;
+}
+
+function startStep(profile: KernelProfile, source: KernelSource & { path: string }): BuildStep {
+  const { key, dir } = kernelCacheKey(profile, source);
+  const scratch = `${dir}.partial-${process.pid}`;
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
+  const logPath = `${dir}.build.log`;
+  return { key, dir, scratch, tree: join(scratch, 'tree'), logPath, log: createWriteStream(logPath), started: Date.now() };
+}
+
+function elapsedOf(step: BuildStep): string {
+  const seconds = Math.round((Date.now() - step.started) / 1000);
+  return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
+}
+
+function failStep(step: BuildStep, what: string): never {
+  step.log.end();
+  throw new VmSetupError(`Kernel build failed: ${what} (log: ${step.logPath}).\n${lastLines(step.logPath, 25)}`, `Read ${step.logPath}; fix the cause and run again (the partial build in ${step.scratch} is removed).`, step.logPath);
+}
+
+/** `make allnoconfig` with the era's and the profile's fragments; an option they ask for that the result lacks fails the build by name. */
+async function configureStep(step: BuildStep, profile: KernelProfile, declared: ReadonlySet<string>): Promise<string> {
+  const era = eraFragmentFor(declared);
+  if (!era) failStep(step, `no era fragment fits this source: each of ${eraFragments.join(', ')} names an option its Kconfig does not declare`);
+  const merged = [era!.text, ...fragmentPaths(profile).map((fragment) => readFileSync(fragment, 'utf8'))].join('\n');
+  const fragmentFile = join(step.scratch, 'fragment.config');
+  writeFileSync(fragmentFile, merged);
+  if ((await runLogged('make', ['allnoconfig', `KCONFIG_ALLCONFIG=${fragmentFile}`], step.tree, step.log)) !== 0) failStep(step, 'make allnoconfig');
+  const unmet = unmetOptions(parseFragment(merged), readFileSync(join(step.tree, '.config'), 'utf8'), declared);
+  if (unmet.length > 0) failStep(step, `the config fragments (${era!.name}, ${kernelProfiles[profile].join(', ')}) did not apply:\n  ${unmet.join('\n  ')}`);
+  return era!.name;
+}
+
+/**
+ * make, with the CPU time it and every compiler it ran used: that figure,
+ * unlike the wall time, does not depend on what else the machine was doing.
+ * The shell reads its own stat after make has been reaped (the children's
+ * user and system ticks, fields 16 and 17).
+ */
+async function compileStep(step: BuildStep, options: { jobs: number; nice: number }, progress: (line: string) => void): Promise<number | undefined> {
+  let compiled = 0;
+  let cpuTicks: number | undefined;
+  let lastReport = Date.now();
+  const compiler = compilerCache();
+  const makeArgs = [`-j${options.jobs}`, ...compiler.makeArgs, 'bzImage', 'modules'];
+  const status = await runLogged('sh', ['-c', 'n=$1; shift; nice -n "$n" make "$@"; status=$?; echo "dmabuf-build-cpu $(cut -d" " -f16,17 /proc/$$/stat)"; exit $status', 'sh', String(options.nice), ...makeArgs], step.tree, step.log, (line) => {
+    if (/^\s+(CC|AS|LD|AR)\b/.test(line)) compiled += 1;
+    const cpu = /^dmabuf-build-cpu (\d+) (\d+)$/.exec(line);
+    if (cpu) cpuTicks = Number(cpu[1]) + Number(cpu[2]);
+    if (Date.now() - lastReport >= 15_000) {
+      lastReport = Date.now();
+      progress(`kernel ${step.key}: ${compiled} objects built (${elapsedOf(step)})`);
+    }
+  }, { ...process.env, ...compiler.env(step.tree) });
+  if (status !== 0) failStep(step, `make exited with status ${status}`);
+  copyFileSync(join(step.tree, 'arch', 'x86', 'boot', 'bzImage'), join(step.scratch, 'bzImage'));
+  const ticksPerSecond = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim());
+  return cpuTicks === undefined || !(ticksPerSecond > 0) ? undefined : cpuTicks / ticksPerSecond;
+}
+
+/** Prunes the tree to what later runs need and renames the entry into place. */
+async function finishStep(step: BuildStep, info: Omit<CacheEntryInfo, 'release' | 'builtAt' | 'buildSeconds'>, generation: KernelGeneration | undefined, progress: (line: string) => void): Promise<void> {
+  const release = readRelease(step.tree) ?? '';
+  // `make clean` keeps the config, headers, scripts and Module.symvers that
+  // out-of-tree modules build against; the uapi headers are exported now,
+  // while the whole source is still there.
+  if ((await runLogged('make', ['clean'], step.tree, step.log)) !== 0) failStep(step, 'make clean');
+  if ((await runLogged('make', ['headers'], step.tree, step.log)) !== 0) failStep(step, 'make headers');
+  pruneTree(step.tree);
+  step.log.end();
+  const entry: CacheEntryInfo = { ...info, release, builtAt: new Date().toISOString(), buildSeconds: Math.round((Date.now() - step.started) / 1000) };
+  writeFileSync(join(step.scratch, 'kernel.json'), `${JSON.stringify(entry, null, 2)}\n`);
+  rmSync(step.dir, { recursive: true, force: true });
+  renameSync(step.scratch, step.dir);
+  if (generation) removeSupersededEntries(step.key);
+  progress(`kernel ${step.key}: built in ${elapsedOf(step)}${entry.compileCpuSeconds === undefined ? '' : ` (make used ${Math.round(entry.compileCpuSeconds)} s of CPU)`}`);
+}
+
 /**
  * Builds the kernel for a profile unless the cache has it, fetching a
  * generation's source first when needed. The build happens in a scratch
  * directory beside the final one and is renamed into place only when
  * complete, so an interrupted build never leaves a half entry behind. A newer
  * entry of the same generation and profile replaces the older ones.
+ *
+ * `variants` are other profiles of the same source to build from this
+ * build's objects, before its tree is pruned: the no-move-notify kernel
+ * differs from the base one in a handful of files, so its build is a copy of
+ * the tree, a new config and an incremental make (Kbuild rebuilds exactly
+ * the objects that depend on the options that changed) instead of a second
+ * build from nothing. A variant already cached is left alone.
  */
 export async function buildKernel(options: BuildKernelOptions = {}): Promise<BuiltKernel> {
   const profile = options.profile ?? 'base';
   fragmentPaths(profile);
   const progress = options.onProgress ?? (() => {});
   const resolved = resolveKernelSource(options.kernel);
-  if (resolved.generation && !profilesOf(resolved.generation).includes(profile)) {
-    throw new VmSetupError(`Kernel ${resolved.generation} has no '${profile}' profile.`, `Its profiles: ${profilesOf(resolved.generation).join(', ')} (7.x removed CONFIG_DMABUF_MOVE_NOTIFY: importers are always told to invalidate).`);
+  for (const wanted of [profile, ...(options.variants ?? [])]) {
+    fragmentPaths(wanted);
+    if (resolved.generation && !profilesOf(resolved.generation).includes(wanted)) {
+      throw new VmSetupError(`Kernel ${resolved.generation} has no '${wanted}' profile.`, `Its profiles: ${profilesOf(resolved.generation).join(', ')} (7.x removed CONFIG_DMABUF_MOVE_NOTIFY: importers are always told to invalidate).`);
+    }
   }
   requireBuildTools();
   const path = resolved.path ?? (await fetchKernelSource(resolved.generation!, progress));
   if (!existsSync(path)) throw new VmSetupError(`Kernel source ${path} not found.`, `Pass a kernel source tarball or tree, or one of the tested generations: --kernel ${generationNames.join('|')}.`);
   const source = { ...resolved, path } as KernelSource & { path: string };
-  const cached = findCachedKernel(profile, source.generation ?? path);
-  if (cached) return cached;
+  const which = source.generation ?? path;
+  const variants = [...new Set(options.variants ?? [])].filter((variant) => variant !== profile && !findCachedKernel(variant, which));
+  const cached = findCachedKernel(profile, which);
+  if (cached) {
+    // The objects a variant would start from are gone with the pruned tree.
+    for (const variant of variants) await buildKernel({ ...options, profile: variant, variants: [] });
+    return cached;
+  }
 
-  const { key, dir } = kernelCacheKey(profile, source);
-  const scratch = `${dir}.partial-${process.pid}`;
-  const tree = join(scratch, 'tree');
-  rmSync(scratch, { recursive: true, force: true });
-  mkdirSync(tree, { recursive: true });
-  const logPath = `${dir}.build.log`;
-  const log = createWriteStream(logPath);
-  const started = Date.now();
-  const elapsed = () => {
-    const seconds = Math.round((Date.now() - started) / 1000);
-    return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
-  };
-  const fail = (what: string): never => {
-    log.end();
-    throw new VmSetupError(`Kernel build failed: ${what} (log: ${logPath}).\n${lastLines(logPath, 25)}`, `Read ${logPath}; fix the cause and run again (the partial build in ${scratch} is removed).`, logPath);
-  };
-
+  const make = { jobs: options.jobs ?? cpus().length + 1, nice: options.nice ?? 0 };
+  if (!Number.isInteger(make.nice) || make.nice < 0 || make.nice > 19) throw new RangeError(`nice must be an integer from 0 to 19, got ${options.nice}`);
+  const steps: BuildStep[] = [];
+  const { dir } = kernelCacheKey(profile, source);
   try {
-    progress(`kernel ${key}: building from ${path} (a few minutes, once; log: ${logPath})`);
+    const step = startStep(profile, source);
+    steps.push(step);
+    mkdirSync(step.tree);
+    progress(`kernel ${step.key}: building from ${path} (a few minutes, once; log: ${step.logPath})`);
     if (statSync(path).isDirectory()) {
-      if ((await runLogged('cp', ['-a', `${path}/.`, tree], tree, log)) !== 0) fail('copying the source tree');
-    } else if ((await runLogged('tar', ['-xf', path, '--strip-components=1', '-C', tree], tree, log)) !== 0) {
-      fail('unpacking the source');
+      if ((await runLogged('cp', ['-a', `${path}/.`, step.tree], step.tree, step.log)) !== 0) failStep(step, 'copying the source tree');
+    } else if ((await runLogged('tar', ['-xf', path, '--strip-components=1', '-C', step.tree], step.tree, step.log)) !== 0) {
+      failStep(step, 'unpacking the source');
     }
-    progress(`kernel ${key}: source unpacked (${elapsed()})`);
+    progress(`kernel ${step.key}: source unpacked (${elapsedOf(step)})`);
+    const declared = declaredSymbols(step.tree);
+    const era = await configureStep(step, profile, declared);
+    const compileCpuSeconds = await compileStep(step, make, progress);
 
-    const declared = declaredSymbols(tree);
-    const era = eraFragmentFor(declared);
-    if (!era) fail(`no era fragment fits this source: each of ${eraFragments.join(', ')} names an option its Kconfig does not declare`);
-    const merged = [era!.text, ...fragmentPaths(profile).map((fragment) => readFileSync(fragment, 'utf8'))].join('\n');
-    const wanted = parseFragment(merged);
-    const fragmentFile = join(scratch, 'fragment.config');
-    writeFileSync(fragmentFile, merged);
-    if ((await runLogged('make', ['allnoconfig', `KCONFIG_ALLCONFIG=${fragmentFile}`], tree, log)) !== 0) fail('make allnoconfig');
-    const unmet = unmetOptions(wanted, readFileSync(join(tree, '.config'), 'utf8'), declared);
-    if (unmet.length > 0) fail(`the config fragments (${era!.name}, ${kernelProfiles[profile].join(', ')}) did not apply:\n  ${unmet.join('\n  ')}`);
-
-    const jobs = options.jobs ?? cpus().length + 1;
-    let compiled = 0;
-    let lastReport = Date.now();
-    const compiler = compilerCache();
-    const status = await runLogged('make', [`-j${jobs}`, ...compiler.makeArgs, 'bzImage', 'modules'], tree, log, (line) => {
-      if (/^\s+(CC|AS|LD|AR)\b/.test(line)) compiled += 1;
-      if (Date.now() - lastReport >= 15_000) {
-        lastReport = Date.now();
-        progress(`kernel ${key}: ${compiled} objects built (${elapsed()})`);
+    // The variants' trees are copied first, so that the base entry is in
+    // the cache before a variant is tried: a variant that fails to build
+    // never costs the kernel it derives from.
+    const derivedSteps: Array<[KernelProfile, BuildStep]> = [];
+    for (const variant of variants) {
+      const derived = startStep(variant, source);
+      steps.push(derived);
+      derivedSteps.push([variant, derived]);
+      if ((await runLogged('cp', ['-a', step.tree, derived.tree], derived.scratch, derived.log)) !== 0) failStep(derived, `copying ${step.key}'s tree`);
+    }
+    await finishStep(step, { profile, generation: source.generation, source: path, era, compileCpuSeconds }, source.generation, progress);
+    steps.shift();
+    for (const [variant, derived] of derivedSteps) {
+      derived.started = Date.now();
+      progress(`kernel ${derived.key}: building from ${step.key}'s objects (a new config, an incremental make)`);
+      try {
+        const variantEra = await configureStep(derived, variant, declared);
+        const variantCpuSeconds = await compileStep(derived, make, progress);
+        await finishStep(derived, { profile: variant, generation: source.generation, source: path, era: variantEra, compileCpuSeconds: variantCpuSeconds }, source.generation, progress);
+      } catch (error) {
+        // Not this call's kernel: asking for the variant itself builds it
+        // from nothing and reports why it fails there.
+        rmSync(derived.scratch, { recursive: true, force: true });
+        progress(`kernel ${derived.key}: not built from ${step.key}'s objects: ${error instanceof Error ? error.message : String(error)}`);
       }
-    }, { ...process.env, ...compiler.env(tree) });
-    if (status !== 0) fail(`make exited with status ${status}`);
-    copyFileSync(join(tree, 'arch', 'x86', 'boot', 'bzImage'), join(scratch, 'bzImage'));
-    const release = readRelease(tree) ?? '';
-    // `make clean` keeps the config, headers, scripts and Module.symvers that
-    // out-of-tree modules build against; the uapi headers are exported now,
-    // while the whole source is still there.
-    if ((await runLogged('make', ['clean'], tree, log)) !== 0) fail('make clean');
-    if ((await runLogged('make', ['headers'], tree, log)) !== 0) fail('make headers');
-    pruneTree(tree);
-    log.end();
-
-    const info: CacheEntryInfo = { release, profile, generation: source.generation, source: path, era: era!.name, builtAt: new Date().toISOString() };
-    writeFileSync(join(scratch, 'kernel.json'), `${JSON.stringify(info, null, 2)}\n`);
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(scratch, dir);
-    if (source.generation) removeSupersededEntries(key);
-    progress(`kernel ${key}: built in ${elapsed()}`);
+    }
   } catch (error) {
-    rmSync(scratch, { recursive: true, force: true });
+    for (const step of steps) rmSync(step.scratch, { recursive: true, force: true });
     throw error;
   }
-  const built = findCachedKernel(profile, source.generation ?? path);
+  const built = findCachedKernel(profile, which);
   if (!built) throw new VmSetupError(`Kernel build finished but ${dir} holds no bzImage.`, `Remove ${dir} and run again.`);
   return { ...built, cached: false };
 }
