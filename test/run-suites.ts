@@ -28,19 +28,28 @@ function readSummary(path: string): MochaSummary | undefined {
 /**
  * Each kernel is built (or found in the cache) once, on first use, one at a
  * time (the machine's cores are the limit); a build that fails fails every
- * suite that needs that kernel, with its reason.
+ * suite that needs that kernel, with its reason. Every kernel the chosen
+ * suites need is queued at the start, so the next one builds while a suite
+ * runs in the VM (a guest keeps about one of the two cores busy); the build
+ * runs at nice 10, so the VM under test keeps the CPU it asks for. A base
+ * kernel whose generation also has a no-move-notify suite builds that kernel
+ * from its own objects (see `buildKernel`'s variants).
  */
 const kernels = new Map<string, Promise<BuiltKernel>>();
 let buildQueue: Promise<unknown> = Promise.resolve();
+const buildNiceness = 10;
+let variantsOf: (generation: KernelGeneration, profile: KernelProfile) => KernelProfile[] = () => [];
+const seconds = (value: number | undefined) => (value === undefined ? '?' : `${Math.round(value)}s`);
 function kernelFor(generation: KernelGeneration, profile: KernelProfile): Promise<BuiltKernel> {
   const name = `${generation} ${profile}`;
   let kernel = kernels.get(name);
   if (!kernel) {
     kernel = buildQueue.then(() => {
       const started = Date.now();
-      return buildKernel({ kernel: generation, profile, onProgress: (line) => process.stdout.write(`${line}\n`) }).then(
+      return buildKernel({ kernel: generation, profile, variants: variantsOf(generation, profile), nice: buildNiceness, onProgress: (line) => process.stdout.write(`${line}\n`) }).then(
         (built) => {
-          process.stdout.write(`kernel ${built.release} (${name}): ${built.cached ? 'from the cache' : 'built'} in ${((Date.now() - started) / 1000).toFixed(1)}s (${built.bzImage})\n`);
+          const how = built.cached ? 'from the cache' : `built in ${((Date.now() - started) / 1000).toFixed(1)}s, make used ${seconds(built.compileCpuSeconds)} of CPU`;
+          process.stdout.write(`kernel ${built.release} (${name}): ${how} (${built.bzImage})\n`);
           return built;
         },
         (error: unknown) => {
@@ -117,9 +126,17 @@ async function guestMocha(generation: KernelGeneration, profile: KernelProfile, 
 interface Suite {
   name: string;
   title: string;
+  /** The kernels it boots, so that they can be built ahead of it. */
+  kernels: ReadonlyArray<readonly [KernelGeneration, KernelProfile]>;
   run(): Promise<Outcome>;
 }
 
+/**
+ * In the order the kernels can be ready: each generation's guest suite, then
+ * its no-move-notify module suite (that kernel is built from the base one's
+ * objects, right after it), and last the suites that need the debug kernel,
+ * the slowest to build.
+ */
 function suites(scratch: string): Suite[] {
   const efault = once(async () => buildEfaultProgram(root, scratch));
   const selftestsDirs = new Map<KernelGeneration, () => Promise<string>>();
@@ -135,39 +152,51 @@ function suites(scratch: string): Suite[] {
   };
   const runner = runnerGeneration();
   const debug = debugGeneration();
+  const withoutMoveNotify = noMoveNotifyGenerations();
+  const generations = [runner, ...testedGenerations().filter((generation) => generation !== runner)];
   return [
-    { name: 'host', title: 'host suite (no dma-buf needed)', run: () => hostMocha('.mocharc.host.json', join(scratch, 'host.json')) },
+    { name: 'host', title: 'host suite (no dma-buf needed)', kernels: [], run: () => hostMocha('.mocharc.host.json', join(scratch, 'host.json')) },
+    ...generations.flatMap((generation): Suite[] => [
+      {
+        name: `guest-${generation}`,
+        title: `guest suite on ${generation} (mocha inside the VM, base kernel, test module loaded)`,
+        kernels: [[generation, 'base']],
+        run: async () => guestMocha(generation, 'base', '.mocharc.guest.json', scratch, { DMABUF_SELFTESTS_DIR: await selftestsDir(generation), DMABUF_DBT_EFAULT: await efault() }),
+      },
+      // The kernel-module suite again with CONFIG_DMABUF_MOVE_NOTIFY off
+      // where the option exists (7.x has none).
+      ...(withoutMoveNotify.includes(generation)
+        ? [{
+            name: `module-${generation}-no-move-notify`,
+            title: `kernel-module suite on ${generation} with MOVE_NOTIFY off`,
+            kernels: [[generation, 'no-move-notify']] as const,
+            run: async () => guestMocha(generation, 'no-move-notify', '.mocharc.module.json', scratch, { DMABUF_DBT_EFAULT: await efault() }),
+          }]
+        : []),
+    ]),
     {
       name: 'runner',
       title: `runner suite (host tests that boot the VM: ${runner} base, ${debug} debug)`,
+      kernels: [[runner, 'base'], [debug, 'debug']],
       run: async () => {
         const kernel = await kernelFor(runner, 'base');
         await kernelFor(debug, 'debug');
         return { kernel: kernel.release, ...(await hostMocha('.mocharc.runner.json', join(scratch, 'runner.json'), { DMABUF_KERNEL: runner })) };
       },
     },
-    ...testedGenerations().map((generation): Suite => ({
-      name: `guest-${generation}`,
-      title: `guest suite on ${generation} (mocha inside the VM, base kernel, test module loaded)`,
-      run: async () => guestMocha(generation, 'base', '.mocharc.guest.json', scratch, { DMABUF_SELFTESTS_DIR: await selftestsDir(generation), DMABUF_DBT_EFAULT: await efault() }),
-    })),
-    // The kernel-module suite again with CONFIG_DMABUF_MOVE_NOTIFY off where
-    // the option exists, and where kernel CI would run such code: under
-    // lockdep, KASAN, DMABUF_DEBUG and kmemleak, on the newest generation.
-    ...noMoveNotifyGenerations().map((generation): Suite => ({
-      name: `module-${generation}-no-move-notify`,
-      title: `kernel-module suite on ${generation} with MOVE_NOTIFY off`,
-      run: async () => guestMocha(generation, 'no-move-notify', '.mocharc.module.json', scratch, { DMABUF_DBT_EFAULT: await efault() }),
-    })),
+    // Where kernel CI would run such code: under lockdep, KASAN,
+    // DMABUF_DEBUG and kmemleak.
     {
       name: `module-${debug}-debug`,
       title: `kernel-module suite on the ${debug} debug kernel`,
+      kernels: [[debug, 'debug']],
       run: async () => guestMocha(debug, 'debug', '.mocharc.module.json', scratch, { DMABUF_DBT_EFAULT: await efault() }),
     },
   ];
 }
 
 async function main(): Promise<number> {
+  const runStarted = Date.now();
   const scratch = mkdtempSync(join(tmpdir(), 'dmabuf-tests-'));
   const outcomes: SuiteOutcome[] = [];
   try {
@@ -176,7 +205,13 @@ async function main(): Promise<number> {
     const only = process.env.DMABUF_TEST_SUITES?.split(',').map((name) => name.trim()).filter(Boolean);
     const all = suites(scratch);
     for (const name of only ?? []) if (!all.some((suite) => suite.name === name)) throw new Error(`DMABUF_TEST_SUITES names '${name}'; the suites are ${all.map((suite) => suite.name).join(', ')}`);
-    for (const suite of all.filter((candidate) => !only || only.includes(candidate.name))) {
+    const chosen = all.filter((candidate) => !only || only.includes(candidate.name));
+    const needed = new Set(chosen.flatMap((suite) => suite.kernels.map(([generation, profile]) => `${generation} ${profile}`)));
+    variantsOf = (generation, profile) => (profile === 'base' && needed.has(`${generation} no-move-notify`) ? ['no-move-notify'] : []);
+    // Queued now, in the suites' order; a failure is reported by the suite
+    // that needs the kernel.
+    for (const suite of chosen) for (const [generation, profile] of suite.kernels) kernelFor(generation, profile).catch(() => undefined);
+    for (const suite of chosen) {
       say(suite.title);
       const started = Date.now();
       let outcome: Outcome;
@@ -193,6 +228,7 @@ async function main(): Promise<number> {
     rmSync(scratch, { recursive: true, force: true });
   }
 
+  process.stdout.write(`\nnpm test: ${outcomes.length} suites in ${((Date.now() - runStarted) / 60_000).toFixed(1)} min\n`);
   say('summary');
   const summary = summarizeSuites(outcomes);
   for (const line of summary.lines) process.stdout.write(`${line}\n`);
