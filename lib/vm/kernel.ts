@@ -71,14 +71,83 @@ export interface BuiltKernel {
   cached: boolean;
 }
 
+/** The steps of a kernel build, in order; `done` is reported once, at the end. */
+export const kernelBuildPhases = ['unpack', 'configure', 'compile', 'headers', 'prune', 'done'] as const;
+export type KernelBuildPhase = (typeof kernelBuildPhases)[number];
+
+/** Where a kernel build is: data for a display to format (`describeBuildProgress` makes the plain line). */
+export interface KernelBuildProgress {
+  /** The cache entry being built. */
+  key: string;
+  phase: KernelBuildPhase;
+  /** Objects compiled so far (make's CC, AS, LD and AR steps), from the compile phase on. */
+  done?: number;
+  /**
+   * The objects the latest earlier build of the same generation (or source)
+   * and profile compiled, read from its cache entry: the basis of a percent.
+   * Undefined when no such build is left to compare with.
+   */
+  total?: number;
+  elapsedMs: number;
+  source: string;
+  /** The full build output. */
+  logPath: string;
+}
+
 export interface BuildKernelOptions {
   profile?: KernelProfile;
   /** A generation (`6.1`, `6.12`, `7.2`) or the path of a kernel source tarball or tree; see `resolveKernelSource`. */
   kernel?: string;
-  /** Progress lines for a person; the full build output goes to the log file. */
-  onProgress?: (line: string) => void;
+  /**
+   * Progress for a person: a plain line, and for the build's own steps the
+   * same as data (source-fetch lines come without). The full build output
+   * goes to the log file.
+   */
+  onProgress?: (line: string, progress?: KernelBuildProgress) => void;
+  /** How often the compile phase reports, in ms (default 15 s); every other phase reports when it starts. */
+  progressIntervalMs?: number;
   jobs?: number;
 }
+
+export function formatElapsed(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
+}
+
+/**
+ * The compile phase's percent, where there is an honest basis: undefined
+ * without an earlier build to compare with, or once this build has compiled
+ * more than that one did.
+ */
+export function buildPercent(progress: Pick<KernelBuildProgress, 'done' | 'total'>): number | undefined {
+  const { done, total } = progress;
+  if (done === undefined || total === undefined || total <= 0 || done > total) return undefined;
+  return Math.floor((done / total) * 100);
+}
+
+/** The plain line for a progress report, as a log shows it. */
+export function describeBuildProgress(progress: KernelBuildProgress): string {
+  const head = `kernel ${progress.key}:`;
+  const elapsed = formatElapsed(progress.elapsedMs);
+  switch (progress.phase) {
+    case 'unpack':
+      return `${head} building from ${progress.source} (once; log: ${progress.logPath})`;
+    case 'compile': {
+      const percent = buildPercent(progress);
+      const count = percent !== undefined ? `${progress.done}/${progress.total} objects, ${percent}%`
+        : progress.total !== undefined ? `${progress.done} objects, more than the previous build's ${progress.total}`
+        : `${progress.done} objects (no earlier build to compare with)`;
+      return `${head} compile ${count} (${elapsed})`;
+    }
+    case 'done':
+      return `${head} built in ${elapsed} (${progress.done} objects)`;
+    default:
+      return `${head} ${progress.phase} (${elapsed})`;
+  }
+}
+
+/** make's line for a step that produces an object (` CC [M]  drivers/...`, ` LD  vmlinux`), the unit of the compile phase's count. */
+const objectStep = /^\s+(CC|AS|LD|AR)\b/;
 
 export function fragmentPaths(profile: KernelProfile): string[] {
   const names = Object.hasOwn(kernelProfiles, profile) ? kernelProfiles[profile] : undefined;
@@ -243,6 +312,42 @@ interface CacheEntryInfo {
   source: string;
   era: string;
   builtAt: string;
+  /** Objects the build compiled: the next build's basis for a percent. Entries from before it was recorded lack it. */
+  objects?: number;
+}
+
+/**
+ * The objects the latest earlier build of the same generation (or, for a
+ * source of the user's own, the same path) and profile compiled. It is still
+ * there while a new build runs: superseded entries are removed only once the
+ * new one is complete. An entry that predates the `objects` field is counted
+ * from its build log, which is the same make output.
+ */
+export function earlierBuildObjects(key: string, profile: KernelProfile, source: KernelSource & { path: string }): number | undefined {
+  const kernels = join(cacheRoot(), 'kernels');
+  const prefix = key.slice(0, key.lastIndexOf('-') + 1);
+  if (!existsSync(kernels)) return undefined;
+  const earlier: Array<{ name: string; info: CacheEntryInfo }> = [];
+  for (const name of readdirSync(kernels)) {
+    if (!name.startsWith(prefix) || name === key || name.includes('.partial-') || name.endsWith('.build.log')) continue;
+    try {
+      const info = JSON.parse(readFileSync(join(kernels, name, 'kernel.json'), 'utf8')) as CacheEntryInfo;
+      if (info.profile === profile && (source.generation ? info.generation === source.generation : info.source === source.path)) earlier.push({ name, info });
+    } catch {
+      // An entry without a readable kernel.json never completed: no basis.
+    }
+  }
+  earlier.sort((a, b) => b.info.builtAt.localeCompare(a.info.builtAt));
+  for (const { name, info } of earlier) {
+    if (typeof info.objects === 'number' && info.objects > 0) return info.objects;
+    try {
+      const counted = readFileSync(join(kernels, `${name}.build.log`), 'utf8').split('\n').filter((line) => objectStep.test(line)).length;
+      if (counted > 0) return counted;
+    } catch {
+      // No log either: try an older entry.
+    }
+  }
+  return undefined;
 }
 
 /** Returns the cached kernel for a profile and source, or undefined when it has not been built. */
@@ -299,9 +404,10 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   const logPath = `${dir}.build.log`;
   const log = createWriteStream(logPath);
   const started = Date.now();
-  const elapsed = () => {
-    const seconds = Math.round((Date.now() - started) / 1000);
-    return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
+  const total = earlierBuildObjects(key, profile, source);
+  const report = (phase: KernelBuildPhase, done?: number) => {
+    const state: KernelBuildProgress = { key, phase, ...(done === undefined ? {} : { done }), ...(total === undefined ? {} : { total }), elapsedMs: Date.now() - started, source: path, logPath };
+    progress(describeBuildProgress(state), state);
   };
   const fail = (what: string): never => {
     log.end();
@@ -309,13 +415,13 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   };
 
   try {
-    progress(`kernel ${key}: building from ${path} (a few minutes, once; log: ${logPath})`);
+    report('unpack');
     if (statSync(path).isDirectory()) {
       if ((await runLogged('cp', ['-a', `${path}/.`, tree], tree, log)) !== 0) fail('copying the source tree');
     } else if ((await runLogged('tar', ['-xf', path, '--strip-components=1', '-C', tree], tree, log)) !== 0) {
       fail('unpacking the source');
     }
-    progress(`kernel ${key}: source unpacked (${elapsed()})`);
+    report('configure');
 
     const declared = declaredSymbols(tree);
     const era = eraFragmentFor(declared);
@@ -329,14 +435,16 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
     if (unmet.length > 0) fail(`the config fragments (${era!.name}, ${kernelProfiles[profile].join(', ')}) did not apply:\n  ${unmet.join('\n  ')}`);
 
     const jobs = options.jobs ?? cpus().length + 1;
+    const interval = options.progressIntervalMs ?? 15_000;
     let compiled = 0;
     let lastReport = Date.now();
     const compiler = compilerCache();
+    report('compile', compiled);
     const status = await runLogged('make', [`-j${jobs}`, ...compiler.makeArgs, 'bzImage', 'modules'], tree, log, (line) => {
-      if (/^\s+(CC|AS|LD|AR)\b/.test(line)) compiled += 1;
-      if (Date.now() - lastReport >= 15_000) {
+      if (objectStep.test(line)) compiled += 1;
+      if (Date.now() - lastReport >= interval) {
         lastReport = Date.now();
-        progress(`kernel ${key}: ${compiled} objects built (${elapsed()})`);
+        report('compile', compiled);
       }
     }, { ...process.env, ...compiler.env(tree) });
     if (status !== 0) fail(`make exited with status ${status}`);
@@ -345,17 +453,19 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
     // `make clean` keeps the config, headers, scripts and Module.symvers that
     // out-of-tree modules build against; the uapi headers are exported now,
     // while the whole source is still there.
+    report('headers', compiled);
     if ((await runLogged('make', ['clean'], tree, log)) !== 0) fail('make clean');
     if ((await runLogged('make', ['headers'], tree, log)) !== 0) fail('make headers');
+    report('prune', compiled);
     pruneTree(tree);
     log.end();
 
-    const info: CacheEntryInfo = { release, profile, generation: source.generation, source: path, era: era!.name, builtAt: new Date().toISOString() };
+    const info: CacheEntryInfo = { release, profile, generation: source.generation, source: path, era: era!.name, builtAt: new Date().toISOString(), objects: compiled };
     writeFileSync(join(scratch, 'kernel.json'), `${JSON.stringify(info, null, 2)}\n`);
     rmSync(dir, { recursive: true, force: true });
     renameSync(scratch, dir);
     if (source.generation) removeSupersededEntries(key);
-    progress(`kernel ${key}: built in ${elapsed()}`);
+    report('done', compiled);
   } catch (error) {
     rmSync(scratch, { recursive: true, force: true });
     throw error;
