@@ -41,10 +41,10 @@ export const commands = {
     name: 'devices',
     summary: 'Show what this kernel offers for dma-buf (udmabuf, dma-heaps, sw_sync, debugfs).',
     details: [
-      'Without --host, a host that lacks /dev/udmabuf is answered from inside the test VM.',
+      'On a host without /dev/udmabuf it first says what this host lacks and what it would take (kernel options, the udmabuf module, device permissions and your groups), then answers from inside the test VM.',
     ],
     options: {
-      json: { ...json, description: 'print the report as JSON' },
+      json: { ...json, description: 'print the report as JSON: the answering kernel\'s devices and diagnosis, with answeredBy (host or vm) and, when the VM answered, this host\'s report under host' },
       host: { type: 'boolean', description: 'answer for this host only, never boot the VM' },
       vm: { type: 'boolean', description: 'answer from inside the VM even when this host has /dev/udmabuf' },
     },
@@ -92,6 +92,7 @@ export const commands = {
     name: 'vm build-kernel',
     summary: 'Build the VM kernel into the cache now (the first run does it otherwise).',
     details: [
+      'Progress goes to stderr: one updating line on a terminal, a line per update otherwise. The compile phase shows a percent only when an earlier build of the same generation and profile is in the cache to compare with; without one it counts objects.',
       'Prints the bzImage\'s path, or with --json the built kernel.',
     ],
     options: {

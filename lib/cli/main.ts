@@ -1,13 +1,15 @@
 import { existsSync } from 'node:fs';
-import { formatDevices, listDevices } from '../devices';
+import { diagnoseHost, formatDevices, listDevices, readHostFacts } from '../devices';
 import { formatProcessReport, formatSystemReport, inspectProcess, inspectSystem } from '../inspect';
 import { VmSetupError } from '../vm/errors';
-import { buildKernel, findCachedKernel, listCacheEntries, profilesOf, resolveKernelSource, type KernelProfile } from '../vm/kernel';
+import { buildKernel, findCachedKernel, listCacheEntries, profilesOf, resolveKernelSource, type BuiltKernel, type KernelProfile } from '../vm/kernel';
 import { defaultGeneration, fetchKernelSource, generationNames, isKernelGeneration, kernelGenerations, sourceTarballOf, type KernelGeneration } from '../vm/sources';
 import { cacheRoot, packageRoot } from '../vm/paths';
 import { run, type VmRunResult } from '../vm/run';
 import type { ModuleSpec } from '../vm/modules';
 import { commandHelp, commandNames, commands, flag, generalHelp, parseCommand, UsageError, usageLine, type CommandName, type OptionName, type ParsedCommand } from './commands';
+import { formatHostDiagnosis } from './format';
+import { progressDisplay } from './progress';
 
 const say = (line: string) => process.stderr.write(`dmabuf: ${line}\n`);
 const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -71,8 +73,11 @@ async function vmRun(parsed: ParsedCommand<OptionName<'vm run'>>): Promise<numbe
   const profile = parsed.string('profile') as KernelProfile;
   const kernel = parsed.string('kernel');
   checkKernelChoice('vm run', kernel, profile);
+  const display = progressDisplay(process.stderr);
   let endsWithNewline = true;
-  const result = await run({
+  let result: VmRunResult;
+  try {
+    result = await run({
       command: words,
       timeoutMs: timeout === undefined ? undefined : timeout * 1000,
       memoryMiB: positiveInteger('vm run', 'memory', parsed.string('memory')),
@@ -88,8 +93,11 @@ async function vmRun(parsed: ParsedCommand<OptionName<'vm run'>>): Promise<numbe
         process.stdout.write(chunk);
       },
       onStderr: (chunk) => process.stderr.write(chunk),
-      onProgress: quiet ? undefined : say,
+      onProgress: quiet ? undefined : display.onProgress,
     });
+  } finally {
+    display.finish();
+  }
   // The summary is the last line of stdout, on a line of its own, so that a script can take it without parsing the command's output.
   if (parsed.boolean('json')) process.stdout.write(`${endsWithNewline ? '' : '\n'}${JSON.stringify(runSummary(result))}\n`);
   return report(result, quiet);
@@ -98,21 +106,29 @@ async function vmRun(parsed: ParsedCommand<OptionName<'vm run'>>): Promise<numbe
 async function devices(parsed: ParsedCommand<OptionName<'devices'>>): Promise<number> {
   const json = parsed.boolean('json');
   if (parsed.boolean('host') && parsed.boolean('vm')) throw new UsageError(`takes ${flag('devices', 'host')} or ${flag('devices', 'vm')}, not both`, 'devices');
+  const here = { ...listDevices(), diagnosis: diagnoseHost(readHostFacts()) };
   const inGuest = process.env.DMABUF_IN_VM === '1';
   const useVm = !inGuest && (parsed.boolean('vm') || (!parsed.boolean('host') && !existsSync('/dev/udmabuf')));
   if (!useVm) {
-    const found = listDevices();
-    if (json) printJson(found);
-    else process.stdout.write(`${formatDevices(found)}\n`);
+    if (json) printJson({ answeredBy: 'host', ...here });
+    else process.stdout.write(`${formatDevices(here)}\n${here.diagnosis.steps.length > 0 ? `\n${formatHostDiagnosis(here.diagnosis)}\n` : ''}`);
     return 0;
   }
-  say('this host has no /dev/udmabuf: asking the test VM');
-  const result = await run({
-    command: [process.execPath, `${packageRoot}/bin/dmabuf.js`, 'devices', '--host', ...(json ? ['--json'] : [])],
-    onStdout: (chunk) => process.stdout.write(chunk),
-    onStderr: (chunk) => process.stderr.write(chunk),
-    onProgress: say,
-  });
+  if (!json) process.stdout.write(`${formatHostDiagnosis(here.diagnosis)}\n\nthe test VM:\n`);
+  say(`${existsSync('/dev/udmabuf') ? 'asked for the VM' : 'this host has no /dev/udmabuf'}: asking the test VM`);
+  const display = progressDisplay(process.stderr);
+  let result: VmRunResult;
+  try {
+    result = await run({
+      command: [process.execPath, `${packageRoot}/bin/dmabuf.js`, 'devices', '--host', ...(json ? ['--json'] : [])],
+      onStdout: json ? undefined : (chunk) => process.stdout.write(chunk),
+      onStderr: (chunk) => process.stderr.write(chunk),
+      onProgress: display.onProgress,
+    });
+  } finally {
+    display.finish();
+  }
+  if (json && result.ok) printJson({ ...(JSON.parse(result.stdout) as object), answeredBy: 'vm', host: here });
   return report(result, true);
 }
 
@@ -135,7 +151,13 @@ async function vmBuildKernel(parsed: ParsedCommand<OptionName<'vm build-kernel'>
   const profile = parsed.string('profile') as KernelProfile;
   const kernelChoice = parsed.string('kernel');
   checkKernelChoice('vm build-kernel', kernelChoice, profile);
-  const kernel = await buildKernel({ kernel: kernelChoice, profile, onProgress: say });
+  const display = progressDisplay(process.stderr);
+  let kernel: BuiltKernel;
+  try {
+    kernel = await buildKernel({ kernel: kernelChoice, profile, onProgress: display.onProgress, progressIntervalMs: display.intervalMs });
+  } finally {
+    display.finish();
+  }
   if (parsed.boolean('json')) printJson({ bzImage: kernel.bzImage, tree: kernel.tree ?? null, release: kernel.release ?? null, profile: kernel.profile ?? null, generation: kernel.generation ?? null, cached: kernel.cached });
   else process.stdout.write(`${kernel.bzImage}\n`);
   return 0;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { formatLiveProgress, progressDisplay } from '../../lib/cli/progress';
 import { buildKernel, buildPercent, describeBuildProgress, earlierBuildObjects, kernelBuildPhases, parseFragment, type KernelBuildProgress } from '../../lib/vm/kernel';
 import { packageRoot } from '../../lib/vm/paths';
 
@@ -156,4 +157,77 @@ describe('kernel build progress from buildKernel, on a stand-in source tree', ()
     assert.equal(buildPercent(compile.at(-1)!), 100);
     assert.match(reports.find((report) => report.progress!.phase === 'compile' && report.progress!.done === objectLines)!.line, new RegExp(`compile ${objectLines}/${objectLines} objects, 100%`));
   }).timeout(60_000);
+});
+
+describe('kernel build progress on a terminal and in a log', () => {
+  // Reports as a build of 6.12 gives them, with the previous build's 1668 objects as the basis.
+  const recorded: KernelBuildProgress[] = [
+    ['unpack', undefined, 0],
+    ['configure', undefined, 41_000],
+    ['compile', 0, 63_000],
+    ['compile', 417, 300_000],
+    ['compile', 1251, 900_000],
+    ['headers', 1668, 1_200_000],
+    ['prune', 1668, 1_230_000],
+    ['done', 1668, 1_240_000],
+  ].map(([phase, done, elapsedMs]) => ({ key: '6.12-base-f7edf352c592c479', phase: phase as KernelBuildProgress['phase'], ...(done === undefined ? {} : { done: done as number }), total: 1668, elapsedMs: elapsedMs as number, source: '/src/linux-source-6.12.tar.xz', logPath: '/cache/kernels/6.12-base-f7edf352c592c479.build.log' }));
+
+  const capture = (columns = 200) => {
+    const writes: string[] = [];
+    return { writes, stream: { write: (text: string) => writes.push(text), isTTY: true, columns } };
+  };
+
+  it('writes one plain line per report when not a terminal, and asks for the default report interval', () => {
+    const { writes, stream } = capture();
+    const display = progressDisplay({ ...stream, isTTY: false });
+    assert.equal(display.intervalMs, undefined);
+    for (const progress of recorded) display.onProgress(describeBuildProgress(progress), progress);
+    display.finish();
+    assert.deepEqual(writes, recorded.map((progress) => `dmabuf: ${describeBuildProgress(progress)}\n`));
+  });
+
+  it('on a terminal, prints the first report (which names the log) as a line, then rewrites one line in place (phase, objects, percent, elapsed), ending with the finished build\'s line', () => {
+    const { writes, stream } = capture();
+    const display = progressDisplay(stream, { now: () => 0 });
+    assert.equal(display.intervalMs, 1000);
+    for (const progress of recorded) display.onProgress(describeBuildProgress(progress), progress);
+    display.finish();
+    assert.equal(writes[0], `dmabuf: ${describeBuildProgress(recorded[0]!)}\n`);
+    const live = writes.slice(1, -1);
+    assert.equal(live.length, recorded.length - 1, 'one redraw per report from unpack to prune');
+    assert.ok(live.every((text) => text.startsWith('\r\x1b[K') && !text.includes('\n')), JSON.stringify(live));
+    assert.equal(live[1], '\r\x1b[Kdmabuf: kernel 6.12-base-f7edf352c592c479  configure  0m41s');
+    assert.equal(live[3], '\r\x1b[Kdmabuf: kernel 6.12-base-f7edf352c592c479  compile  417/1668 objects  25%  5m00s');
+    assert.equal(writes.at(-1), `\r\x1b[Kdmabuf: ${describeBuildProgress(recorded.at(-1)!)}\n`);
+  });
+
+  it('shows counts without a percent on a terminal when there is no basis', () => {
+    const { total: _total, ...withoutBasis } = recorded[3]!;
+    assert.equal(formatLiveProgress(withoutBasis), 'kernel 6.12-base-f7edf352c592c479  compile  417 objects  5m00s');
+  });
+
+  it('prints a line that is not build progress above the live line, then redraws the live line', () => {
+    const { writes, stream } = capture();
+    const display = progressDisplay(stream, { now: () => 0 });
+    display.onProgress('', recorded[3]);
+    display.onProgress('kernel source: fetching linux-source-6.12');
+    display.finish();
+    assert.deepEqual(writes.slice(1), ['\r\x1b[Kdmabuf: kernel source: fetching linux-source-6.12\n', writes[0], '\n']);
+  });
+
+  it('keeps the elapsed time ticking between reports, and each line within the terminal\'s width', async () => {
+    let now = 0;
+    const { writes, stream } = capture(40);
+    const display = progressDisplay(stream, { now: () => now, tickMs: 5 });
+    display.onProgress('', recorded[3]);
+    now = 61_000;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    display.finish();
+    const drawn = writes.filter((text) => text.startsWith('\r\x1b[K')).map((text) => text.slice('\r\x1b[K'.length));
+    assert.ok(drawn.length >= 2, `redrawn ${drawn.length} times`);
+    assert.ok(drawn.every((text) => text.length < 40), JSON.stringify(drawn));
+    const full = formatLiveProgress(recorded[3]!, recorded[3]!.elapsedMs + 61_000);
+    assert.ok(full.endsWith('6m01s'));
+    assert.equal(drawn.at(-1), `${`dmabuf: ${full}`.slice(0, 38)}…`);
+  });
 });

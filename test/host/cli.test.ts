@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { commands, commandNames, type CommandSpec } from '../../lib/cli/commands';
+import { hostKernelOptions } from '../../lib/devices';
 import { run, VmSetupError } from '../../lib/vm';
 import { kernelCacheKey } from '../../lib/vm/kernel';
 import { generationNames } from '../../lib/vm/sources';
@@ -12,6 +13,18 @@ const root = join(__dirname, '..', '..');
 const bin = join(root, 'bin', 'dmabuf.js');
 const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
 const specs = Object.values(commands) as CommandSpec[];
+
+/** The options of `hostKernelOptions` this host's config lacks, read with zcat and a line search (not the code under test); undefined without a readable config. */
+function hostConfigLacks(): string[] | undefined {
+  const zcat = spawnSync('zcat', ['/proc/config.gz'], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  let text = zcat.status === 0 ? zcat.stdout : undefined;
+  try {
+    text ??= readFileSync(`/boot/config-${release()}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return hostKernelOptions.map(({ name }) => name).filter((name) => !new RegExp(`^${name}=[ym]$`, 'm').test(text!));
+}
 
 describe('command line help', () => {
   it('lists every command of the table in dmabuf help, and exits 0', () => {
@@ -264,6 +277,23 @@ describe('command line --json', () => {
       assert.deepEqual(JSON.parse(result.stdout), { bzImage: join(dir, 'bzImage'), tree: join(dir, 'tree'), release: '6.1.0-test', profile: 'debug', generation: '6.1', cached: true });
       assert.equal(result.stderr, '');
     }).timeout(60_000);
+  });
+
+  it('reports this host\'s devices and diagnosis for devices --host --json, the missing options as the real config has them', () => {
+    const result = cli(['devices', '--host', '--json']);
+    assert.equal(result.status, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as { answeredBy: string; diagnosis: { missingOptions?: string[] } };
+    assert.equal(report.answeredBy, 'host');
+    assert.deepEqual(report.diagnosis.missingOptions, hostConfigLacks());
+  });
+
+  it('prints, after the devices, each option this host\'s config lacks and what it would take, for devices --host', () => {
+    const result = cli(['devices', '--host']);
+    assert.equal(result.status, 0, result.stderr);
+    const lacked = hostConfigLacks();
+    if (lacked === undefined) assert.match(result.stdout, /kernel options: unknown/);
+    else if (lacked.length > 0) assert.match(result.stdout, /^what it would take on this host:$/m);
+    for (const name of lacked ?? []) assert.match(result.stdout, new RegExp(`^ {4}${name}\\s+(not set|absent)\\s`, 'm'));
   });
 });
 
