@@ -1,64 +1,23 @@
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { formatDevices, listDevices } from '../devices';
+import { diagnoseHost, formatDevices, listDevices, readHostFacts } from '../devices';
 import { formatProcessReport, formatSystemReport, inspectProcess, inspectSystem } from '../inspect';
 import { VmSetupError } from '../vm/errors';
-import { buildKernel, findCachedKernel, kernelProfiles, listCacheEntries, profilesOf, resolveKernelSource, type KernelProfile } from '../vm/kernel';
+import { buildKernel, findCachedKernel, listCacheEntries, profilesOf, resolveKernelSource, type BuiltKernel, type KernelProfile } from '../vm/kernel';
 import { defaultGeneration, fetchKernelSource, generationNames, isKernelGeneration, kernelGenerations, sourceTarballOf, type KernelGeneration } from '../vm/sources';
 import { cacheRoot, packageRoot } from '../vm/paths';
 import { run, type VmRunResult } from '../vm/run';
 import type { ModuleSpec } from '../vm/modules';
+import { commandHelp, commandNames, commands, flag, generalHelp, parseCommand, UsageError, usageLine, type CommandName, type OptionName, type ParsedCommand } from './commands';
+import { formatHostDiagnosis } from './format';
+import { progressDisplay } from './progress';
 
-const usage = `Usage: dmabuf <command> [options]
+const say = (line: string) => process.stderr.write(`dmabuf: ${line}\n`);
+const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 
-Commands:
-  devices [--json] [--host | --vm]
-      Show what this kernel offers for dma-buf (udmabuf, heaps, sw_sync, debugfs).
-      Without --host, a host that lacks /dev/udmabuf is answered from inside the VM.
-  ls [--pid <pid>] [--json]
-      Every dma-buf in the system, once, with the processes holding it by fd or mapping,
-      totals per process and per exporter, and debugfs's attachments and fences where
-      readable (root). With --pid, one process. Unreadable processes are listed, not fatal.
-  vm run [options] -- <command> [args...]
-      Boot the test VM (the host's root, read-only), run a command in it, return its exit
-      status. The run fails on a kernel panic, oops, WARN, BUG or lockdep report.
-        --timeout <seconds>     kill the VM after this long (default 600)
-        --memory <MiB>          guest memory (default 2048)
-        --cpus <n>              guest CPUs (default 2)
-        --module <dir|ko>[:p=v,...]  build (from a source dir) and insmod a module first; repeatable
-        --kernel <which>        ${generationNames.join(', ')} (default ${defaultGeneration}): Debian's source of that
-                                generation, fetched and built once; or the path of a kernel source
-                                tarball or tree to build the same way; or a bzImage of your own ...
-        --kernel-tree <dir>     ... with its build tree, to build modules against
-        --profile <name>        kernel profile: ${Object.keys(kernelProfiles).join(', ')} (default base;
-                                no-move-notify only where the kernel has that option: 6.1, 6.12)
-        --accel <tcg|kvm>       QEMU accelerator (default tcg, which works everywhere)
-        --keep-results          keep the console log, dmesg and job script, and print where
-        --quiet                 print nothing but the command's own output
-  vm build-kernel [--kernel <which>] [--profile <name>]
-      Build the VM kernel into the cache now (the first run does it otherwise).
-  vm fetch-source [--kernel <generation>]... [--all]
-      Fetch Debian's kernel source of a generation into the cache (no root, no system change).
-  vm info [--json]
-      Show the kernel sources, the built kernels per generation and profile, and the cache's size.
-  help
-      This text.
-
-Environment: DMABUF_CACHE_DIR (kernel cache, default ~/.cache/dmabuf), DMABUF_KERNEL (the
-default --kernel; DMABUF_KERNEL_SOURCE is its older name), DMABUF_VM_KERNEL and DMABUF_VM_KERNEL_TREE (your own bzImage and tree).`;
-
-class UsageError extends Error {}
-
-function parseProfile(value: string | undefined): KernelProfile {
-  const profile = value ?? 'base';
-  if (!(profile in kernelProfiles)) throw new UsageError(`unknown profile '${profile}' (expected ${Object.keys(kernelProfiles).join(', ')})`);
-  return profile as KernelProfile;
-}
-
-function parsePositiveInteger(name: string, value: string | undefined): number | undefined {
+function positiveInteger<C extends CommandName>(command: C, name: OptionName<C>, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const number = Number(value);
-  if (!Number.isSafeInteger(number) || number <= 0) throw new UsageError(`${name} takes a positive whole number, got '${value}'`);
+  if (!Number.isSafeInteger(number) || number <= 0) throw new UsageError(`${flag(command, name)} takes a positive whole number, got '${value}'`, command);
   return number;
 }
 
@@ -68,13 +27,21 @@ function parseModule(spec: string): ModuleSpec {
   return { path: spec.slice(0, colon), params: spec.slice(colon + 1).split(',').filter(Boolean) };
 }
 
-const progress = (line: string) => process.stderr.write(`dmabuf: ${line}\n`);
+function checkKernelChoice(command: 'vm run' | 'vm build-kernel', kernel: string | undefined, profile: KernelProfile): void {
+  if (kernel !== undefined && /^\d+\.\d+$/.test(kernel) && !isKernelGeneration(kernel)) {
+    throw new UsageError(`kernel ${kernel} is not one of the tested generations (${generationNames.join(', ')}); pass the path of its source tarball or tree instead`, command);
+  }
+  const generation = kernel === undefined ? defaultGeneration : kernel;
+  if (isKernelGeneration(generation) && !profilesOf(generation).includes(profile)) {
+    throw new UsageError(`kernel ${generation} has no '${profile}' profile (it has ${profilesOf(generation).join(', ')})`, command);
+  }
+}
 
 function report(result: VmRunResult, quiet: boolean): number {
   if (!quiet) {
     const seconds = (result.durationMs / 1000).toFixed(1);
-    process.stderr.write(`dmabuf: vm ${result.ok ? 'ok' : `failed (${result.failures.join(', ')})`} in ${seconds}s\n`);
-    if (result.resultsDir) process.stderr.write(`dmabuf: results kept in ${result.resultsDir}\n`);
+    say(`vm ${result.ok ? 'ok' : `failed (${result.failures.join(', ')})`} in ${seconds}s`);
+    if (result.resultsDir) say(`results kept in ${result.resultsDir}`);
   }
   if (!result.ok) process.stderr.write(`${result.summary}\n`);
   if (result.ok) return 0;
@@ -83,103 +50,128 @@ function report(result: VmRunResult, quiet: boolean): number {
   return 1;
 }
 
-async function vmRun(argv: string[]): Promise<number> {
-  const separator = argv.indexOf('--');
-  const optionWords = separator < 0 ? argv : argv.slice(0, separator);
-  const command = separator < 0 ? [] : argv.slice(separator + 1);
-  const { values, positionals } = parseArgs({
-    args: optionWords,
-    allowPositionals: true,
-    options: {
-      timeout: { type: 'string' }, memory: { type: 'string' }, cpus: { type: 'string' },
-      module: { type: 'string', multiple: true }, profile: { type: 'string' },
-      kernel: { type: 'string' }, 'kernel-tree': { type: 'string' }, accel: { type: 'string' },
-      'keep-results': { type: 'boolean' }, quiet: { type: 'boolean' },
-    },
-  });
-  const words = [...positionals, ...command];
-  if (words.length === 0) throw new UsageError('vm run needs a command: dmabuf vm run [options] -- <command> [args...]');
-  if (values.accel !== undefined && values.accel !== 'tcg' && values.accel !== 'kvm') throw new UsageError(`--accel takes tcg or kvm, got '${values.accel}'`);
-  const timeout = parsePositiveInteger('--timeout', values.timeout);
-  const quiet = values.quiet ?? false;
-  const profile = parseProfile(values.profile);
-  checkKernelChoice(values.kernel, profile);
-  const result = await run({
-    command: words,
-    timeoutMs: timeout === undefined ? undefined : timeout * 1000,
-    memoryMiB: parsePositiveInteger('--memory', values.memory),
-    cpus: parsePositiveInteger('--cpus', values.cpus),
-    modules: (values.module ?? []).map(parseModule),
-    profile,
-    kernel: values.kernel,
-    kernelTree: values['kernel-tree'],
-    accel: values.accel as 'tcg' | 'kvm' | undefined,
-    keepResults: values['keep-results'],
-    onStdout: (chunk) => process.stdout.write(chunk),
-    onStderr: (chunk) => process.stderr.write(chunk),
-    onProgress: quiet ? undefined : progress,
-  });
+/** What `vm run --json` prints: the result without the outputs, which were streamed already. */
+function runSummary(result: VmRunResult) {
+  const { kernel } = result;
+  return {
+    ok: result.ok,
+    failures: result.failures,
+    exitCode: result.exitCode,
+    timedOut: result.timedOut,
+    durationMs: result.durationMs,
+    kernel: { release: kernel.release ?? null, generation: kernel.generation ?? null, profile: kernel.profile ?? null, bzImage: kernel.bzImage },
+    kernelProblems: result.kernelProblems,
+    resultsDir: result.resultsDir ?? null,
+  };
+}
+
+async function vmRun(parsed: ParsedCommand<OptionName<'vm run'>>): Promise<number> {
+  const words = [...parsed.positionals, ...parsed.rest];
+  if (words.length === 0) throw new UsageError(`needs a command: ${usageLine(commands['vm run'])}`, 'vm run');
+  const timeout = positiveInteger('vm run', 'timeout', parsed.string('timeout'));
+  const quiet = parsed.boolean('quiet');
+  const profile = parsed.string('profile') as KernelProfile;
+  const kernel = parsed.string('kernel');
+  checkKernelChoice('vm run', kernel, profile);
+  const display = progressDisplay(process.stderr);
+  let endsWithNewline = true;
+  let result: VmRunResult;
+  try {
+    result = await run({
+      command: words,
+      timeoutMs: timeout === undefined ? undefined : timeout * 1000,
+      memoryMiB: positiveInteger('vm run', 'memory', parsed.string('memory')),
+      cpus: positiveInteger('vm run', 'cpus', parsed.string('cpus')),
+      modules: parsed.strings('module').map(parseModule),
+      profile,
+      kernel,
+      kernelTree: parsed.string('kernel-tree'),
+      accel: parsed.string('accel') as 'tcg' | 'kvm',
+      keepResults: parsed.boolean('keep-results'),
+      onStdout: (chunk) => {
+        if (chunk.length > 0) endsWithNewline = chunk[chunk.length - 1] === 0x0a;
+        process.stdout.write(chunk);
+      },
+      onStderr: (chunk) => process.stderr.write(chunk),
+      onProgress: quiet ? undefined : display.onProgress,
+    });
+  } finally {
+    display.finish();
+  }
+  // The summary is the last line of stdout, on a line of its own, so that a script can take it without parsing the command's output.
+  if (parsed.boolean('json')) process.stdout.write(`${endsWithNewline ? '' : '\n'}${JSON.stringify(runSummary(result))}\n`);
   return report(result, quiet);
 }
 
-async function devices(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, host: { type: 'boolean' }, vm: { type: 'boolean' } } });
-  if (values.host && values.vm) throw new UsageError('devices takes --host or --vm, not both');
+async function devices(parsed: ParsedCommand<OptionName<'devices'>>): Promise<number> {
+  const json = parsed.boolean('json');
+  if (parsed.boolean('host') && parsed.boolean('vm')) throw new UsageError(`takes ${flag('devices', 'host')} or ${flag('devices', 'vm')}, not both`, 'devices');
+  const here = { ...listDevices(), diagnosis: diagnoseHost(readHostFacts()) };
   const inGuest = process.env.DMABUF_IN_VM === '1';
-  const useVm = !inGuest && (values.vm || (!values.host && !existsSync('/dev/udmabuf')));
+  const useVm = !inGuest && (parsed.boolean('vm') || (!parsed.boolean('host') && !existsSync('/dev/udmabuf')));
   if (!useVm) {
-    const found = listDevices();
-    process.stdout.write(values.json ? `${JSON.stringify(found, null, 2)}\n` : `${formatDevices(found)}\n`);
+    if (json) printJson({ answeredBy: 'host', ...here });
+    else process.stdout.write(`${formatDevices(here)}\n${here.diagnosis.steps.length > 0 ? `\n${formatHostDiagnosis(here.diagnosis)}\n` : ''}`);
     return 0;
   }
-  progress('this host has no /dev/udmabuf: asking the test VM');
-  const result = await run({
-    command: [process.execPath, `${packageRoot}/bin/dmabuf.js`, 'devices', '--host', ...(values.json ? ['--json'] : [])],
-    onStdout: (chunk) => process.stdout.write(chunk),
-    onStderr: (chunk) => process.stderr.write(chunk),
-    onProgress: progress,
-  });
+  if (!json) process.stdout.write(`${formatHostDiagnosis(here.diagnosis)}\n\nthe test VM:\n`);
+  say(`${existsSync('/dev/udmabuf') ? 'asked for the VM' : 'this host has no /dev/udmabuf'}: asking the test VM`);
+  const display = progressDisplay(process.stderr);
+  let result: VmRunResult;
+  try {
+    result = await run({
+      command: [process.execPath, `${packageRoot}/bin/dmabuf.js`, 'devices', '--host', ...(json ? ['--json'] : [])],
+      onStdout: json ? undefined : (chunk) => process.stdout.write(chunk),
+      onStderr: (chunk) => process.stderr.write(chunk),
+      onProgress: display.onProgress,
+    });
+  } finally {
+    display.finish();
+  }
+  if (json && result.ok) printJson({ ...(JSON.parse(result.stdout) as object), answeredBy: 'vm', host: here });
   return report(result, true);
 }
 
-function list(argv: string[]): number {
-  const { values } = parseArgs({ args: argv, options: { pid: { type: 'string' }, json: { type: 'boolean' } } });
-  if (values.pid !== undefined) {
-    const report = inspectProcess(parsePositiveInteger('--pid', values.pid)!);
-    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatProcessReport(report)}\n`);
-    return report.error ? 1 : 0;
+function list(parsed: ParsedCommand<OptionName<'ls'>>): number {
+  const json = parsed.boolean('json');
+  const pid = positiveInteger('ls', 'pid', parsed.string('pid'));
+  if (pid !== undefined) {
+    const found = inspectProcess(pid);
+    if (json) printJson(found);
+    else process.stdout.write(`${formatProcessReport(found)}\n`);
+    return found.error ? 1 : 0;
   }
-  const report = inspectSystem();
-  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatSystemReport(report)}\n`);
+  const found = inspectSystem();
+  if (json) printJson(found);
+  else process.stdout.write(`${formatSystemReport(found)}\n`);
   return 0;
 }
 
-function checkKernelChoice(kernel: string | undefined, profile: KernelProfile): void {
-  if (kernel !== undefined && /^\d+\.\d+$/.test(kernel) && !isKernelGeneration(kernel)) {
-    throw new UsageError(`kernel ${kernel} is not one of the tested generations (${generationNames.join(', ')}); pass the path of its source tarball or tree instead`);
+async function vmBuildKernel(parsed: ParsedCommand<OptionName<'vm build-kernel'>>): Promise<number> {
+  const profile = parsed.string('profile') as KernelProfile;
+  const kernelChoice = parsed.string('kernel');
+  checkKernelChoice('vm build-kernel', kernelChoice, profile);
+  const display = progressDisplay(process.stderr);
+  let kernel: BuiltKernel;
+  try {
+    kernel = await buildKernel({ kernel: kernelChoice, profile, onProgress: display.onProgress, progressIntervalMs: display.intervalMs });
+  } finally {
+    display.finish();
   }
-  const generation = kernel === undefined ? defaultGeneration : kernel;
-  if (isKernelGeneration(generation) && !profilesOf(generation).includes(profile)) {
-    throw new UsageError(`kernel ${generation} has no '${profile}' profile (it has ${profilesOf(generation).join(', ')})`);
-  }
-}
-
-async function vmBuildKernel(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { profile: { type: 'string' }, kernel: { type: 'string' } } });
-  const profile = parseProfile(values.profile);
-  checkKernelChoice(values.kernel, profile);
-  const kernel = await buildKernel({ kernel: values.kernel, profile, onProgress: progress });
-  process.stdout.write(`${kernel.bzImage}\n`);
+  if (parsed.boolean('json')) printJson({ bzImage: kernel.bzImage, tree: kernel.tree ?? null, release: kernel.release ?? null, profile: kernel.profile ?? null, generation: kernel.generation ?? null, cached: kernel.cached });
+  else process.stdout.write(`${kernel.bzImage}\n`);
   return 0;
 }
 
-async function vmFetchSource(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { kernel: { type: 'string', multiple: true }, all: { type: 'boolean' } } });
-  const wanted = values.all ? generationNames : (values.kernel ?? [defaultGeneration]);
+async function vmFetchSource(parsed: ParsedCommand<OptionName<'vm fetch-source'>>): Promise<number> {
+  const wanted = (parsed.boolean('all') ? generationNames : parsed.strings('kernel')) as KernelGeneration[];
+  const sources: Array<{ generation: KernelGeneration; path: string }> = [];
   for (const generation of wanted) {
-    if (!isKernelGeneration(generation)) throw new UsageError(`fetch-source takes a generation (${generationNames.join(', ')}), got '${generation}'`);
+    const path = await fetchKernelSource(generation, (line) => say(line));
+    sources.push({ generation, path });
+    if (!parsed.boolean('json')) process.stdout.write(`${generation} ${path}\n`);
   }
-  for (const generation of wanted as KernelGeneration[]) process.stdout.write(`${generation} ${await fetchKernelSource(generation, progress)}\n`);
+  if (parsed.boolean('json')) printJson({ sources });
   return 0;
 }
 
@@ -187,8 +179,7 @@ function formatBytes(bytes: number): string {
   return bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(1)} GiB` : `${Math.round(bytes / (1 << 20))} MiB`;
 }
 
-function vmInfo(argv: string[]): number {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } } });
+function vmInfo(parsed: ParsedCommand<OptionName<'vm info'>>): number {
   const entries = listCacheEntries();
   const generations = generationNames.map((generation) => ({
     generation,
@@ -211,8 +202,8 @@ function vmInfo(argv: string[]): number {
     cacheEntries: entries.map(({ key, bytes, info: entryInfo }) => ({ key, bytes, release: entryInfo?.release ?? null, stale: !entryInfo })),
     cacheBytes: entries.reduce((sum, entry) => sum + entry.bytes, 0),
   };
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+  if (parsed.boolean('json')) {
+    printJson(info);
     return 0;
   }
   const lines = [`cache      ${info.cacheDir} (${formatBytes(info.cacheBytes)} in ${entries.length} kernel(s))`, `default    --kernel ${info.defaultKernel}`];
@@ -228,35 +219,61 @@ function vmInfo(argv: string[]): number {
   return 0;
 }
 
+const handlers: { [C in Exclude<CommandName, 'help'>]: (parsed: ParsedCommand<OptionName<C>>) => number | Promise<number> } = {
+  devices,
+  ls: list,
+  'vm run': vmRun,
+  'vm build-kernel': vmBuildKernel,
+  'vm fetch-source': vmFetchSource,
+  'vm info': vmInfo,
+};
+
+const isHelpWord = (word: string | undefined) => word === 'help' || word === '--help' || word === '-h';
+const isCommandName = (name: string): name is CommandName => (commandNames as string[]).includes(name);
+
+/** `dmabuf help [<command>]`: the list of commands, the vm group's, or one command's help. */
+function help(words: string[]): number {
+  const parsed = parseCommand('help', words);
+  const name = parsed.positionals.join(' ');
+  if (parsed.help) process.stdout.write(`${commandHelp(commands.help)}\n`);
+  else if (name === '') process.stdout.write(`${generalHelp()}\n`);
+  else if (name === 'vm') process.stdout.write(`${generalHelp('vm ')}\n`);
+  else if (isCommandName(name)) process.stdout.write(`${commandHelp(commands[name])}\n`);
+  else throw new UsageError(`unknown command '${name}'`);
+  return 0;
+}
+
+async function dispatch(argv: string[]): Promise<number> {
+  const [first, second, ...more] = argv;
+  if (first === undefined) throw new UsageError('no command given');
+  if (isHelpWord(first)) return help(argv.slice(1));
+  let name: string;
+  let words: string[];
+  if (first === 'vm') {
+    if (second === undefined) throw new UsageError(`needs a command: ${Object.keys(commands).filter((key) => key.startsWith('vm ')).map((key) => key.slice(3)).join(', ')}`, 'vm');
+    if (isHelpWord(second)) return help(['vm']);
+    name = `vm ${second}`;
+    words = more;
+  } else {
+    name = first;
+    words = argv.slice(1);
+  }
+  if (!isCommandName(name) || name === 'help') throw new UsageError(`unknown command '${name}'`, first === 'vm' ? 'vm' : undefined);
+  const parsed = parseCommand(name, words);
+  if (parsed.help) {
+    process.stdout.write(`${commandHelp(commands[name])}\n`);
+    return 0;
+  }
+  return (handlers[name] as (parsed: ParsedCommand<string>) => number | Promise<number>)(parsed);
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
   try {
-    switch (command) {
-      case 'devices':
-        return await devices(rest);
-      case 'ls':
-        return list(rest);
-      case 'vm': {
-        const [sub, ...subArgs] = rest;
-        if (sub === 'run') return await vmRun(subArgs);
-        if (sub === 'build-kernel') return await vmBuildKernel(subArgs);
-        if (sub === 'info') return vmInfo(subArgs);
-        if (sub === 'fetch-source') return await vmFetchSource(subArgs);
-        throw new UsageError(sub ? `unknown vm command '${sub}'` : 'vm needs a command: run, build-kernel, fetch-source or info');
-      }
-      case 'help':
-      case '--help':
-      case '-h':
-        process.stdout.write(`${usage}\n`);
-        return 0;
-      case undefined:
-        throw new UsageError('no command given');
-      default:
-        throw new UsageError(`unknown command '${command}'`);
-    }
+    return await dispatch(argv);
   } catch (error) {
-    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`dmabuf: ${(error as Error).message}\nRun 'dmabuf help' for usage.\n`);
+    if (error instanceof UsageError) {
+      const helpCommand = error.command ? `dmabuf ${error.command} --help` : 'dmabuf help';
+      process.stderr.write(`dmabuf${error.command ? ` ${error.command}` : ''}: ${error.message}\nRun '${helpCommand}' for ${error.command ? 'its usage' : 'the commands'}.\n`);
       return 2;
     }
     if (error instanceof VmSetupError) {

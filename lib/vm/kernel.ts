@@ -74,18 +74,87 @@ export interface BuiltKernel {
   compileCpuSeconds?: number;
 }
 
+/** The steps of a kernel build, in order; `done` is reported once, at the end. */
+export const kernelBuildPhases = ['unpack', 'configure', 'compile', 'headers', 'prune', 'done'] as const;
+export type KernelBuildPhase = (typeof kernelBuildPhases)[number];
+
+/** Where a kernel build is: data for a display to format (`describeBuildProgress` makes the plain line). */
+export interface KernelBuildProgress {
+  /** The cache entry being built. */
+  key: string;
+  phase: KernelBuildPhase;
+  /** Objects compiled so far (make's CC, AS, LD and AR steps), from the compile phase on. */
+  done?: number;
+  /**
+   * The objects the latest earlier build of the same generation (or source)
+   * and profile compiled, read from its cache entry: the basis of a percent.
+   * Undefined when no such build is left to compare with.
+   */
+  total?: number;
+  elapsedMs: number;
+  source: string;
+  /** The full build output. */
+  logPath: string;
+}
+
 export interface BuildKernelOptions {
   profile?: KernelProfile;
   /** A generation (`6.1`, `6.12`, `7.2`) or the path of a kernel source tarball or tree; see `resolveKernelSource`. */
   kernel?: string;
-  /** Progress lines for a person; the full build output goes to the log file. */
-  onProgress?: (line: string) => void;
+  /**
+   * Progress for a person: a plain line, and for the build's own steps the
+   * same as data (source-fetch lines come without). The full build output
+   * goes to the log file.
+   */
+  onProgress?: (line: string, progress?: KernelBuildProgress) => void;
+  /** How often the compile phase reports, in ms (default 15 s); every other phase reports when it starts. */
+  progressIntervalMs?: number;
   jobs?: number;
   /** Niceness of the compile (0 to 19): a build running beside a VM that is being measured or tested yields to it. */
   nice?: number;
   /** Other profiles of the same source to build incrementally from this build's objects (see `buildKernel`). */
   variants?: readonly KernelProfile[];
 }
+
+export function formatElapsed(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
+}
+
+/**
+ * The compile phase's percent, where there is an honest basis: undefined
+ * without an earlier build to compare with, or once this build has compiled
+ * more than that one did.
+ */
+export function buildPercent(progress: Pick<KernelBuildProgress, 'done' | 'total'>): number | undefined {
+  const { done, total } = progress;
+  if (done === undefined || total === undefined || total <= 0 || done > total) return undefined;
+  return Math.floor((done / total) * 100);
+}
+
+/** The plain line for a progress report, as a log shows it. */
+export function describeBuildProgress(progress: KernelBuildProgress): string {
+  const head = `kernel ${progress.key}:`;
+  const elapsed = formatElapsed(progress.elapsedMs);
+  switch (progress.phase) {
+    case 'unpack':
+      return `${head} building from ${progress.source} (once; log: ${progress.logPath})`;
+    case 'compile': {
+      const percent = buildPercent(progress);
+      const count = percent !== undefined ? `${progress.done}/${progress.total} objects, ${percent}%`
+        : progress.total !== undefined ? `${progress.done} objects, more than the previous build's ${progress.total}`
+        : `${progress.done} objects (no earlier build to compare with)`;
+      return `${head} compile ${count} (${elapsed})`;
+    }
+    case 'done':
+      return `${head} built in ${elapsed} (${progress.done} objects)`;
+    default:
+      return `${head} ${progress.phase} (${elapsed})`;
+  }
+}
+
+/** make's line for a step that produces an object (` CC [M]  drivers/...`, ` LD  vmlinux`), the unit of the compile phase's count. */
+const objectStep = /^\s+(CC|AS|LD|AR)\b/;
 
 export function fragmentPaths(profile: KernelProfile): string[] {
   const names = Object.hasOwn(kernelProfiles, profile) ? kernelProfiles[profile] : undefined;
@@ -253,6 +322,42 @@ interface CacheEntryInfo {
   /** Wall time of the build, and the CPU time make and its compilers used (independent of the machine's other load). */
   buildSeconds?: number;
   compileCpuSeconds?: number;
+  /** Objects the build compiled: the next build's basis for a percent. Entries from before it was recorded lack it. */
+  objects?: number;
+}
+
+/**
+ * The objects the latest earlier build of the same generation (or, for a
+ * source of the user's own, the same path) and profile compiled. It is still
+ * there while a new build runs: superseded entries are removed only once the
+ * new one is complete. An entry that predates the `objects` field is counted
+ * from its build log, which is the same make output.
+ */
+export function earlierBuildObjects(key: string, profile: KernelProfile, source: KernelSource & { path: string }): number | undefined {
+  const kernels = join(cacheRoot(), 'kernels');
+  const prefix = key.slice(0, key.lastIndexOf('-') + 1);
+  if (!existsSync(kernels)) return undefined;
+  const earlier: Array<{ name: string; info: CacheEntryInfo }> = [];
+  for (const name of readdirSync(kernels)) {
+    if (!name.startsWith(prefix) || name === key || name.includes('.partial-') || name.endsWith('.build.log')) continue;
+    try {
+      const info = JSON.parse(readFileSync(join(kernels, name, 'kernel.json'), 'utf8')) as CacheEntryInfo;
+      if (info.profile === profile && (source.generation ? info.generation === source.generation : info.source === source.path)) earlier.push({ name, info });
+    } catch {
+      // An entry without a readable kernel.json never completed: no basis.
+    }
+  }
+  earlier.sort((a, b) => b.info.builtAt.localeCompare(a.info.builtAt));
+  for (const { name, info } of earlier) {
+    if (typeof info.objects === 'number' && info.objects > 0) return info.objects;
+    try {
+      const counted = readFileSync(join(kernels, `${name}.build.log`), 'utf8').split('\n').filter((line) => objectStep.test(line)).length;
+      if (counted > 0) return counted;
+    } catch {
+      // No log either: try an older entry.
+    }
+  }
+  return undefined;
 }
 
 /** Returns the cached kernel for a profile and source, or undefined when it has not been built. */
@@ -279,7 +384,7 @@ export function diskUsage(path: string): number {
   return total;
 }
 
-/** One kernel being built: its cache entry, scratch tree and log. */
+/** One kernel being built: its cache entry, scratch tree, log and progress. */
 interface BuildStep {
   key: string;
   dir: string;
@@ -288,20 +393,24 @@ interface BuildStep {
   logPath: string;
   log: NodeJS.WritableStream & { end(): void };
   started: number;
+  source: string;
+  /** The earlier build's object count, the basis of a percent (see `earlierBuildObjects`). */
+  total: number | undefined;
+  onProgress: NonNullable<BuildKernelOptions['onProgress']>;
 }
 
-function startStep(profile: KernelProfile, source: KernelSource & { path: string }): BuildStep {
+function startStep(profile: KernelProfile, source: KernelSource & { path: string }, total: number | undefined, onProgress: BuildStep['onProgress']): BuildStep {
   const { key, dir } = kernelCacheKey(profile, source);
   const scratch = `${dir}.partial-${process.pid}`;
   rmSync(scratch, { recursive: true, force: true });
   mkdirSync(scratch, { recursive: true });
   const logPath = `${dir}.build.log`;
-  return { key, dir, scratch, tree: join(scratch, 'tree'), logPath, log: createWriteStream(logPath), started: Date.now() };
+  return { key, dir, scratch, tree: join(scratch, 'tree'), logPath, log: createWriteStream(logPath), started: Date.now(), source: source.path, total, onProgress };
 }
 
-function elapsedOf(step: BuildStep): string {
-  const seconds = Math.round((Date.now() - step.started) / 1000);
-  return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
+function report(step: BuildStep, phase: KernelBuildPhase, done?: number): void {
+  const state: KernelBuildProgress = { key: step.key, phase, ...(done === undefined ? {} : { done }), ...(step.total === undefined ? {} : { total: step.total }), elapsedMs: Date.now() - step.started, source: step.source, logPath: step.logPath };
+  step.onProgress(describeBuildProgress(state), state);
 }
 
 function failStep(step: BuildStep, what: string): never {
@@ -311,6 +420,7 @@ function failStep(step: BuildStep, what: string): never {
 
 /** `make allnoconfig` with the era's and the profile's fragments; an option they ask for that the result lacks fails the build by name. */
 async function configureStep(step: BuildStep, profile: KernelProfile, declared: ReadonlySet<string>): Promise<string> {
+  report(step, 'configure');
   const era = eraFragmentFor(declared);
   if (!era) failStep(step, `no era fragment fits this source: each of ${eraFragments.join(', ')} names an option its Kconfig does not declare`);
   const merged = [era!.text, ...fragmentPaths(profile).map((fragment) => readFileSync(fragment, 'utf8'))].join('\n');
@@ -323,40 +433,43 @@ async function configureStep(step: BuildStep, profile: KernelProfile, declared: 
 }
 
 /**
- * make, with the CPU time it and every compiler it ran used: that figure,
- * unlike the wall time, does not depend on what else the machine was doing.
- * The shell reads its own stat after make has been reaped (the children's
- * user and system ticks, fields 16 and 17).
+ * make, with the objects it compiled and the CPU time it and every compiler
+ * it ran used: that figure, unlike the wall time, does not depend on what
+ * else the machine was doing. The shell reads its own stat after make has
+ * been reaped (the children's user and system ticks, fields 16 and 17).
  */
-async function compileStep(step: BuildStep, options: { jobs: number; nice: number }, progress: (line: string) => void): Promise<number | undefined> {
+async function compileStep(step: BuildStep, options: { jobs: number; nice: number; intervalMs: number }): Promise<{ objects: number; cpuSeconds: number | undefined }> {
   let compiled = 0;
   let cpuTicks: number | undefined;
   let lastReport = Date.now();
   const compiler = compilerCache();
   const makeArgs = [`-j${options.jobs}`, ...compiler.makeArgs, 'bzImage', 'modules'];
+  report(step, 'compile', compiled);
   const status = await runLogged('sh', ['-c', 'n=$1; shift; nice -n "$n" make "$@"; status=$?; echo "dmabuf-build-cpu $(cut -d" " -f16,17 /proc/$$/stat)"; exit $status', 'sh', String(options.nice), ...makeArgs], step.tree, step.log, (line) => {
-    if (/^\s+(CC|AS|LD|AR)\b/.test(line)) compiled += 1;
+    if (objectStep.test(line)) compiled += 1;
     const cpu = /^dmabuf-build-cpu (\d+) (\d+)$/.exec(line);
     if (cpu) cpuTicks = Number(cpu[1]) + Number(cpu[2]);
-    if (Date.now() - lastReport >= 15_000) {
+    if (Date.now() - lastReport >= options.intervalMs) {
       lastReport = Date.now();
-      progress(`kernel ${step.key}: ${compiled} objects built (${elapsedOf(step)})`);
+      report(step, 'compile', compiled);
     }
   }, { ...process.env, ...compiler.env(step.tree) });
   if (status !== 0) failStep(step, `make exited with status ${status}`);
   copyFileSync(join(step.tree, 'arch', 'x86', 'boot', 'bzImage'), join(step.scratch, 'bzImage'));
   const ticksPerSecond = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim());
-  return cpuTicks === undefined || !(ticksPerSecond > 0) ? undefined : cpuTicks / ticksPerSecond;
+  return { objects: compiled, cpuSeconds: cpuTicks === undefined || !(ticksPerSecond > 0) ? undefined : cpuTicks / ticksPerSecond };
 }
 
 /** Prunes the tree to what later runs need and renames the entry into place. */
-async function finishStep(step: BuildStep, info: Omit<CacheEntryInfo, 'release' | 'builtAt' | 'buildSeconds'>, generation: KernelGeneration | undefined, progress: (line: string) => void): Promise<void> {
+async function finishStep(step: BuildStep, info: Omit<CacheEntryInfo, 'release' | 'builtAt' | 'buildSeconds'>, generation: KernelGeneration | undefined): Promise<void> {
   const release = readRelease(step.tree) ?? '';
   // `make clean` keeps the config, headers, scripts and Module.symvers that
   // out-of-tree modules build against; the uapi headers are exported now,
   // while the whole source is still there.
+  report(step, 'headers', info.objects);
   if ((await runLogged('make', ['clean'], step.tree, step.log)) !== 0) failStep(step, 'make clean');
   if ((await runLogged('make', ['headers'], step.tree, step.log)) !== 0) failStep(step, 'make headers');
+  report(step, 'prune', info.objects);
   pruneTree(step.tree);
   step.log.end();
   const entry: CacheEntryInfo = { ...info, release, builtAt: new Date().toISOString(), buildSeconds: Math.round((Date.now() - step.started) / 1000) };
@@ -364,7 +477,7 @@ async function finishStep(step: BuildStep, info: Omit<CacheEntryInfo, 'release' 
   rmSync(step.dir, { recursive: true, force: true });
   renameSync(step.scratch, step.dir);
   if (generation) removeSupersededEntries(step.key);
-  progress(`kernel ${step.key}: built in ${elapsedOf(step)}${entry.compileCpuSeconds === undefined ? '' : ` (make used ${Math.round(entry.compileCpuSeconds)} s of CPU)`}`);
+  report(step, 'done', info.objects);
 }
 
 /**
@@ -405,44 +518,44 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
     return cached;
   }
 
-  const make = { jobs: options.jobs ?? cpus().length + 1, nice: options.nice ?? 0 };
+  const make = { jobs: options.jobs ?? cpus().length + 1, nice: options.nice ?? 0, intervalMs: options.progressIntervalMs ?? 15_000 };
   if (!Number.isInteger(make.nice) || make.nice < 0 || make.nice > 19) throw new RangeError(`nice must be an integer from 0 to 19, got ${options.nice}`);
   const steps: BuildStep[] = [];
   const { dir } = kernelCacheKey(profile, source);
   try {
-    const step = startStep(profile, source);
+    const step = startStep(profile, source, earlierBuildObjects(kernelCacheKey(profile, source).key, profile, source), progress);
     steps.push(step);
     mkdirSync(step.tree);
-    progress(`kernel ${step.key}: building from ${path} (a few minutes, once; log: ${step.logPath})`);
+    report(step, 'unpack');
     if (statSync(path).isDirectory()) {
       if ((await runLogged('cp', ['-a', `${path}/.`, step.tree], step.tree, step.log)) !== 0) failStep(step, 'copying the source tree');
     } else if ((await runLogged('tar', ['-xf', path, '--strip-components=1', '-C', step.tree], step.tree, step.log)) !== 0) {
       failStep(step, 'unpacking the source');
     }
-    progress(`kernel ${step.key}: source unpacked (${elapsedOf(step)})`);
     const declared = declaredSymbols(step.tree);
     const era = await configureStep(step, profile, declared);
-    const compileCpuSeconds = await compileStep(step, make, progress);
+    const compiled = await compileStep(step, make);
 
     // The variants' trees are copied first, so that the base entry is in
     // the cache before a variant is tried: a variant that fails to build
     // never costs the kernel it derives from.
     const derivedSteps: Array<[KernelProfile, BuildStep]> = [];
     for (const variant of variants) {
-      const derived = startStep(variant, source);
+      // An incremental build compiles a few objects: a from-nothing count is no basis for its percent.
+      const derived = startStep(variant, source, undefined, progress);
       steps.push(derived);
       derivedSteps.push([variant, derived]);
       if ((await runLogged('cp', ['-a', step.tree, derived.tree], derived.scratch, derived.log)) !== 0) failStep(derived, `copying ${step.key}'s tree`);
     }
-    await finishStep(step, { profile, generation: source.generation, source: path, era, compileCpuSeconds }, source.generation, progress);
+    await finishStep(step, { profile, generation: source.generation, source: path, era, objects: compiled.objects, compileCpuSeconds: compiled.cpuSeconds }, source.generation);
     steps.shift();
     for (const [variant, derived] of derivedSteps) {
       derived.started = Date.now();
       progress(`kernel ${derived.key}: building from ${step.key}'s objects (a new config, an incremental make)`);
       try {
         const variantEra = await configureStep(derived, variant, declared);
-        const variantCpuSeconds = await compileStep(derived, make, progress);
-        await finishStep(derived, { profile: variant, generation: source.generation, source: path, era: variantEra, compileCpuSeconds: variantCpuSeconds }, source.generation, progress);
+        const variantCompiled = await compileStep(derived, make);
+        await finishStep(derived, { profile: variant, generation: source.generation, source: path, era: variantEra, objects: variantCompiled.objects, compileCpuSeconds: variantCompiled.cpuSeconds }, source.generation);
       } catch (error) {
         // Not this call's kernel: asking for the variant itself builds it
         // from nothing and reports why it fails there.
