@@ -107,6 +107,7 @@ export const commands = {
     options: {
       kernel: { type: 'string', multiple: true, value: '<generation>', choices: generationNames, default: [defaultGeneration], description: 'the generation to fetch; repeatable' },
       all: { type: 'boolean', description: `every tested generation (${generationNames.join(', ')})` },
+      update: { type: 'boolean', description: 'ask Debian for a newer version of a cached source (a security update) and fetch it; its kernels are then rebuilt' },
       json: { ...json, description: 'print {"sources":[{"generation","path"}]} as JSON' },
     },
   },

@@ -167,7 +167,7 @@ async function vmFetchSource(parsed: ParsedCommand<OptionName<'vm fetch-source'>
   const wanted = (parsed.boolean('all') ? generationNames : parsed.strings('kernel')) as KernelGeneration[];
   const sources: Array<{ generation: KernelGeneration; path: string }> = [];
   for (const generation of wanted) {
-    const path = await fetchKernelSource(generation, (line) => say(line));
+    const path = await fetchKernelSource(generation, (line) => say(line), { update: parsed.boolean('update') });
     sources.push({ generation, path });
     if (!parsed.boolean('json')) process.stdout.write(`${generation} ${path}\n`);
   }

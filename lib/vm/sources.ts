@@ -53,17 +53,20 @@ const versionFileOf = (tarball: string) => tarball.replace(/\.tar\.xz$/, '.versi
  * keeps only its tarball (and the package version it came from). apt runs on
  * a sources list, package lists and an archive cache of the project's own
  * (under the cache directory): nothing on the system changes and no root is
- * needed. A tarball already in the cache is replaced when Debian's suites
- * now carry another version (a security update), and kept as it is when the
- * archive cannot be reached; one installed in /usr/src belongs to the
+ * needed. A tarball in the cache is used as it is (every build from it stays
+ * valid), unless it has no recorded version (fetched before versions were
+ * recorded, from bookworm alone) or `update` asks Debian whether its suites
+ * now carry another version (a security update); when the archive cannot be
+ * reached, the cached one is kept. One installed in /usr/src belongs to the
  * system's apt and is used as it is.
  */
-export async function fetchKernelSource(generation: KernelGeneration, onProgress: (line: string) => void = () => {}): Promise<string> {
+export async function fetchKernelSource(generation: KernelGeneration, onProgress: (line: string) => void = () => {}, options: { update?: boolean } = {}): Promise<string> {
   const { sourcePackage, suite, updateSuites } = kernelGenerations[generation];
   const installed = join('/usr/src', `${sourcePackage}.tar.xz`);
   if (existsSync(installed)) return installed;
   const destination = join(cacheRoot(), 'sources', `${sourcePackage}.tar.xz`);
   const cached = existsSync(destination) ? destination : undefined;
+  if (cached && existsSync(versionFileOf(cached)) && !options.update) return cached;
   for (const tool of ['apt-get', 'apt-cache', 'dpkg-deb']) {
     if (existsSync(`/usr/bin/${tool}`)) continue;
     if (cached) return cached;

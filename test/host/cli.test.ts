@@ -256,7 +256,11 @@ describe('command line --json', () => {
     before(() => {
       cache = mkdtempSync(join(tmpdir(), 'dmabuf-cli-'));
       mkdirSync(join(cache, 'sources'));
-      for (const generation of generationNames) writeFileSync(join(cache, 'sources', `linux-source-${generation}.tar.xz`), `source of ${generation}\n`);
+      for (const generation of generationNames) {
+        writeFileSync(join(cache, 'sources', `linux-source-${generation}.tar.xz`), `source of ${generation}\n`);
+        // The package version it came from: without one, fetch-source refetches it.
+        writeFileSync(join(cache, 'sources', `linux-source-${generation}.version`), '1.0-1\n');
+      }
     });
     after(() => rmSync(cache, { recursive: true, force: true }));
 
