@@ -27,7 +27,7 @@ function allocate(name: string, size: number, options?: HeapAllocateOptions): Dm
   const { O_RDWR, O_CLOEXEC } = native();
   const heapFlags = opts.heapFlags === undefined ? 0 : validate.integer('options.heapFlags', opts.heapFlags, 0, 0xffffffff);
   const fdFlags = (opts.fdFlags === undefined ? O_RDWR : validate.integer('options.fdFlags', opts.fdFlags, -0x80000000, 0xffffffff)) | O_CLOEXEC;
-  if (name === '' || name.includes('/') || name === '.' || name === '..') throw validate.rangeError('name', 'a heap name (an entry of /dev/dma_heap)', name);
+  if (name === '' || name.includes('/') || name === '.' || name === '..') throw validate.invalidValue('name', 'a heap name (an entry of /dev/dma_heap)', name);
   validate.integer('size', size, 1);
   const path = `${heapDirectory}/${name}`;
   const heapFd = openFd(path, 'r', (code) => {
