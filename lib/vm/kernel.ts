@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, createWriteStream, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { VmSetupError, installHint } from './errors';
+import { codedError } from '../errors';
+import { invalidValue } from '../validate';
+import { installHint } from './errors';
 import { cacheRoot, packageRoot } from './paths';
 import { runLogged } from './process';
 import { defaultGeneration, fetchKernelSource, generationNames, isKernelGeneration, kernelGenerations, sourceTarballOf, type KernelGeneration } from './sources';
@@ -48,7 +50,7 @@ export type KernelSource =
 export function resolveKernelSource(kernel?: string, env: NodeJS.ProcessEnv = process.env): KernelSource {
   const chosen = kernel ?? env.DMABUF_KERNEL ?? env.DMABUF_KERNEL_SOURCE ?? defaultGeneration;
   if (isKernelGeneration(chosen)) return { generation: chosen, path: sourceTarballOf(chosen, env) };
-  if (/^\d+\.\d+$/.test(chosen)) throw new TypeError(`Kernel ${chosen} is not one of the tested generations (${generationNames.join(', ')}); pass the path of its source tarball or tree instead.`);
+  if (/^\d+\.\d+$/.test(chosen)) throw invalidValue('kernel', `one of the tested generations (${generationNames.join(', ')}), or the path of a kernel source tarball or tree`, chosen);
   return { generation: undefined, path: resolve(chosen) };
 }
 
@@ -82,13 +84,13 @@ export interface BuildKernelOptions {
 
 export function fragmentPaths(profile: KernelProfile): string[] {
   const names = Object.hasOwn(kernelProfiles, profile) ? kernelProfiles[profile] : undefined;
-  if (!names) throw new TypeError(`Unknown kernel profile '${profile}': expected one of ${Object.keys(kernelProfiles).join(', ')}`);
+  if (!names) throw invalidValue('profile', `a kernel profile (${Object.keys(kernelProfiles).join(', ')})`, profile);
   return names.map((name) => join(packageRoot, 'vm', name));
 }
 
 function compilerIdentity(): string {
   const result = spawnSync('gcc', ['--version'], { encoding: 'utf8' });
-  if (result.error) throw new VmSetupError('gcc is not installed; it builds the test kernel.', installHint('gcc make flex bison bc libelf-dev libssl-dev'));
+  if (result.error) throw codedError('ERR_DMABUF_VM_SETUP', 'gcc is not installed; it builds the test kernel.', installHint('gcc make flex bison bc libelf-dev libssl-dev'));
   return result.stdout.split('\n')[0] ?? '';
 }
 
@@ -198,10 +200,10 @@ function requireBuildTools(): void {
     (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0,
   );
   if (missing.length > 0) {
-    throw new VmSetupError(`Tools needed to build the kernel are missing: ${missing.join(', ')}.`, installHint('make gcc flex bison bc xz-utils perl libelf-dev libssl-dev'));
+    throw codedError('ERR_DMABUF_VM_SETUP', `Tools needed to build the kernel are missing: ${missing.join(', ')}.`, installHint('make gcc flex bison bc xz-utils perl libelf-dev libssl-dev'));
   }
   if (!existsSync('/usr/include/libelf.h') && !existsSync('/usr/include/elfutils/libelf.h')) {
-    throw new VmSetupError('libelf headers are missing (the x86-64 kernel build needs them for objtool).', installHint('libelf-dev'));
+    throw codedError('ERR_DMABUF_VM_SETUP', 'libelf headers are missing (the x86-64 kernel build needs them for objtool).', installHint('libelf-dev'));
   }
 }
 
@@ -282,11 +284,11 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   const progress = options.onProgress ?? (() => {});
   const resolved = resolveKernelSource(options.kernel);
   if (resolved.generation && !profilesOf(resolved.generation).includes(profile)) {
-    throw new VmSetupError(`Kernel ${resolved.generation} has no '${profile}' profile.`, `Its profiles: ${profilesOf(resolved.generation).join(', ')} (7.x removed CONFIG_DMABUF_MOVE_NOTIFY: importers are always told to invalidate).`);
+    throw codedError('ERR_DMABUF_VM_SETUP', `Kernel ${resolved.generation} has no '${profile}' profile.`, `Its profiles: ${profilesOf(resolved.generation).join(', ')} (7.x removed CONFIG_DMABUF_MOVE_NOTIFY: importers are always told to invalidate).`);
   }
   requireBuildTools();
   const path = resolved.path ?? (await fetchKernelSource(resolved.generation!, progress));
-  if (!existsSync(path)) throw new VmSetupError(`Kernel source ${path} not found.`, `Pass a kernel source tarball or tree, or one of the tested generations: --kernel ${generationNames.join('|')}.`);
+  if (!existsSync(path)) throw codedError('ERR_DMABUF_VM_SETUP', `Kernel source ${path} not found.`, `Pass a kernel source tarball or tree, or one of the tested generations: --kernel ${generationNames.join('|')}.`);
   const source = { ...resolved, path } as KernelSource & { path: string };
   const cached = findCachedKernel(profile, source.generation ?? path);
   if (cached) return cached;
@@ -305,7 +307,7 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   };
   const fail = (what: string): never => {
     log.end();
-    throw new VmSetupError(`Kernel build failed: ${what} (log: ${logPath}).\n${lastLines(logPath, 25)}`, `Read ${logPath}; fix the cause and run again (the partial build in ${scratch} is removed).`, logPath);
+    throw codedError('ERR_DMABUF_VM_SETUP', `Kernel build failed: ${what} (log: ${logPath}).\n${lastLines(logPath, 25)}`, `Read ${logPath}; fix the cause and run again (the partial build in ${scratch} is removed).`, logPath);
   };
 
   try {
@@ -361,7 +363,7 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
     throw error;
   }
   const built = findCachedKernel(profile, source.generation ?? path);
-  if (!built) throw new VmSetupError(`Kernel build finished but ${dir} holds no bzImage.`, `Remove ${dir} and run again.`);
+  if (!built) throw codedError('ERR_DMABUF_VM_SETUP', `Kernel build finished but ${dir} holds no bzImage.`, `Remove ${dir} and run again.`);
   return { ...built, cached: false };
 }
 
@@ -397,14 +399,14 @@ export function listCacheEntries(): Array<{ key: string; bytes: number; info?: C
  * interfaces of the kernel the VM boots.
  */
 export async function kernelHeaders(kernel: BuiltKernel): Promise<string> {
-  if (!kernel.tree) throw new VmSetupError('This kernel has no build tree to export headers from.', 'Use the runner\'s own kernel, or pass --kernel-tree.');
+  if (!kernel.tree) throw codedError('ERR_DMABUF_VM_SETUP', 'This kernel has no build tree to export headers from.', 'Use the runner\'s own kernel, or pass --kernel-tree.');
   const include = join(kernel.tree, 'usr', 'include');
   if (existsSync(join(include, 'linux', 'dma-buf.h'))) return include;
   const logPath = join(kernel.tree, '..', 'headers.log');
   const log = createWriteStream(logPath);
   const status = await runLogged('make', ['headers'], kernel.tree, log);
   log.end();
-  if (status !== 0) throw new VmSetupError(`make headers failed in ${kernel.tree} (log: ${logPath}).\n${lastLines(logPath, 20)}`, `Read ${logPath}.`, logPath);
+  if (status !== 0) throw codedError('ERR_DMABUF_VM_SETUP', `make headers failed in ${kernel.tree} (log: ${logPath}).\n${lastLines(logPath, 20)}`, `Read ${logPath}.`, logPath);
   return include;
 }
 

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { VmSetupError, installHint } from './errors';
+import { codedError } from '../errors';
+import { installHint } from './errors';
 import { cacheRoot } from './paths';
 import { runLogged } from './process';
 
@@ -50,9 +51,9 @@ export async function fetchKernelSource(generation: KernelGeneration, onProgress
   if (found) return found;
   const { sourcePackage, suite } = kernelGenerations[generation];
   for (const tool of ['apt-get', 'dpkg-deb']) {
-    if (!existsSync(`/usr/bin/${tool}`)) throw new VmSetupError(`${tool} is not available; the runner fetches Debian's ${sourcePackage} with it.`, 'Run on Debian or Ubuntu, or pass a kernel source of your own: --kernel <tarball or tree>.');
+    if (!existsSync(`/usr/bin/${tool}`)) throw codedError('ERR_DMABUF_VM_SETUP', `${tool} is not available; the runner fetches Debian's ${sourcePackage} with it.`, 'Run on Debian or Ubuntu, or pass a kernel source of your own: --kernel <tarball or tree>.');
   }
-  if (!existsSync(debianKeyring)) throw new VmSetupError(`Debian's archive keyring (${debianKeyring}) is missing; it verifies ${sourcePackage}.`, installHint('debian-archive-keyring'));
+  if (!existsSync(debianKeyring)) throw codedError('ERR_DMABUF_VM_SETUP', `Debian's archive keyring (${debianKeyring}) is missing; it verifies ${sourcePackage}.`, installHint('debian-archive-keyring'));
 
   const aptRoot = join(cacheRoot(), 'apt', suite);
   const lists = join(aptRoot, 'lists');
@@ -77,7 +78,7 @@ export async function fetchKernelSource(generation: KernelGeneration, onProgress
   const log = createWriteStream(logPath, { flags: 'a' });
   const scratch = mkdtempSync(join(cacheRoot(), 'sources-fetch-'));
   const fail = (what: string): never => {
-    throw new VmSetupError(`Fetching ${sourcePackage} from Debian's ${suite} failed: ${what} (log: ${logPath}).`, `Check that ${debianArchive} is reachable, or install the package yourself and run again.`, logPath);
+    throw codedError('ERR_DMABUF_VM_SETUP', `Fetching ${sourcePackage} from Debian's ${suite} failed: ${what} (log: ${logPath}).`, `Check that ${debianArchive} is reachable, or install the package yourself and run again.`, logPath);
   };
   try {
     onProgress(`kernel source: fetching ${sourcePackage} from Debian ${suite} (about 150 MB, once)`);
