@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { constants } from 'node:os';
+import { constants, totalmem } from 'node:os';
+import { heap } from '../../lib';
 import { errnoName, kernelError } from '../../lib/errors';
 
 describe('kernel errors', () => {
@@ -27,5 +28,13 @@ describe('kernel errors', () => {
     const error = kernelError(2, 'open', { path: '/dev/udmabuf' });
     assert.equal(error.path, '/dev/udmabuf');
     assert.match(error.message, /^open '\/dev\/udmabuf' ENOENT/);
+  });
+});
+
+describe('heap.allocate size bound', () => {
+  it('refuses a size above MemTotal with RangeError ERR_OUT_OF_RANGE, before opening any heap', () => {
+    // A heap name that cannot exist: the size is judged before the open, or this would be ENOENT.
+    assert.throws(() => heap.allocate('no-such-heap', totalmem() + 1), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: new RegExp(`MemTotal, ${totalmem()} bytes`) });
+    assert.throws(() => heap.allocate('no-such-heap', totalmem()), { code: 'ENOENT', syscall: 'open' });
   });
 });
