@@ -270,13 +270,13 @@ export class FdChannel extends FdHandle {
         if (this.#receivedFds[1]) {
           // The kernel dropped fds it had no room for: the frame they belong
           // to can never be whole again.
-          this.#fail(codedError('ERR_CHANNEL_FDS_LOST'));
+          this.#fail(codedError('ERR_DMABUF_CHANNEL_FDS_LOST'));
           return;
         }
         if (bytes === 0) {
           this.#peerClosed = true;
           if (this.#inputLength > 0 || this.#fdQueue.length > 0) {
-            this.#fail(codedError('ERR_CHANNEL_TRUNCATED', this.#inputLength, this.#fdQueue.length));
+            this.#fail(codedError('ERR_DMABUF_CHANNEL_TRUNCATED', this.#inputLength, this.#fdQueue.length));
           } else {
             this.#endOfStream();
           }
@@ -307,13 +307,13 @@ export class FdChannel extends FdHandle {
   #parseFrames(): void {
     while (this.#inputLength >= headerSize) {
       if (this.#input.readUInt32LE(0) !== frameMagic) {
-        this.#fail(codedError('ERR_CHANNEL_PROTOCOL', 'the peer sent bytes without the frame magic'));
+        this.#fail(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', 'the peer sent bytes without the frame magic'));
         return;
       }
       const jsonLength = this.#input.readUInt32LE(4);
       const handleCount = this.#input.readUInt32LE(8);
       if (jsonLength > maxMessageBytes || handleCount > native().SCM_MAX_FD) {
-        this.#fail(codedError('ERR_CHANNEL_PROTOCOL', `a frame announced ${jsonLength} bytes and ${handleCount} handles, beyond the limits`));
+        this.#fail(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', `a frame announced ${jsonLength} bytes and ${handleCount} handles, beyond the limits`));
         return;
       }
       if (this.#inputLength < headerSize + jsonLength) {
@@ -340,7 +340,7 @@ export class FdChannel extends FdHandle {
     }
     if (parsed === undefined || problem !== undefined) {
       for (const fd of fds) closeFd(fd);
-      this.#events.emit('error', codedError('ERR_CHANNEL_PROTOCOL', problem!));
+      this.#events.emit('error', codedError('ERR_DMABUF_CHANNEL_PROTOCOL', problem!));
       return;
     }
     // Each fd is checked before it is wrapped: one that is not what the
@@ -353,7 +353,7 @@ export class FdChannel extends FdHandle {
       } catch (error) {
         for (const handle of handles) if (typeof handle !== 'number') handle.detach();
         for (const fd of fds) closeFd(fd);
-        this.#events.emit('error', codedError('ERR_CHANNEL_BAD_HANDLE', index, kind, (error as Error).message));
+        this.#events.emit('error', codedError('ERR_DMABUF_CHANNEL_BAD_HANDLE', index, kind, (error as Error).message));
         return;
       }
     }

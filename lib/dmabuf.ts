@@ -140,7 +140,7 @@ export class DmaBuf extends FdHandle {
     validate.optionalBoolean('options.dup', dup);
     const magic = native().fsMagic(fd);
     if (magic < 0) throw kernelError(magic, 'fstatfs', { hint: `fd ${fd} is not an open file descriptor` });
-    if (magic !== DMA_BUF_MAGIC) throw codedError('ERR_NOT_DMABUF', fd, magic);
+    if (magic !== DMA_BUF_MAGIC) throw codedError('ERR_DMABUF_NOT_A_DMABUF', fd, magic);
     const owned = dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd;
     try {
       return new DmaBuf(owned);

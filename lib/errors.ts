@@ -86,7 +86,7 @@ export const errorCodes = {
   ERR_ILLEGAL_CONSTRUCTOR: define(TypeError, (className: string, maker: string) => `${className} cannot be constructed from JavaScript: ${maker} makes them`),
 
   // The library's own.
-  ERR_NOT_DMABUF: define(Error, (fd: number, magic: number) => `fd ${fd} is not a dma-buf (its file system magic is 0x${magic.toString(16)}, a dma-buf's is 0x${DMA_BUF_MAGIC.toString(16)})`),
+  ERR_DMABUF_NOT_A_DMABUF: define(Error, (fd: number, magic: number) => `fd ${fd} is not a dma-buf (its file system magic is 0x${magic.toString(16)}, a dma-buf's is 0x${DMA_BUF_MAGIC.toString(16)})`),
   ERR_DMABUF_UNSAFE_MAPPING: define(Error, (release: string) =>
     `mmap of a hugetlb-backed udmabuf is refused on Linux ${release}: its udmabuf maps the memfd's pages, not page frames (no 'pf' in the mapping's VmFlags), and faulting in huge pages that way corrupts page state (6.12 and later map page frames); map its memfd instead (create with keepMemfd: true, then buffer.memfd.map())`),
   ERR_DMABUF_ACCESS_BEGUN: define(Error, (begun: string) => `CPU access (${begun}) already begun on this DmaBuf; end it first`),
@@ -94,11 +94,11 @@ export const errorCodes = {
   ERR_DMABUF_ACCESS_MISMATCH: define(Error, (mode: string, begun: string) => `endCpuAccess('${mode}') does not match beginCpuAccess('${begun}')`),
   ERR_DMABUF_FENCES_PENDING: define(Error, (mode: string) =>
     `beginCpuAccess('${mode}'): the buffer has unsignalled fences, and the kernel would block this thread until they signal; await waitIdle({ mode: '${mode}' }) first, or pass { block: true }`),
-  ERR_CHANNEL_FDS_LOST: define(Error, () => 'recvmsg MSG_CTRUNC: the kernel dropped fds this end had no room for; the channel is unusable'),
-  ERR_CHANNEL_TRUNCATED: define(Error, (bytes: number, fds: number) => `the peer closed the channel in the middle of a message (${bytes} bytes and ${fds} fds left over)`),
-  ERR_CHANNEL_PROTOCOL: define(Error, (problem: string) => `not an FdChannel message: ${problem}`),
-  ERR_CHANNEL_BAD_HANDLE: define(Error, (index: number, kind: string, reason: string) => `message refused: handle ${index} was sent as a ${kind} but is not one (${reason}); its fds were closed`),
-  ERR_NOT_DMABUF_TEST_DEVICE: define(Error, (path: string, reason: string) => `${path} is not the dmabuf_test device (${reason})`, (path: string) => ({ path })),
+  ERR_DMABUF_CHANNEL_FDS_LOST: define(Error, () => 'recvmsg MSG_CTRUNC: the kernel dropped fds this end had no room for; the channel is unusable'),
+  ERR_DMABUF_CHANNEL_TRUNCATED: define(Error, (bytes: number, fds: number) => `the peer closed the channel in the middle of a message (${bytes} bytes and ${fds} fds left over)`),
+  ERR_DMABUF_CHANNEL_PROTOCOL: define(Error, (problem: string) => `not an FdChannel message: ${problem}`),
+  ERR_DMABUF_CHANNEL_BAD_HANDLE: define(Error, (index: number, kind: string, reason: string) => `message refused: handle ${index} was sent as a ${kind} but is not one (${reason}); its fds were closed`),
+  ERR_DMABUF_NOT_TEST_DEVICE: define(Error, (path: string, reason: string) => `${path} is not the dmabuf_test device (${reason})`, (path: string) => ({ path })),
   ERR_DMABUF_ADDON_MISMATCH: define(Error, (what: string, here: number, built: number) =>
     `${what}: the TypeScript side says ${here} bytes, the addon was built with ${built}; rebuild the addon (npm rebuild dmabuf)`),
   ERR_DMABUF_POLICY_RULE: define(PolicyRuleError, (call: string, rule: string) => `${call}: ${rule} (the kernel would WARN here)`),

@@ -384,7 +384,7 @@ export class KernelTestDevice extends FdHandle {
 
   /**
    * Opens the device; ENOENT says the module is not loaded. A file that is
-   * not the module's device is refused with ERR_NOT_DMABUF_TEST_DEVICE.
+   * not the module's device is refused with ERR_DMABUF_NOT_TEST_DEVICE.
    */
   static open(path: string = defaultDevicePath): KernelTestDevice {
     validate.string('path', path);
@@ -404,7 +404,7 @@ export class KernelTestDevice extends FdHandle {
     }
     if (reason !== undefined) {
       closeFd(fd);
-      throw codedError('ERR_NOT_DMABUF_TEST_DEVICE', path, reason);
+      throw codedError('ERR_DMABUF_NOT_TEST_DEVICE', path, reason);
     }
     return new KernelTestDevice(fd);
   }
