@@ -112,13 +112,14 @@ export const errorCodes = {
 
 export type ErrorCode = keyof typeof errorCodes;
 type DefinitionOf<C extends ErrorCode> = (typeof errorCodes)[C];
-type ArgsOf<C extends ErrorCode> = Parameters<DefinitionOf<C>['message']>;
+/** The arguments of a code's message. */
+export type ErrorArgs<C extends ErrorCode> = Parameters<DefinitionOf<C>['message']>;
 type ExtraOf<C extends ErrorCode> = DefinitionOf<C>['extra'] extends ((...args: never) => infer Extra) | undefined ? Extra : object;
 export type CodedError<C extends ErrorCode> = InstanceType<DefinitionOf<C>['type']> & ExtraOf<C> & { readonly code: C };
 
 /** The error of one registry code, with its class, its message and its code. */
-export function codedError<C extends ErrorCode>(code: C, ...args: ArgsOf<C>): CodedError<C> {
-  const definition = errorCodes[code] as unknown as Definition<ArgsOf<C>, object>;
+export function codedError<C extends ErrorCode>(code: C, ...args: ErrorArgs<C>): CodedError<C> {
+  const definition = errorCodes[code] as unknown as Definition<ErrorArgs<C>, object>;
   const error = new definition.type(definition.message(...args));
   return Object.assign(error, { code }, definition.extra?.(...args)) as CodedError<C>;
 }
