@@ -182,6 +182,24 @@ describe('the error registry', () => {
   });
 });
 
+describe('the README table of error codes', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Error codes'), readme.indexOf('\n## ', readme.indexOf('### Error codes')));
+  const rows = [...section.matchAll(/^\| `([A-Z_]+)` \| ([A-Za-z]+) \| (.+?) \| (.+?) \|$/gm)].map(([, code, type, when, what]) => ({ code: code!, type: type!, when: when!, what: what! }));
+
+  it('lists every registry code and every errno the library raises, once each, and nothing else', () => {
+    assert.deepEqual(rows.map((row) => row.code), [...codes, ...libraryErrnos]);
+  });
+
+  it('gives each code its class, and says when it is thrown and what to do', () => {
+    for (const row of rows) {
+      const expected = Object.hasOwn(errorCodes, row.code) ? errorCodes[row.code as ErrorCode].type.name : 'Error';
+      assert.equal(row.type, expected, row.code);
+      assert.ok(row.when.length > 10 && row.what.length > 5, row.code);
+    }
+  });
+});
+
 // The gaps the registry closed: each of these threw a TypeError without a code,
 // or had no bound at all.
 describe('argument errors of public calls, before any syscall', () => {
