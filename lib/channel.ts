@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { constants } from 'node:os';
 import { DmaBuf } from './dmabuf';
-import { check, kernelError } from './errors';
+import { check, codedError, errnoError, kernelError, negativeErrno } from './errors';
 import { closeFd, FdHandle } from './handle';
 import { native } from './native';
 import { SyncFile } from './sync-file';
@@ -29,17 +28,20 @@ const headerSize = 12;
 /** The largest JSON a message may carry. */
 export const maxMessageBytes = 64 * 1024 * 1024;
 
-function channelError(code: string, message: string): Error & { code: string } {
-  return Object.assign(new Error(message), { code });
-}
+const EAGAIN = negativeErrno('EAGAIN');
 
 function sendError(result: number): Error {
-  return kernelError(result, 'sendmsg', { hint: result === -32 /* EPIPE */ ? 'the peer closed the channel' : undefined });
+  return kernelError(result, 'sendmsg', { hint: result === negativeErrno('EPIPE') ? 'the peer closed the channel' : undefined });
+}
+
+function peerClosedError(): Error {
+  return errnoError('ECONNRESET', 'recvmsg', { hint: 'the peer closed the channel' });
 }
 
 function kindOf(handle: Handle, index: number): { kind: HandleKind; fd: number } {
   if (handle instanceof DmaBuf) return { kind: 'dmabuf', fd: handle.fd };
   if (handle instanceof SyncFile) return { kind: 'syncfile', fd: handle.fd };
+  if (typeof handle !== 'number') throw validate.typeError(`handles[${index}]`, 'a DmaBuf, a SyncFile or an fd', handle);
   return { kind: 'fd', fd: validate.fd(`handles[${index}]`, handle) };
 }
 
@@ -126,8 +128,8 @@ export class FdChannel extends FdHandle {
       for (let delayMs = 1; ; delayMs = Math.min(delayMs * 2, connectRetryMaxMs)) {
         const status = native().unixConnect(fd, address);
         if (status === 0) return new FdChannel(fd);
-        if (status !== -errno.EAGAIN) {
-          throw kernelError(status, 'connect', { hint: status === -errno.ENOENT || status === -errno.ECONNREFUSED ? `nothing listens at ${path}` : undefined });
+        if (status !== EAGAIN) {
+          throw kernelError(status, 'connect', { hint: status === negativeErrno('ENOENT') || status === negativeErrno('ECONNREFUSED') ? `nothing listens at ${path}` : undefined });
         }
         await delay(delayMs, signal);
       }
@@ -167,14 +169,14 @@ export class FdChannel extends FdHandle {
    */
   send(message: unknown, handles: readonly Handle[] = []): Promise<void> {
     this.assertOpen('sendmsg');
-    if (!Array.isArray(handles)) throw new TypeError('Expected an array for handles');
+    validate.array('handles', handles);
     if (handles.length > native().SCM_MAX_FD) {
-      throw validate.rangeError('handles', `at most ${native().SCM_MAX_FD} handles in one message (SCM_MAX_FD)`, `${handles.length} handles`);
+      throw validate.invalidValue('handles', `at most ${native().SCM_MAX_FD} handles in one message (SCM_MAX_FD)`, `${handles.length} handles`);
     }
     const described = handles.map(kindOf);
     const json = JSON.stringify({ message, kinds: described.map((item) => item.kind) }) ?? 'null';
     const jsonLength = Buffer.byteLength(json);
-    if (jsonLength > maxMessageBytes) throw validate.rangeError('message', `at most ${maxMessageBytes} bytes of JSON`, `${jsonLength} bytes`);
+    if (jsonLength > maxMessageBytes) throw validate.invalidValue('message', `at most ${maxMessageBytes} bytes of JSON`, `${jsonLength} bytes`);
     // One buffer, header and JSON written in place: no intermediate copy.
     const frame = Buffer.allocUnsafe(headerSize + jsonLength);
     frame.writeUInt32LE(frameMagic, 0);
@@ -187,9 +189,7 @@ export class FdChannel extends FdHandle {
       // Nothing queued: the common case goes out in this call, with no queue.
       const sent = this.#sendPart(frame, 0, fds);
       if (sent === frame.length) return Promise.resolve();
-      if (sent < 0 && sent !== -11 /* EAGAIN */) {
-        return Promise.reject(sendError(sent));
-      }
+      if (sent < 0 && sent !== EAGAIN) return Promise.reject(sendError(sent));
       offset = Math.max(sent, 0);
     }
     return new Promise<void>((resolve, reject) => {
@@ -203,7 +203,7 @@ export class FdChannel extends FdHandle {
     this.assertOpen('recvmsg');
     const queued = this.#received.shift();
     if (queued) return Promise.resolve(queued as ReceivedMessage<T>);
-    if (this.#peerClosed) return Promise.reject(channelError('ECONNRESET', 'the peer closed the channel'));
+    if (this.#peerClosed) return Promise.reject(peerClosedError());
     return new Promise<ReceivedMessage<T>>((resolve, reject) => {
       this.#receivers.push({ resolve: resolve as (received: ReceivedMessage) => void, reject });
     });
@@ -232,7 +232,7 @@ export class FdChannel extends FdHandle {
       while (this.#outgoing.length > 0 && !this.closed) {
         const next = this.#outgoing[0]!;
         const sent = this.#sendPart(next.frame, next.offset, next.fds);
-        if (sent === -11 /* EAGAIN */) {
+        if (sent === EAGAIN) {
           await this.#waiter.wait(native().Poller.WRITABLE, 'sendmsg', { wakeOnError: true });
           continue;
         }
@@ -261,7 +261,7 @@ export class FdChannel extends FdHandle {
       while (!this.closed && !this.#peerClosed) {
         if (this.#inputLength === this.#input.length) this.#growInput(this.#input.length * 2);
         const bytes = native().recvFds(this.fd, this.#input, this.#inputLength, this.#input.length - this.#inputLength, this.#receivedFds);
-        if (bytes === -11 /* EAGAIN */) {
+        if (bytes === EAGAIN) {
           await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true });
           continue;
         }
@@ -270,13 +270,13 @@ export class FdChannel extends FdHandle {
         if (this.#receivedFds[1]) {
           // The kernel dropped fds it had no room for: the frame they belong
           // to can never be whole again.
-          this.#fail(channelError('ERR_CHANNEL_FDS_LOST', 'recvmsg MSG_CTRUNC: the kernel dropped fds this end had no room for; the channel is unusable'));
+          this.#fail(codedError('ERR_DMABUF_CHANNEL_FDS_LOST'));
           return;
         }
         if (bytes === 0) {
           this.#peerClosed = true;
           if (this.#inputLength > 0 || this.#fdQueue.length > 0) {
-            this.#fail(channelError('ERR_CHANNEL_TRUNCATED', `the peer closed the channel in the middle of a message (${this.#inputLength} bytes and ${this.#fdQueue.length} fds left over)`));
+            this.#fail(codedError('ERR_DMABUF_CHANNEL_TRUNCATED', this.#inputLength, this.#fdQueue.length));
           } else {
             this.#endOfStream();
           }
@@ -307,13 +307,13 @@ export class FdChannel extends FdHandle {
   #parseFrames(): void {
     while (this.#inputLength >= headerSize) {
       if (this.#input.readUInt32LE(0) !== frameMagic) {
-        this.#fail(channelError('ERR_CHANNEL_PROTOCOL', 'the peer sent bytes that are not an FdChannel frame'));
+        this.#fail(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', 'the peer sent bytes without the frame magic'));
         return;
       }
       const jsonLength = this.#input.readUInt32LE(4);
       const handleCount = this.#input.readUInt32LE(8);
       if (jsonLength > maxMessageBytes || handleCount > native().SCM_MAX_FD) {
-        this.#fail(channelError('ERR_CHANNEL_PROTOCOL', `a frame announced ${jsonLength} bytes and ${handleCount} handles, beyond the limits`));
+        this.#fail(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', `a frame announced ${jsonLength} bytes and ${handleCount} handles, beyond the limits`));
         return;
       }
       if (this.#inputLength < headerSize + jsonLength) {
@@ -330,13 +330,17 @@ export class FdChannel extends FdHandle {
   }
 
   #accept(json: string, fds: number[]): void {
-    let parsed: { message: unknown; kinds: HandleKind[] };
+    let parsed: { message: unknown; kinds: HandleKind[] } | undefined;
+    let problem: string | undefined;
     try {
       parsed = JSON.parse(json) as { message: unknown; kinds: HandleKind[] };
-      if (!Array.isArray(parsed.kinds) || parsed.kinds.length !== fds.length) throw new Error('handle kinds do not match the fds');
+      if (!Array.isArray(parsed.kinds) || parsed.kinds.length !== fds.length) problem = 'its handle kinds do not match the fds';
     } catch (error) {
+      problem = `its JSON does not parse (${(error as Error).message})`;
+    }
+    if (parsed === undefined || problem !== undefined) {
       for (const fd of fds) closeFd(fd);
-      this.#events.emit('error', channelError('ERR_CHANNEL_PROTOCOL', `a message could not be read: ${(error as Error).message}`));
+      this.#events.emit('error', codedError('ERR_DMABUF_CHANNEL_PROTOCOL', problem!));
       return;
     }
     // Each fd is checked before it is wrapped: one that is not what the
@@ -349,7 +353,7 @@ export class FdChannel extends FdHandle {
       } catch (error) {
         for (const handle of handles) if (typeof handle !== 'number') handle.detach();
         for (const fd of fds) closeFd(fd);
-        this.#events.emit('error', channelError('ERR_CHANNEL_BAD_HANDLE', `message refused: handle ${index} was sent as a ${kind} but is not one (${(error as Error).message}); its fds were closed`));
+        this.#events.emit('error', codedError('ERR_DMABUF_CHANNEL_BAD_HANDLE', index, kind, (error as Error).message));
         return;
       }
     }
@@ -367,7 +371,7 @@ export class FdChannel extends FdHandle {
   }
 
   #endOfStream(): void {
-    for (const receiver of this.#receivers.splice(0)) receiver.reject(channelError('ECONNRESET', 'the peer closed the channel'));
+    for (const receiver of this.#receivers.splice(0)) receiver.reject(peerClosedError());
     this.#events.emit('close');
   }
 
@@ -389,13 +393,11 @@ export class FdChannel extends FdHandle {
         else handle.close();
       }
     }
-    const closed = channelError('ECANCELED', 'the channel was closed');
+    const closed = errnoError('ECANCELED', 'close', { hint: 'the channel was closed' });
     for (const receiver of this.#receivers.splice(0)) receiver.reject(closed);
     for (const pending of this.#outgoing.splice(0)) pending.reject(closed);
   }
 }
-
-const { errno } = constants;
 
 /** The longest wait between two connects to a full backlog. */
 const connectRetryMaxMs = 50;
@@ -417,7 +419,7 @@ function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
 function socketAddress(path: string): string {
   validate.string('path', path);
   const address = path.startsWith('@') ? `\0${path.slice(1)}` : path;
-  if (Buffer.byteLength(address) < 1 || Buffer.byteLength(address) > 107) throw validate.rangeError('path', 'a socket path of 1 to 107 bytes', path);
+  if (Buffer.byteLength(address) < 1 || Buffer.byteLength(address) > 107) throw validate.invalidValue('path', 'a socket path of 1 to 107 bytes', path);
   return address;
 }
 
@@ -457,7 +459,7 @@ export class FdChannelServer extends FdHandle {
     for (;;) {
       const fd = native().accept(this.assertOpen('accept'));
       if (fd >= 0) return FdChannel.fromFd(fd);
-      if (fd !== -11) throw kernelError(fd, 'accept');
+      if (fd !== EAGAIN) throw kernelError(fd, 'accept');
       await this.#waiter.wait(native().Poller.READABLE, 'accept', { wakeOnError: true });
     }
   }

@@ -1,6 +1,6 @@
 import { fstatSync, readFileSync } from 'node:fs';
 import { accessFlags, accessModes, DMA_BUF_MAGIC, DMA_BUF_NAME_MAX_BYTES, DMA_BUF_SYNC_END, DMA_BUF_SYNC_START, type AccessMode } from './constants';
-import { check, kernelError } from './errors';
+import { check, codedError, kernelError, negativeErrno } from './errors';
 import { closeFd, FdHandle } from './handle';
 import { SharedMapping } from './mapping';
 import { native } from './native';
@@ -140,11 +140,7 @@ export class DmaBuf extends FdHandle {
     validate.optionalBoolean('options.dup', dup);
     const magic = native().fsMagic(fd);
     if (magic < 0) throw kernelError(magic, 'fstatfs', { hint: `fd ${fd} is not an open file descriptor` });
-    if (magic !== DMA_BUF_MAGIC) {
-      const error = new Error(`fd ${fd} is not a dma-buf (its file system magic is 0x${magic.toString(16)}, a dma-buf's is 0x${DMA_BUF_MAGIC.toString(16)})`) as Error & { code: string };
-      error.code = 'ERR_NOT_DMABUF';
-      throw error;
-    }
+    if (magic !== DMA_BUF_MAGIC) throw codedError('ERR_DMABUF_NOT_A_DMABUF', fd, magic);
     const owned = dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd;
     try {
       return new DmaBuf(owned);
@@ -249,14 +245,13 @@ export class DmaBuf extends FdHandle {
     if (flags === undefined) validate.oneOf('mode', mode, accessModes);
     const block = options === undefined ? false : (validate.optionalBoolean('options.block', validate.options<{ block: boolean }>('options', options).block) ?? false);
     if (this.#cpuAccess !== undefined) {
-      throw Object.assign(new Error(`CPU access (${this.#cpuAccess}) already begun on this DmaBuf; end it first`), { code: 'ERR_DMABUF_ACCESS_BEGUN' });
+      throw codedError('ERR_DMABUF_ACCESS_BEGUN', this.#cpuAccess);
     }
     const binding = native();
     const status = binding.dmaBufSync(fd, flags!, block ? 0 : mode === 'read' ? binding.POLLIN : binding.POLLOUT);
     if (status < 0) {
-      if (status === -16 && !block) {
-        throw Object.assign(new Error(`beginCpuAccess('${mode}'): the buffer has unsignalled fences, and the kernel would block this thread until they signal; await waitIdle({ mode: '${mode}' }) first, or pass { block: true }`), { code: 'ERR_DMABUF_FENCES_PENDING' });
-      }
+      // The addon answers EBUSY for fences it found pending without waiting.
+      if (status === negativeErrno('EBUSY') && !block) throw codedError('ERR_DMABUF_FENCES_PENDING', mode);
       check(status, syncSyscall);
     }
     this.#cpuAccess = mode;
@@ -266,10 +261,10 @@ export class DmaBuf extends FdHandle {
   endCpuAccess(mode?: AccessMode): void {
     const fd = this.assertOpen(syncSyscall);
     const begun = this.#cpuAccess;
-    if (begun === undefined) throw Object.assign(new Error('endCpuAccess without beginCpuAccess'), { code: 'ERR_DMABUF_ACCESS_NOT_BEGUN' });
+    if (begun === undefined) throw codedError('ERR_DMABUF_ACCESS_NOT_BEGUN');
     if (mode !== undefined && mode !== begun) {
       validate.oneOf('mode', mode, accessModes);
-      throw Object.assign(new Error(`endCpuAccess('${mode}') does not match beginCpuAccess('${begun}')`), { code: 'ERR_DMABUF_ACCESS_MISMATCH' });
+      throw codedError('ERR_DMABUF_ACCESS_MISMATCH', mode, begun);
     }
     this.#cpuAccess = undefined;
     const status = native().dmaBufSync(fd, endFlags[begun]!, 0);
@@ -325,7 +320,7 @@ export class DmaBuf extends FdHandle {
    */
   importSyncFile(syncFile: SyncFile, mode: AccessMode): void {
     const fd = this.assertOpen('ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE)');
-    if (!(syncFile instanceof SyncFile)) throw new TypeError(`Expected a SyncFile for syncFile but received ${typeof syncFile}`);
+    validate.instance('syncFile', syncFile, SyncFile, 'a SyncFile');
     validate.oneOf('mode', mode, accessModes);
     check(native().dmaBufImportSyncFile(fd, syncFile.fd, accessFlags(mode)), 'ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE)', (code) =>
       code === 'ENOTTY' ? 'this kernel cannot import fences into a dma-buf (needs Linux 6.0 or newer)' : undefined,

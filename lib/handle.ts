@@ -1,4 +1,4 @@
-import { check, errnoName, kernelError, type KernelError } from './errors';
+import { check, errnoError, errnoName, kernelError, type KernelError } from './errors';
 import { native } from './native';
 
 /**
@@ -19,7 +19,7 @@ export function closeFd(fd: number): void {
 
 /** The error every method of a closed handle throws, as Node's FileHandle does: EBADF. */
 export function closedError(what: string, syscall: string): KernelError {
-  return kernelError(-9, syscall, { hint: `${what} is closed` });
+  return errnoError('EBADF', syscall, { hint: `${what} is closed` });
 }
 
 interface Leaked {

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { DmaBuf } from './dmabuf';
 import { check } from './errors';
 import { closeFd, openFd } from './handle';
@@ -27,8 +28,12 @@ function allocate(name: string, size: number, options?: HeapAllocateOptions): Dm
   const { O_RDWR, O_CLOEXEC } = native();
   const heapFlags = opts.heapFlags === undefined ? 0 : validate.integer('options.heapFlags', opts.heapFlags, 0, 0xffffffff);
   const fdFlags = (opts.fdFlags === undefined ? O_RDWR : validate.integer('options.fdFlags', opts.fdFlags, -0x80000000, 0xffffffff)) | O_CLOEXEC;
-  if (name === '' || name.includes('/') || name === '.' || name === '..') throw validate.rangeError('name', 'a heap name (an entry of /dev/dma_heap)', name);
-  validate.integer('size', size, 1);
+  if (name === '' || name.includes('/') || name === '.' || name === '..') throw validate.invalidValue('name', 'a heap name (an entry of /dev/dma_heap)', name);
+  // Linux 6.1's system heap allocates page by page until it has them all,
+  // so a size beyond the machine's memory wakes the OOM killer rather than
+  // failing with ENOMEM. totalmem() is MemTotal from /proc/meminfo.
+  const memTotal = totalmem();
+  if (validate.integer('size', size, 1) > memTotal) throw validate.outOfRange('size', `at most this machine's memory (MemTotal, ${memTotal} bytes)`, size);
   const path = `${heapDirectory}/${name}`;
   const heapFd = openFd(path, 'r', (code) => {
     const available = list();

@@ -1,7 +1,7 @@
 import { EventEmitter, on } from 'node:events';
 import { fstatSync, readFileSync } from 'node:fs';
 import { DmaBuf } from './dmabuf';
-import { errnoName, kernelError } from './errors';
+import { codedError, errnoName, kernelError, negativeErrno } from './errors';
 import type { ExporterCounters } from './policy';
 import { closeFd, FdHandle } from './handle';
 import { native } from './native';
@@ -173,7 +173,7 @@ function ioctl(fd: number, command: KernelTestCommand, argument: Buffer): void {
   // The size is encoded in the command: a layout here that disagrees with
   // the header the addon was built with is caught before the kernel sees it.
   if (((number >>> 16) & 0x3fff) !== argument.length) {
-    throw new Error(`DBT_IOCTL_${command}: the struct here is ${argument.length} bytes, the uapi header says ${(number >>> 16) & 0x3fff}; rebuild the addon`);
+    throw codedError('ERR_DMABUF_ADDON_MISMATCH', `the argument of DBT_IOCTL_${command}`, argument.length, (number >>> 16) & 0x3fff);
   }
   const result = native().dmabufTestIoctl(fd, number, argument);
   if (result < 0) {
@@ -384,7 +384,7 @@ export class KernelTestDevice extends FdHandle {
 
   /**
    * Opens the device; ENOENT says the module is not loaded. A file that is
-   * not the module's device is refused with ERR_NOT_DMABUF_TEST_DEVICE.
+   * not the module's device is refused with ERR_DMABUF_NOT_TEST_DEVICE.
    */
   static open(path: string = defaultDevicePath): KernelTestDevice {
     validate.string('path', path);
@@ -404,7 +404,7 @@ export class KernelTestDevice extends FdHandle {
     }
     if (reason !== undefined) {
       closeFd(fd);
-      throw Object.assign(new Error(`${path} is not the dmabuf_test device (${reason})`), { code: 'ERR_NOT_DMABUF_TEST_DEVICE', path });
+      throw codedError('ERR_DMABUF_NOT_TEST_DEVICE', path, reason);
     }
     return new KernelTestDevice(fd);
   }
@@ -431,7 +431,7 @@ export class KernelTestDevice extends FdHandle {
     const opts = validate.options<{ dynamic: boolean; revocable: boolean }>('options', options);
     const revocable = validate.optionalBoolean('options.revocable', opts.revocable) ?? false;
     const dynamic = (validate.optionalBoolean('options.dynamic', opts.dynamic) ?? false) || revocable;
-    if (revocable && opts.dynamic === false) throw new TypeError('options.revocable needs a dynamic importer: leave options.dynamic out or true');
+    if (revocable && opts.dynamic === false) throw codedError('ERR_INCOMPATIBLE_OPTION_PAIR', 'options.revocable', 'options.dynamic: false', 'a revocable importer is a dynamic one: leave options.dynamic out or true');
     const { id } = call(this.fd, 'ATTACH', { fd, flags: (dynamic ? ATTACH_DYNAMIC : 0) | (revocable ? ATTACH_REVOCABLE : 0) });
     return new TestAttachment(this, id, dynamic, revocable);
   }
@@ -443,7 +443,7 @@ export class KernelTestDevice extends FdHandle {
   createFence(options: { buffer?: DmaBuf | number; usage?: FenceUsage; syncFile?: boolean } = {}): TestFence {
     const opts = validate.options<{ buffer: DmaBuf | number; usage: FenceUsage; syncFile: boolean }>('options', options);
     const bufferFd = opts.buffer === undefined ? -1 : opts.buffer instanceof DmaBuf ? opts.buffer.fd : validate.fd('options.buffer', opts.buffer);
-    if (opts.usage !== undefined && opts.buffer === undefined) throw new TypeError('options.usage needs options.buffer');
+    if (opts.usage !== undefined && opts.buffer === undefined) throw codedError('ERR_MISSING_OPTION', 'options.buffer', 'with options.usage (the fence is added to that buffer\'s reservation object)');
     const usage = opts.buffer === undefined ? 0 : usages.indexOf(validate.oneOf('options.usage', opts.usage ?? 'write', usages));
     const wantSyncFile = validate.optionalBoolean('options.syncFile', opts.syncFile) ?? false;
     const flags = (bufferFd >= 0 ? FENCE_ADD : 0) | (wantSyncFile ? FENCE_SYNC_FILE : 0);
@@ -466,7 +466,7 @@ export class KernelTestDevice extends FdHandle {
    */
   rawIoctl(command: number, argument: Buffer): number {
     validate.integer('command', command, 0, 0xffffffff);
-    if (!Buffer.isBuffer(argument)) throw new TypeError('argument must be a Buffer');
+    if (!Buffer.isBuffer(argument)) throw validate.typeError('argument', 'a Buffer', argument);
     return native().dmabufTestIoctl(this.fd, command, argument);
   }
 
@@ -483,7 +483,7 @@ export class KernelTestDevice extends FdHandle {
       const bytes = native().readInto(fd, this.#eventBuffer);
       // The module never returns 0 (EAGAIN when drained), but a read that
       // brings nothing must end the loop whatever the file does.
-      if (bytes === -11 /* EAGAIN */ || bytes === 0) return events;
+      if (bytes === negativeErrno('EAGAIN') || bytes === 0) return events;
       if (bytes < 0) throw kernelError(bytes, 'read', { path: defaultDevicePath });
       for (let offset = 0; offset + eventStruct.size <= bytes; offset += eventStruct.size) {
         const { type, id, sequence } = eventStruct.decode(this.#eventBuffer.subarray(offset, offset + eventStruct.size));
@@ -559,7 +559,9 @@ function features(): KernelTestFeatures {
   try {
     text = readFileSync(featuresPath, 'utf8');
   } catch (error) {
-    throw Object.assign(new Error(`${featuresPath} is missing: the dmabuf_test module is not loaded, or is older than its features attribute`), { code: (error as { code?: string }).code, path: featuresPath });
+    const { errno, syscall } = error as NodeJS.ErrnoException;
+    if (errno === undefined || syscall === undefined) throw error;
+    throw kernelError(errno, syscall, { path: featuresPath, hint: 'the dmabuf_test module is not loaded, or is older than its features attribute' });
   }
   const names = new Set(text.split('\n').filter((name) => name !== ''));
   return {

@@ -1,7 +1,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { check } from './errors';
 import { native, type NativeMapping } from './native';
-import { rangeError } from './validate';
+import { outOfRange } from './validate';
 
 /**
  * One read-write shared mapping of a whole fd, made on first use and handed
@@ -16,7 +16,7 @@ export class SharedMapping {
 
   view(fd: number, size: number, keepAlive?: number[]): Buffer {
     if (size > bufferConstants.MAX_LENGTH) {
-      throw rangeError('size', `at most buffer.constants.MAX_LENGTH (${bufferConstants.MAX_LENGTH}) bytes to map as one Buffer`, size);
+      throw outOfRange('size', `at most buffer.constants.MAX_LENGTH (${bufferConstants.MAX_LENGTH}) bytes to map as one Buffer`, size);
     }
     // Read once and held: the mapping keeps its buffer only weakly, and a
     // collection between two reads would find it gone.

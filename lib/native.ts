@@ -31,6 +31,8 @@ export interface NativeBinding {
   kernelRelease(): string | number;
   probeMemfdCreate(): number;
   pageSize(): number;
+  /** Errnos from the C library's errno.h that os.constants.errno lacks (EBADFD). */
+  errnos: Record<string, number>;
   openFile(path: string, flags: number): number;
   /** Closes the fd, and forgets it if an FdHandle owned it. */
   closeFd(fd: number): number;

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { check, kernelError } from './errors';
+import { check, kernelError, negativeErrno } from './errors';
 import { FdHandle, openFd } from './handle';
 import { native } from './native';
 import * as validate from './validate';
@@ -70,7 +70,7 @@ export class SyncFile extends FdHandle {
     validate.optionalBoolean('options.dup', dup);
     const probe = native().syncFileInfo(fd);
     if (typeof probe === 'number') {
-      throw kernelError(probe, infoSyscall, { hint: probe === -25 ? `fd ${fd} is not a sync_file` : undefined });
+      throw kernelError(probe, infoSyscall, { hint: probe === negativeErrno('ENOTTY') ? `fd ${fd} is not a sync_file` : undefined });
     }
     return new SyncFile(dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd);
   }
@@ -78,9 +78,8 @@ export class SyncFile extends FdHandle {
   /** A new sync_file holding the fences of both (SYNC_IOC_MERGE); both stay open. */
   static merge(name: string, first: SyncFile, second: SyncFile): SyncFile {
     validate.kernelName('name', name, SYNC_NAME_MAX_BYTES);
-    for (const [argument, value] of [['first', first], ['second', second]] as const) {
-      if (!(value instanceof SyncFile)) throw new TypeError(`Expected a SyncFile for ${argument} but received ${typeof value}`);
-    }
+    validate.instance('first', first, SyncFile, 'a SyncFile');
+    validate.instance('second', second, SyncFile, 'a SyncFile');
     return new SyncFile(check(native().syncFileMerge(name, first.fd, second.fd), 'ioctl(SYNC_IOC_MERGE)'));
   }
 
@@ -212,9 +211,9 @@ export class SwSyncTimeline extends FdHandle {
    */
   deadlineOf(fence: SyncFile): bigint | undefined {
     const fd = this.assertOpen('ioctl(SW_SYNC_GET_DEADLINE)');
-    if (!(fence instanceof SyncFile)) throw new TypeError(`Expected a SyncFile for fence but received ${typeof fence}`);
+    validate.instance('fence', fence, SyncFile, 'a SyncFile');
     const result = native().swSyncGetDeadline(fd, fence.fd);
-    if (result === -2) return undefined;
+    if (result === negativeErrno('ENOENT')) return undefined;
     return check(result, 'ioctl(SW_SYNC_GET_DEADLINE)', (code) =>
       code === 'ENOTTY'
         ? `sw_sync reports deadlines from Linux 6.12; this kernel (${kernelRelease()}) does not`

@@ -1,7 +1,7 @@
 import { fstatSync, ftruncateSync, readFileSync } from 'node:fs';
 import { F_SEAL_SHRINK, HUGETLBFS_MAGIC, MFD_ALLOW_SEALING, MFD_HUGETLB, DMA_BUF_NAME_MAX_BYTES } from './constants';
 import { DmaBuf, registerKeepAliveSource, unregisterKeepAliveSource, type MappingKeepAliveSource } from './dmabuf';
-import { check } from './errors';
+import { check, codedError } from './errors';
 import { closeFd, FdHandle, openFd } from './handle';
 import { SharedMapping } from './mapping';
 import { native } from './native';
@@ -75,16 +75,19 @@ export class Memfd extends FdHandle {
   }
 
   /** A sealable memfd of `size` bytes, sealed against shrinking, as udmabuf requires. */
-  static create(size: number, options: { name?: string; hugetlb?: boolean } = {}): Memfd {
-    const name = options.name ?? 'dmabuf';
-    const fd = check(native().memfdCreate(name, MFD_ALLOW_SEALING | (options.hugetlb ? MFD_HUGETLB : 0)), 'memfd_create', (code) =>
-      code === 'EINVAL' && options.hugetlb ? 'this kernel cannot make hugetlb memfds (CONFIG_HUGETLBFS)' : undefined,
+  static create(size: number, options?: { name?: string; hugetlb?: boolean }): Memfd {
+    validate.integer('size', size);
+    const opts = validate.options<{ name: string; hugetlb: boolean }>('options', options);
+    const name = opts.name === undefined ? 'dmabuf' : validate.string('options.name', opts.name);
+    const hugetlb = validate.optionalBoolean('options.hugetlb', opts.hugetlb) ?? false;
+    const fd = check(native().memfdCreate(name, MFD_ALLOW_SEALING | (hugetlb ? MFD_HUGETLB : 0)), 'memfd_create', (code) =>
+      code === 'EINVAL' && hugetlb ? 'this kernel cannot make hugetlb memfds (CONFIG_HUGETLBFS)' : undefined,
     );
     try {
       ftruncateSync(fd, size);
       // Huge pages must exist before udmabuf takes them; allocating now fails
       // cleanly when none are reserved, where touching them would not.
-      if (options.hugetlb) check(native().fallocate(fd, 0, size), 'fallocate', (code) => (code === 'ENOSPC' || code === 'ENOMEM' ? 'not enough huge pages reserved: raise /proc/sys/vm/nr_hugepages' : undefined));
+      if (hugetlb) check(native().fallocate(fd, 0, size), 'fallocate', (code) => (code === 'ENOSPC' || code === 'ENOMEM' ? 'not enough huge pages reserved: raise /proc/sys/vm/nr_hugepages' : undefined));
       check(native().addSeals(fd, F_SEAL_SHRINK), 'fcntl(F_ADD_SEALS)');
       return new Memfd(fd, size);
     } catch (error) {
@@ -223,10 +226,7 @@ export class Udmabuf extends DmaBuf {
 
   #mapRefusal(): Error | undefined {
     if (!this.#hugetlb || this.closed || udmabufMapsPageFrames(this.fd)) return undefined;
-    return Object.assign(
-      new Error(`mmap of a hugetlb-backed udmabuf is refused on Linux ${String(native().kernelRelease())}: its udmabuf maps the memfd's pages, not page frames (no 'pf' in the mapping's VmFlags), and faulting in huge pages that way corrupts page state (6.12 and later map page frames); map its memfd instead (create with keepMemfd: true, then buffer.memfd.map())`),
-      { code: 'ERR_DMABUF_UNSAFE_MAPPING' },
-    );
+    return codedError('ERR_DMABUF_UNSAFE_MAPPING', String(native().kernelRelease()));
   }
 
   protected override hasOwnMappingRules(): boolean {
@@ -312,13 +312,13 @@ function checkCreateArguments(size: number, options: CreateOptions | undefined):
 
 /** Segments as the native call takes them: [memfd, offset, size, ...]. */
 function flattenSegments(segments: MemfdSegment | readonly MemfdSegment[]): number[] {
-  if (typeof segments !== 'object' || segments === null) throw new TypeError(`Expected a segment or an array of segments for segments but received ${String(segments)}`);
+  if (typeof segments !== 'object' || segments === null) throw validate.typeError('segments', 'a segment or an array of segments', segments);
   const list: readonly MemfdSegment[] = Array.isArray(segments) ? segments : [segments as MemfdSegment];
-  if (list.length === 0) throw validate.rangeError('segments', 'at least one segment', 'an empty array');
+  if (list.length === 0) throw validate.invalidValue('segments', 'at least one segment', list);
   const flat: number[] = [];
   list.forEach((segment, index) => {
     const where = `segments[${index}]`;
-    if (typeof segment !== 'object' || segment === null) throw new TypeError(`Expected an object for ${where} but received ${String(segment)}`);
+    if (typeof segment !== 'object' || segment === null) throw validate.typeError(where, 'an object', segment);
     const memfd = segment.memfd instanceof Memfd ? segment.memfd.fd : validate.fd(`${where}.memfd`, segment.memfd);
     // Alignment and bounds are the kernel's to judge (the selftests check its EINVAL); only what cannot reach it is refused here.
     flat.push(memfd, validate.integer(`${where}.offset`, segment.offset), validate.integer(`${where}.size`, segment.size));
@@ -361,9 +361,9 @@ export const udmabuf = {
    * frames on every kernel, so only a udmabuf answers the question.
    */
   mapsPageFrames(buffer: DmaBuf): boolean {
-    if (!(buffer instanceof DmaBuf)) throw new TypeError(`Expected a DmaBuf for buffer but received ${typeof buffer}`);
+    validate.instance('buffer', buffer, DmaBuf, 'a DmaBuf');
     const exporter = buffer.info().exporter;
-    if (exporter !== 'udmabuf') throw validate.rangeError('buffer', 'a udmabuf', `a buffer exported by ${exporter}`);
+    if (exporter !== 'udmabuf') throw validate.invalidValue('buffer', 'a udmabuf', `a buffer exported by ${exporter}`);
     return udmabufMapsPageFrames(buffer.fd);
   },
 };

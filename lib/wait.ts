@@ -1,4 +1,4 @@
-import { kernelError } from './errors';
+import { errnoError, kernelError } from './errors';
 import { native, type NativePoller } from './native';
 
 export interface WaitOptions {
@@ -25,11 +25,11 @@ interface PendingWait {
 }
 
 function timeoutError(syscall: string, timeoutMs: number): Error {
-  return kernelError(-62, syscall, { hint: `not signalled within ${timeoutMs} ms` });
+  return errnoError('ETIME', syscall, { hint: `not signalled within ${timeoutMs} ms` });
 }
 
 function cancelledError(syscall: string, what: string): Error {
-  return kernelError(-125, syscall, { hint: `${what} was closed while waiting` });
+  return errnoError('ECANCELED', syscall, { hint: `${what} was closed while waiting` });
 }
 
 /**
@@ -124,7 +124,7 @@ export class FdWaiter {
       pending.cleanup();
       this.#pending.delete(pending);
       if (status === 0 || pending.wakeOnError) pending.resolve(ready);
-      else pending.reject(Object.assign(new Error(`poll ${this.what}: libuv status ${status}`), { code: 'EIO', errno: status, syscall: 'poll' }));
+      else pending.reject(kernelError(status, 'poll', { hint: `libuv reported the error polling ${this.what}` }));
     }
     // The woken waits resume in microtasks queued above, and a drained fd's
     // owner waits again in them; deciding after they ran keeps the poll armed.

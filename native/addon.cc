@@ -22,6 +22,13 @@ bool ThrowRangeError(Napi::Env env, const std::string& message) {
   return false;
 }
 
+bool ThrowInvalidValue(Napi::Env env, const std::string& message) {
+  Napi::RangeError error = Napi::RangeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+  error.ThrowAsJavaScriptException();
+  return false;
+}
+
 static bool WrongType(Napi::Env env, const std::string& name, const std::string& expected) {
   return ThrowTypeError(env, "argument " + name + " must be " + expected);
 }
@@ -74,7 +81,7 @@ bool ArgFdList(const Napi::CallbackInfo& info, size_t index, const char* name, s
   if (!info[index].IsArray()) return Fail(info, name, "an array of fds");
   Napi::Array list = info[index].As<Napi::Array>();
   uint32_t length = list.Length();
-  if (length > maxLength) return OutOfRange(info.Env(), name, (std::string("at most ") + std::to_string(maxLength) + " fds").c_str());
+  if (length > maxLength) return ThrowInvalidValue(info.Env(), std::string("argument ") + name + " must hold at most " + std::to_string(maxLength) + " fds");
   out->clear();
   out->reserve(length);
   for (uint32_t i = 0; i < length; i++) {

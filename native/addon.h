@@ -54,10 +54,13 @@ inline Napi::Value Errno(Napi::Env env, int error) {
   return Napi::Number::New(env, -error);
 }
 
-// Throw Node-shaped argument errors (code ERR_INVALID_ARG_TYPE or
-// ERR_OUT_OF_RANGE) and return false.
+// Throw Node-shaped argument errors with the codes lib/errors.ts defines,
+// and return false: a wrong type is a TypeError (ERR_INVALID_ARG_TYPE), a
+// number out of its range a RangeError (ERR_OUT_OF_RANGE), any other value
+// refused (a string, a length) a RangeError (ERR_INVALID_ARG_VALUE).
 bool ThrowTypeError(Napi::Env env, const std::string& message);
 bool ThrowRangeError(Napi::Env env, const std::string& message);
+bool ThrowInvalidValue(Napi::Env env, const std::string& message);
 
 // Argument readers: on a wrong type they throw a TypeError
 // (ERR_INVALID_ARG_TYPE), on NaN, a fraction or a value out of range a

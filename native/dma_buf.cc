@@ -35,7 +35,7 @@ static Napi::Value SetName(const Napi::CallbackInfo& info) {
   // The kernel copies up to DMA_BUF_NAME_LEN bytes with strndup_user and
   // refuses longer names; a NUL inside would silently shorten the name.
   if (name.size() >= DMA_BUF_NAME_LEN || memchr(name.data(), '\0', name.size()) != nullptr) {
-    ThrowRangeError(info.Env(), "name must be at most 31 bytes of UTF-8 with no NUL");
+    ThrowInvalidValue(info.Env(), "name must be at most 31 bytes of UTF-8 with no NUL");
     return info.Env().Undefined();
   }
   return Result(info.Env(), ioctl(fd, DMA_BUF_SET_NAME, name.c_str()));

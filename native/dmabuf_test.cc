@@ -18,11 +18,11 @@ static Napi::Value TestIoctl(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   if (_IOC_TYPE(command) != DBT_IOC_MAGIC) {
-    Napi::RangeError::New(info.Env(), "command must be a dmabuf_test ioctl (type 0xDB)").ThrowAsJavaScriptException();
+    ThrowInvalidValue(info.Env(), "command must be a dmabuf_test ioctl (type 0xDB)");
     return info.Env().Undefined();
   }
   if (_IOC_SIZE(command) > length) {
-    Napi::RangeError::New(info.Env(), "argument is smaller than the command's size").ThrowAsJavaScriptException();
+    ThrowInvalidValue(info.Env(), "argument is smaller than the command's size");
     return info.Env().Undefined();
   }
   return Result(info.Env(), Restarting([&] { return ioctl(fd, command, data); }));

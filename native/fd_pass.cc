@@ -23,7 +23,7 @@ static bool ArgAddress(const Napi::CallbackInfo& info, size_t index, struct sock
   std::string path;
   if (!ArgString(info, index, "path", &path)) return false;
   if (path.empty() || path.size() >= sizeof(address->sun_path)) {
-    return ThrowRangeError(info.Env(), "path must be 1 to 107 bytes");
+    return ThrowInvalidValue(info.Env(), "path must be 1 to 107 bytes");
   }
   memset(address, 0, sizeof(*address));
   address->sun_family = AF_UNIX;

@@ -45,8 +45,11 @@ class Poller : public Napi::ObjectWrap<Poller> {
     int status = uv_poll_init(loop, handle, fd);
     if (status != 0) {
       delete handle;
-      Napi::Error error = Napi::Error::New(info.Env(), std::string("uv_poll_init: ") + uv_strerror(status));
+      // Node-shaped, as lib/errors.ts shapes errno errors: libuv's status is -errno.
+      Napi::Error error = Napi::Error::New(info.Env(), std::string("uv_poll_init ") + uv_err_name(status) + " (" + uv_strerror(status) + ")");
+      error.Set("code", Napi::String::New(info.Env(), uv_err_name(status)));
       error.Set("errno", Napi::Number::New(info.Env(), status));
+      error.Set("syscall", Napi::String::New(info.Env(), "uv_poll_init"));
       error.ThrowAsJavaScriptException();
       return;
     }

@@ -44,7 +44,7 @@ static bool ArgName(const Napi::CallbackInfo& info, size_t index, char (&out)[32
   std::string name;
   if (!ArgString(info, index, "name", &name)) return false;
   if (name.size() >= sizeof(out)) {
-    return ThrowRangeError(info.Env(), "name must be at most 31 bytes of UTF-8");
+    return ThrowInvalidValue(info.Env(), "name must be at most 31 bytes of UTF-8");
   }
   memset(out, 0, sizeof(out));
   memcpy(out, name.data(), name.size());

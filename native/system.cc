@@ -1,4 +1,5 @@
 // Facts about the running kernel that decide what the library can do here.
+#include <errno.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -30,6 +31,11 @@ void InitSystem(Napi::Env env, Napi::Object exports) {
   exports.Set("kernelRelease", Napi::Function::New(env, KernelRelease));
   exports.Set("probeMemfdCreate", Napi::Function::New(env, ProbeMemfdCreate));
   exports.Set("pageSize", Napi::Function::New(env, PageSize));
+  // Errnos the dma-buf interfaces return that Node's os.constants.errno
+  // lacks: the library names errors from these, never from literals.
+  Napi::Object errnos = Napi::Object::New(env);
+  errnos.Set("EBADFD", Napi::Number::New(env, EBADFD));
+  exports.Set("errnos", errnos);
 }
 
 }  // namespace dmabuf

@@ -36,7 +36,7 @@ static Napi::Value UdmabufCreateList(const Napi::CallbackInfo& info) {
   Napi::Array flat = info[1].As<Napi::Array>();
   uint32_t length = flat.Length();
   if (length == 0 || length % 3 != 0) {
-    ThrowRangeError(info.Env(), "segments must hold memfd, offset, size triples");
+    ThrowInvalidValue(info.Env(), "segments must hold memfd, offset, size triples");
     return info.Env().Undefined();
   }
   uint32_t count = length / 3;
@@ -44,7 +44,7 @@ static Napi::Value UdmabufCreateList(const Napi::CallbackInfo& info) {
   // anyway; this bound keeps a sparse array of billions of holes from
   // sizing the allocation below.
   if (count > kMaxSegments) {
-    ThrowRangeError(info.Env(), "segments must hold at most " + std::to_string(kMaxSegments) + " triples");
+    ThrowInvalidValue(info.Env(), "segments must hold at most " + std::to_string(kMaxSegments) + " triples");
     return info.Env().Undefined();
   }
   std::vector<char> storage(sizeof(struct udmabuf_create_list) + count * sizeof(struct udmabuf_create_item));

@@ -1,4 +1,6 @@
-import { policyErrno, PolicyRuleError } from './errors';
+import { codedError } from '../errors';
+import * as validate from '../validate';
+import { policyErrno } from './errors';
 import { ReservationObject } from './resv';
 import { profileLabel, type PolicyProfile } from './profiles';
 import { Trace, type TraceEventKind } from './trace';
@@ -124,12 +126,12 @@ export function exportBuffer<M>(info: { ops: ExporterOps<M>; size: number; name?
   if (rules.exportRequiresMapUnmapRelease && (typeof ops.map !== 'function' || typeof ops.unmap !== 'function' || typeof ops.release !== 'function')) throw refuse('map, unmap and release are required');
   if (ops.cacheSgtMapping) {
     // Not a runtime refusal: an exporter setting it would not compile.
-    if (rules.exporterMappingCache === 'absent') throw new TypeError(`dma_buf_export: ${profile.label} has no cache_sgt_mapping`);
+    if (rules.exporterMappingCache === 'absent') throw validate.typeError('ops.cacheSgtMapping', `undefined (${profile.label} has no cache_sgt_mapping)`, ops.cacheSgtMapping);
     if (rules.exporterMappingCache === 'refused-with-pin' && ops.pin) throw refuse('cache_sgt_mapping together with pin');
     if (rules.exporterMappingCache === 'refused-with-pin-or-unpin' && (ops.pin || ops.unpin)) throw refuse('cache_sgt_mapping together with pin/unpin');
   }
   if (rules.exportRequiresPinWithUnpin && !ops.pin !== !ops.unpin) throw refuse('pin without unpin, or unpin without pin');
-  if (!Number.isInteger(info.size) || info.size <= 0) throw new RangeError(`size must be a positive integer, got ${info.size}`);
+  validate.integer('size', info.size, 1);
   bufferCount += 1;
   const name = info.name ?? `buffer${bufferCount}`;
   const buffer = new PolicyBuffer<M>(ops, info.size, name, profile, info.resv ?? new ReservationObject(`${name}.resv`), info.trace);
@@ -187,7 +189,7 @@ function unpinThroughExporter<M>(attachment: Attachment<M>): void {
  */
 export async function dynamicAttach<M>(buffer: PolicyBuffer<M>, importer: { ops?: ImporterOps<M>; priv?: unknown; name?: string } = {}): Promise<Attachment<M>> {
   const { rules } = buffer.profile;
-  if (buffer.released) throw new PolicyRuleError('dma_buf_dynamic_attach', `${buffer.name} was released`);
+  if (buffer.released) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_dynamic_attach', `${buffer.name} was released`);
   if (rules.importerOpsWithoutInvalidate === 'rejected' && importer.ops && !importer.ops.moveNotify) {
     throw policyErrno('EINVAL', 'dma_buf_dynamic_attach', 'importer ops without move_notify (the kernel WARNs)');
   }
@@ -231,7 +233,7 @@ export function attach<M>(buffer: PolicyBuffer<M>, importer: { priv?: unknown; n
  * invalidation, that a pinned buffer is gone for good, and will unmap.
  */
 export function attachRevocable<M>(attachment: Attachment<M>): boolean {
-  if (!attachment.buffer.profile.rules.revocableAttachQuery) throw new PolicyRuleError('dma_buf_attach_revocable', `${attachment.buffer.profile.label} has no dma_buf_attach_revocable()`);
+  if (!attachment.buffer.profile.rules.revocableAttachQuery) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_attach_revocable', `${attachment.buffer.profile.label} has no dma_buf_attach_revocable()`);
   return attachment.importerOps?.moveNotify !== undefined;
 }
 
@@ -242,7 +244,7 @@ export function attachRevocable<M>(attachment: Attachment<M>): boolean {
  * not check, so a detach with them leaves them behind (buffer.leaked).
  */
 export async function detach<M>(buffer: PolicyBuffer<M>, attachment: Attachment<M>): Promise<void> {
-  if (attachment.buffer !== buffer || attachment.detached) throw new PolicyRuleError('dma_buf_detach', `${attachment.name} is not attached to ${buffer.name}`);
+  if (attachment.buffer !== buffer || attachment.detached) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_detach', `${attachment.name} is not attached to ${buffer.name}`);
   const cachedUnmap = attachment.sgt !== undefined ? buffer.profile.rules.detachUnmapsCachedMapping : false;
   const unmapCached = () => {
     unmapThroughExporter(attachment, attachment.sgt!, attachment.dir!);
@@ -269,15 +271,15 @@ export async function detach<M>(buffer: PolicyBuffer<M>, attachment: Attachment<
 
 /** dma_buf_pin (rule 8): dynamic importers only, under the lock. */
 export function pin<M>(attachment: Attachment<M>): void {
-  if (!attachment.dynamic) throw new PolicyRuleError('dma_buf_pin', `${attachment.name} is a static importer; only dynamic importers pin`);
+  if (!attachment.dynamic) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_pin', `${attachment.name} is a static importer; only dynamic importers pin`);
   assertHeld(attachment.buffer, 'dma_buf_pin');
   pinThroughExporter(attachment);
 }
 
 export function unpin<M>(attachment: Attachment<M>): void {
-  if (!attachment.dynamic) throw new PolicyRuleError('dma_buf_unpin', `${attachment.name} is a static importer; only dynamic importers unpin`);
+  if (!attachment.dynamic) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_unpin', `${attachment.name} is a static importer; only dynamic importers unpin`);
   assertHeld(attachment.buffer, 'dma_buf_unpin');
-  if (attachment.pins === 0 && attachment.buffer.ops.unpin) throw new PolicyRuleError('dma_buf_unpin', `${attachment.name} holds no pin`);
+  if (attachment.pins === 0 && attachment.buffer.ops.unpin) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_unpin', `${attachment.name} holds no pin`);
   unpinThroughExporter(attachment);
 }
 
@@ -290,7 +292,7 @@ export async function mapAttachment<M>(attachment: Attachment<M>, direction: Dma
   const { buffer } = attachment;
   const { rules } = buffer.profile;
   const call = 'dma_buf_map_attachment';
-  if (attachment.detached) throw new PolicyRuleError(call, `${attachment.name} is detached`);
+  if (attachment.detached) throw codedError('ERR_DMABUF_POLICY_RULE', call, `${attachment.name} is detached`);
   const cached = attachment.sgt !== undefined;
   if (rules.lockAssertedOnMap(attachment, cached)) assertHeld(buffer, call);
   if (cached) {
@@ -339,7 +341,7 @@ export async function unmapAttachment<M>(attachment: Attachment<M>, mapping: M, 
   if (rules.lockAssertedOnMap(attachment, cached)) assertHeld(buffer, call);
   if (cached) return;
   const index = attachment.liveMappings.findIndex((record) => record.mapping === mapping);
-  if (index < 0) throw new PolicyRuleError(call, `${attachment.name} does not hold that mapping`);
+  if (index < 0) throw codedError('ERR_DMABUF_POLICY_RULE', call, `${attachment.name} does not hold that mapping`);
   const takesLock = rules.mapTakesLockItself(attachment);
   if (takesLock) await buffer.resv.lock();
   attachment.liveMappings.splice(index, 1);
@@ -378,7 +380,7 @@ export function moveNotify<M>(buffer: PolicyBuffer<M>): void {
   const { rules } = buffer.profile;
   assertHeld(buffer, 'dma_buf_move_notify');
   if (rules.staticExporterInvalidationIsError && !buffer.dynamic) {
-    throw new PolicyRuleError('dma_buf_move_notify', `${buffer.name} is a static exporter: its importers hold cached mappings`);
+    throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_move_notify', `${buffer.name} is a static exporter: its importers hold cached mappings`);
   }
   for (const attachment of [...buffer.attachments]) {
     if (!attachment.importerOps?.moveNotify) continue;
@@ -397,7 +399,7 @@ export const invalidateMappings = moveNotify;
 /** The last reference went: the exporter's release. Every attachment must be gone. */
 export function release<M>(buffer: PolicyBuffer<M>): void {
   if (buffer.released) return;
-  if (buffer.attachments.length > 0) throw new PolicyRuleError('dma_buf_release', `${buffer.name} still has ${buffer.attachments.length} attachments`);
+  if (buffer.attachments.length > 0) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_release', `${buffer.name} still has ${buffer.attachments.length} attachments`);
   buffer.released = true;
   buffer.ops.release(buffer);
   buffer.record('release');

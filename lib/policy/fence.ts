@@ -4,6 +4,11 @@
  * a JavaScript one, or stand for a real sync_file through `externalFence`.
  */
 
+import * as validate from '../validate';
+
+// MAX_ERRNO (include/linux/err.h): the kernel's errors are -1 to -4095.
+const maxErrno = 4095;
+
 /** The kernel's usages, in its order: waiting for one waits for those before it too. */
 export const fenceUsages = ['kernel', 'write', 'read', 'bookkeep'] as const;
 export type FenceUsage = (typeof fenceUsages)[number];
@@ -51,7 +56,7 @@ export class JsFence implements PolicyFence {
   /** Signals once; false if it already was (as dma_fence_signal's -EINVAL). */
   signal(error?: number): boolean {
     if (this.#signaled) return false;
-    if (error !== undefined && !(Number.isInteger(error) && error < 0 && error >= -4095)) throw new RangeError(`error must be a negative errno, got ${error}`);
+    if (error !== undefined) validate.integer('error', error, -maxErrno, -1);
     this.#error = error;
     this.#signaled = true;
     for (const wake of this.#waiters.splice(0)) wake();

@@ -8,7 +8,7 @@
  */
 export * from './core';
 export * from './debug';
-export { PolicyRuleError, policyErrno } from './errors';
+export { PolicyRuleError, policyErrno, type PolicyErrno } from './errors';
 export * from './exporters';
 export * from './fence';
 export * from './profiles';

@@ -1,3 +1,5 @@
+import { codedError } from '../errors';
+import * as validate from '../validate';
 import type { Attachment } from './core';
 
 /**
@@ -229,7 +231,7 @@ function configValue(config: string, symbol: string): string | undefined {
 
 function parseRelease(release: string): [number, number] {
   const match = /^(\d+)\.(\d+)/.exec(release);
-  if (!match) throw new RangeError(`not a kernel release: ${JSON.stringify(release)}`);
+  if (!match) throw validate.invalidValue('kernel.release', 'a kernel release, as uname -r prints it', release);
   return [Number(match[1]), Number(match[2])];
 }
 
@@ -256,11 +258,11 @@ function parseRelease(release: string): [number, number] {
  */
 export function policyProfileForKernel(kernel: { release: string; config: string }): PolicyProfile {
   const [major, minor] = parseRelease(kernel.release);
-  if (configValue(kernel.config, 'DMA_SHARED_BUFFER') !== 'y') throw new Error(`the ${kernel.release} kernel has no CONFIG_DMA_SHARED_BUFFER=y: no dma-buf core to model`);
-  if (major < 6 || (major === 6 && minor < 1)) throw new Error(`the ${kernel.release} kernel is older than any modelled generation (6.1)`);
+  if (configValue(kernel.config, 'DMA_SHARED_BUFFER') !== 'y') throw codedError('ERR_DMABUF_POLICY_NO_PROFILE', kernel.release, 'its config has no CONFIG_DMA_SHARED_BUFFER=y: no dma-buf core to model');
+  if (major < 6 || (major === 6 && minor < 1)) throw codedError('ERR_DMABUF_POLICY_NO_PROFILE', kernel.release, 'it is older than any modelled generation (6.1)');
   const moveNotify = configValue(kernel.config, 'DMABUF_MOVE_NOTIFY');
   if (moveNotify === undefined) {
-    if (major < 7) throw new Error(`the ${kernel.release} kernel's config lacks CONFIG_DMABUF_MOVE_NOTIFY, which every 6.x kernel with DMA_SHARED_BUFFER writes: is it that kernel's .config?`);
+    if (major < 7) throw codedError('ERR_DMABUF_POLICY_NO_PROFILE', kernel.release, 'its config lacks CONFIG_DMABUF_MOVE_NOTIFY, which every 6.x kernel with DMA_SHARED_BUFFER writes: is it that kernel\'s .config?');
     return profiles.linux72;
   }
   const on = moveNotify === 'y';

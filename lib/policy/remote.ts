@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { errnoError, relayedError } from '../errors';
 import { closeFd } from '../handle';
 import { detach, dynamicAttach, mapAttachment, mapAttachmentUnlocked, pin, unmapAttachment, unmapAttachmentUnlocked, unpin, type Attachment, type DmaDirection, type PolicyBuffer } from './core';
 
@@ -176,7 +177,7 @@ export interface RemoteMapping {
  */
 export class RemoteAttachment extends EventEmitter {
   #nextReq = 1;
-  readonly #pending = new Map<number, { takesHandles: boolean; resolve(reply: { message: Record<string, unknown>; handles: unknown[] }): void; reject(error: Error): void }>();
+  readonly #pending = new Map<number, { op: string; takesHandles: boolean; resolve(reply: { message: Record<string, unknown>; handles: unknown[] }): void; reject(error: Error): void }>();
   #gone: Error | undefined;
   dynamic = false;
   size = 0;
@@ -199,11 +200,11 @@ export class RemoteAttachment extends EventEmitter {
       this.#pending.delete(message.req as number);
       if (!message.ok || !pending.takesHandles) dropHandles(handles);
       if (message.ok) pending.resolve({ message, handles: pending.takesHandles ? handles : [] });
-      else pending.reject(Object.assign(new Error(`${String(message.code)}: ${String(message.message)}`), { code: message.code }));
+      else pending.reject(relayedError(String(message.code), String(message.message), `remote ${pending.op}`));
     });
     const gone = () => {
       if (this.#gone) return;
-      this.#gone = Object.assign(new Error('the exporter went away (its channel closed)'), { code: 'ECONNRESET' });
+      this.#gone = errnoError('ECONNRESET', 'remote exporter', { hint: 'the exporter went away (its channel closed)' });
       for (const pending of this.#pending.values()) pending.reject(this.#gone);
       this.#pending.clear();
       if (this.listenerCount('error') > 0) this.emit('error', this.#gone);
@@ -224,7 +225,7 @@ export class RemoteAttachment extends EventEmitter {
     if (this.#gone) return Promise.reject(this.#gone);
     const req = this.#nextReq++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(req, { takesHandles: request.op === 'map', resolve, reject });
+      this.#pending.set(req, { op: request.op, takesHandles: request.op === 'map', resolve, reject });
       const failed = (error: Error) => {
         this.#pending.delete(req);
         reject(error);

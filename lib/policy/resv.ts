@@ -1,5 +1,7 @@
-import { policyErrno, PolicyRuleError } from './errors';
-import { isLater, usageRank, type FenceUsage, type PolicyFence } from './fence';
+import { codedError } from '../errors';
+import * as validate from '../validate';
+import { policyErrno } from './errors';
+import { fenceUsages, isLater, usageRank, type FenceUsage, type PolicyFence } from './fence';
 import { lockAll, WwAcquireContext, WwClass, WwMutex } from './ww-mutex';
 
 /** The class every reservation object's lock belongs to (the kernel's reservation_ww_class). */
@@ -64,13 +66,13 @@ export class ReservationObject {
 
   /** dma_resv_assert_held. JavaScript has no current task: "held" means locked by someone. */
   assertHeld(call: string): void {
-    if (!this.mutex.locked) throw new PolicyRuleError(call, `the reservation lock of ${this.name} must be held`);
+    if (!this.mutex.locked) throw codedError('ERR_DMABUF_POLICY_RULE', call, `the reservation lock of ${this.name} must be held`);
   }
 
   /** dma_resv_reserve_fences: room for `count` more fences, under the lock. */
   reserveFences(count: number): void {
     this.assertHeld('dma_resv_reserve_fences');
-    if (!Number.isInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`);
+    validate.integer('count', count);
     this.#reserved += count;
   }
 
@@ -81,7 +83,7 @@ export class ReservationObject {
    */
   addFence(fence: PolicyFence, usage: FenceUsage): void {
     this.assertHeld('dma_resv_add_fence');
-    if (usageRank(usage) < 0) throw new RangeError(`usage must be one of kernel, write, read, bookkeep, got ${String(usage)}`);
+    validate.oneOf('usage', usage, fenceUsages);
     const replaced = this.#entries.findIndex(
       (entry) => (entry.fence.context === fence.context && usageRank(entry.usage) >= usageRank(usage) && isLater(fence, entry.fence)) || entry.fence.signaled,
     );
@@ -89,7 +91,7 @@ export class ReservationObject {
       this.#entries[replaced] = { fence, usage };
       return;
     }
-    if (this.#reserved === 0) throw new PolicyRuleError('dma_resv_add_fence', 'no fence slot reserved: call reserveFences first');
+    if (this.#reserved === 0) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_resv_add_fence', 'no fence slot reserved: call reserveFences first');
     this.#reserved -= 1;
     this.#entries.push({ fence, usage });
   }

@@ -1,4 +1,5 @@
-import { policyErrno, PolicyRuleError } from './errors';
+import { codedError } from '../errors';
+import { policyErrno } from './errors';
 
 /**
  * Wound/wait mutexes as the kernel's reservation objects use them
@@ -51,15 +52,15 @@ export class WwAcquireContext {
 
   /** ww_acquire_fini: every lock must be unlocked by now. */
   fini(): void {
-    if (this.acquired !== 0) throw new PolicyRuleError('ww_acquire_fini', `${this.acquired} locks are still held`);
+    if (this.acquired !== 0) throw codedError('ERR_DMABUF_POLICY_RULE', 'ww_acquire_fini', `${this.acquired} locks are still held`);
     this.#finished = true;
   }
 
   /** @internal */
   checkUsable(call: string, mutex: WwMutex): void {
-    if (this.#finished) throw new PolicyRuleError(call, 'the acquire context was finished');
-    if (this.#done) throw new PolicyRuleError(call, 'ww_acquire_done was called: no more locks through this context');
-    if (mutex.wwClass !== this.wwClass) throw new PolicyRuleError(call, `the mutex is of class ${mutex.wwClass.name}, the context of ${this.wwClass.name}`);
+    if (this.#finished) throw codedError('ERR_DMABUF_POLICY_RULE', call, 'the acquire context was finished');
+    if (this.#done) throw codedError('ERR_DMABUF_POLICY_RULE', call, 'ww_acquire_done was called: no more locks through this context');
+    if (mutex.wwClass !== this.wwClass) throw codedError('ERR_DMABUF_POLICY_RULE', call, `the mutex is of class ${mutex.wwClass.name}, the context of ${this.wwClass.name}`);
   }
 }
 
@@ -109,7 +110,7 @@ export class WwMutex {
 
   /** ww_mutex_lock_slow: after backing off (holding nothing), wait for the contended lock whoever holds it. */
   lockSlow(ctx: WwAcquireContext): Promise<void> {
-    if (ctx.acquired !== 0) return Promise.reject(new PolicyRuleError('ww_mutex_lock_slow', `the context still holds ${ctx.acquired} locks`));
+    if (ctx.acquired !== 0) return Promise.reject(codedError('ERR_DMABUF_POLICY_RULE', 'ww_mutex_lock_slow', `the context still holds ${ctx.acquired} locks`));
     return this.#acquire('ww_mutex_lock_slow', ctx, true);
   }
 
@@ -122,7 +123,7 @@ export class WwMutex {
   }
 
   unlock(): void {
-    if (!this.#owner) throw new PolicyRuleError('ww_mutex_unlock', `${this.name} is not locked`);
+    if (!this.#owner) throw codedError('ERR_DMABUF_POLICY_RULE', 'ww_mutex_unlock', `${this.name} is not locked`);
     if (this.#ownerCtx) this.#ownerCtx.acquired -= 1;
     this.#owner = undefined;
     this.#ownerCtx = undefined;
@@ -213,7 +214,7 @@ export class WwMutex {
  * holds nothing.
  */
 export async function lockAll(mutexes: Iterable<WwMutex>, ctx: WwAcquireContext): Promise<void> {
-  if (ctx.acquired !== 0) throw new PolicyRuleError('lockAll', 'the context must hold nothing when it starts');
+  if (ctx.acquired !== 0) throw codedError('ERR_DMABUF_POLICY_RULE', 'lockAll', 'the context must hold nothing when it starts');
   const wanted = [...new Set(mutexes)];
   let contended: WwMutex | undefined;
   for (;;) {

@@ -1,3 +1,5 @@
+import { invalidValue } from '../validate';
+
 /** Quotes a word for POSIX sh, so any argv reaches the guest exactly. */
 export function shellQuote(word: string): string {
   if (word === '') return "''";
@@ -27,7 +29,7 @@ export const moduleLoadFailedStatus = 125;
 export function renderJobScript(job: GuestJob): string {
   const lines = ['#!/bin/sh', '# Written by the dmabuf VM runner; run by vm/guest-init.sh inside the guest.'];
   for (const [name, value] of Object.entries(job.env)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new TypeError(`Invalid environment variable name: ${JSON.stringify(name)}`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw invalidValue('env', 'environment variable names of letters, digits and _ (not starting with a digit)', name);
     lines.push(`export ${name}=${shellQuote(value)}`);
   }
   lines.push(`cd ${shellQuote(job.cwd)} || exit 126`);

@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, createWriteStream, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { VmSetupError, installHint } from './errors';
+import { codedError } from '../errors';
+import { invalidValue } from '../validate';
+import { installHint } from './errors';
 import { cacheRoot, packageRoot } from './paths';
 import { runLogged } from './process';
 import { defaultGeneration, fetchKernelSource, generationNames, isKernelGeneration, kernelGenerations, sourceTarballOf, type KernelGeneration } from './sources';
@@ -48,7 +50,7 @@ export type KernelSource =
 export function resolveKernelSource(kernel?: string, env: NodeJS.ProcessEnv = process.env): KernelSource {
   const chosen = kernel ?? env.DMABUF_KERNEL ?? env.DMABUF_KERNEL_SOURCE ?? defaultGeneration;
   if (isKernelGeneration(chosen)) return { generation: chosen, path: sourceTarballOf(chosen, env) };
-  if (/^\d+\.\d+$/.test(chosen)) throw new TypeError(`Kernel ${chosen} is not one of the tested generations (${generationNames.join(', ')}); pass the path of its source tarball or tree instead.`);
+  if (/^\d+\.\d+$/.test(chosen)) throw invalidValue('kernel', `one of the tested generations (${generationNames.join(', ')}), or the path of a kernel source tarball or tree`, chosen);
   return { generation: undefined, path: resolve(chosen) };
 }
 
@@ -158,13 +160,13 @@ const objectStep = /^\s+(CC|AS|LD|AR)\b/;
 
 export function fragmentPaths(profile: KernelProfile): string[] {
   const names = Object.hasOwn(kernelProfiles, profile) ? kernelProfiles[profile] : undefined;
-  if (!names) throw new TypeError(`Unknown kernel profile '${profile}': expected one of ${Object.keys(kernelProfiles).join(', ')}`);
+  if (!names) throw invalidValue('profile', `a kernel profile (${Object.keys(kernelProfiles).join(', ')})`, profile);
   return names.map((name) => join(packageRoot, 'vm', name));
 }
 
 function compilerIdentity(): string {
   const result = spawnSync('gcc', ['--version'], { encoding: 'utf8' });
-  if (result.error) throw new VmSetupError('gcc is not installed; it builds the test kernel.', installHint('gcc make flex bison bc libelf-dev libssl-dev'));
+  if (result.error) throw codedError('ERR_DMABUF_VM_SETUP', 'gcc is not installed; it builds the test kernel.', installHint('gcc make flex bison bc libelf-dev libssl-dev'));
   return result.stdout.split('\n')[0] ?? '';
 }
 
@@ -274,10 +276,10 @@ function requireBuildTools(): void {
     (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0,
   );
   if (missing.length > 0) {
-    throw new VmSetupError(`Tools needed to build the kernel are missing: ${missing.join(', ')}.`, installHint('make gcc flex bison bc xz-utils perl libelf-dev libssl-dev'));
+    throw codedError('ERR_DMABUF_VM_SETUP', `Tools needed to build the kernel are missing: ${missing.join(', ')}.`, installHint('make gcc flex bison bc xz-utils perl libelf-dev libssl-dev'));
   }
   if (!existsSync('/usr/include/libelf.h') && !existsSync('/usr/include/elfutils/libelf.h')) {
-    throw new VmSetupError('libelf headers are missing (the x86-64 kernel build needs them for objtool).', installHint('libelf-dev'));
+    throw codedError('ERR_DMABUF_VM_SETUP', 'libelf headers are missing (the x86-64 kernel build needs them for objtool).', installHint('libelf-dev'));
   }
 }
 
@@ -415,7 +417,7 @@ function report(step: BuildStep, phase: KernelBuildPhase, done?: number): void {
 
 function failStep(step: BuildStep, what: string): never {
   step.log.end();
-  throw new VmSetupError(`Kernel build failed: ${what} (log: ${step.logPath}).\n${lastLines(step.logPath, 25)}`, `Read ${step.logPath}; fix the cause and run again (the partial build in ${step.scratch} is removed).`, step.logPath);
+  throw codedError('ERR_DMABUF_VM_SETUP', `Kernel build failed: ${what} (log: ${step.logPath}).\n${lastLines(step.logPath, 25)}`, `Read ${step.logPath}; fix the cause and run again (the partial build in ${step.scratch} is removed).`, step.logPath);
 }
 
 /** `make allnoconfig` with the era's and the profile's fragments; an option they ask for that the result lacks fails the build by name. */
@@ -502,12 +504,12 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   for (const wanted of [profile, ...(options.variants ?? [])]) {
     fragmentPaths(wanted);
     if (resolved.generation && !profilesOf(resolved.generation).includes(wanted)) {
-      throw new VmSetupError(`Kernel ${resolved.generation} has no '${wanted}' profile.`, `Its profiles: ${profilesOf(resolved.generation).join(', ')} (7.x removed CONFIG_DMABUF_MOVE_NOTIFY: importers are always told to invalidate).`);
+      throw codedError('ERR_DMABUF_VM_SETUP', `Kernel ${resolved.generation} has no '${wanted}' profile.`, `Its profiles: ${profilesOf(resolved.generation).join(', ')} (7.x removed CONFIG_DMABUF_MOVE_NOTIFY: importers are always told to invalidate).`);
     }
   }
   requireBuildTools();
   const path = resolved.path ?? (await fetchKernelSource(resolved.generation!, progress));
-  if (!existsSync(path)) throw new VmSetupError(`Kernel source ${path} not found.`, `Pass a kernel source tarball or tree, or one of the tested generations: --kernel ${generationNames.join('|')}.`);
+  if (!existsSync(path)) throw codedError('ERR_DMABUF_VM_SETUP', `Kernel source ${path} not found.`, `Pass a kernel source tarball or tree, or one of the tested generations: --kernel ${generationNames.join('|')}.`);
   const source = { ...resolved, path } as KernelSource & { path: string };
   const which = source.generation ?? path;
   const variants = [...new Set(options.variants ?? [])].filter((variant) => variant !== profile && !findCachedKernel(variant, which));
@@ -519,7 +521,7 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   }
 
   const make = { jobs: options.jobs ?? cpus().length + 1, nice: options.nice ?? 0, intervalMs: options.progressIntervalMs ?? 15_000 };
-  if (!Number.isInteger(make.nice) || make.nice < 0 || make.nice > 19) throw new RangeError(`nice must be an integer from 0 to 19, got ${options.nice}`);
+  if (!Number.isInteger(make.nice) || make.nice < 0 || make.nice > 19) throw codedError('ERR_OUT_OF_RANGE', 'options.nice', 'an integer from 0 to 19', options.nice);
   const steps: BuildStep[] = [];
   const { dir } = kernelCacheKey(profile, source);
   try {
@@ -568,7 +570,7 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
     throw error;
   }
   const built = findCachedKernel(profile, which);
-  if (!built) throw new VmSetupError(`Kernel build finished but ${dir} holds no bzImage.`, `Remove ${dir} and run again.`);
+  if (!built) throw codedError('ERR_DMABUF_VM_SETUP', `Kernel build finished but ${dir} holds no bzImage.`, `Remove ${dir} and run again.`);
   return { ...built, cached: false };
 }
 
@@ -604,14 +606,14 @@ export function listCacheEntries(): Array<{ key: string; bytes: number; info?: C
  * interfaces of the kernel the VM boots.
  */
 export async function kernelHeaders(kernel: BuiltKernel): Promise<string> {
-  if (!kernel.tree) throw new VmSetupError('This kernel has no build tree to export headers from.', 'Use the runner\'s own kernel, or pass --kernel-tree.');
+  if (!kernel.tree) throw codedError('ERR_DMABUF_VM_SETUP', 'This kernel has no build tree to export headers from.', 'Use the runner\'s own kernel, or pass --kernel-tree.');
   const include = join(kernel.tree, 'usr', 'include');
   if (existsSync(join(include, 'linux', 'dma-buf.h'))) return include;
   const logPath = join(kernel.tree, '..', 'headers.log');
   const log = createWriteStream(logPath);
   const status = await runLogged('make', ['headers'], kernel.tree, log);
   log.end();
-  if (status !== 0) throw new VmSetupError(`make headers failed in ${kernel.tree} (log: ${logPath}).\n${lastLines(logPath, 20)}`, `Read ${logPath}.`, logPath);
+  if (status !== 0) throw codedError('ERR_DMABUF_VM_SETUP', `make headers failed in ${kernel.tree} (log: ${logPath}).\n${lastLines(logPath, 20)}`, `Read ${logPath}.`, logPath);
   return include;
 }
 

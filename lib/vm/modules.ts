@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
-import { VmSetupError } from './errors';
+import { codedError } from '../errors';
 import type { BuiltKernel } from './kernel';
 import { runLogged } from './process';
 import { cacheRoot } from './paths';
@@ -31,7 +31,7 @@ function hashDirectory(dir: string, hash = createHash('sha256'), prefix = ''): R
 export async function buildModule(sourceDir: string, kernel: BuiltKernel): Promise<string[]> {
   const source = resolve(sourceDir);
   if (!kernel.tree) {
-    throw new VmSetupError(`Cannot build the module in ${source}: the kernel has no build tree.`, 'Pass --kernel-tree <dir> with your own --kernel, or use the runner\'s own kernel.');
+    throw codedError('ERR_DMABUF_VM_SETUP', `Cannot build the module in ${source}: the kernel has no build tree.`, 'Pass --kernel-tree <dir> with your own --kernel, or use the runner\'s own kernel.');
   }
   const key = hashDirectory(source).update(kernel.tree).digest('hex').slice(0, 16);
   const buildDir = join(cacheRoot(), 'modules', `${basename(source)}-${key}`);
@@ -51,7 +51,7 @@ export async function buildModule(sourceDir: string, kernel: BuiltKernel): Promi
   const status = await runLogged('make', ['-C', kernel.tree!, `M=${buildDir}`, 'modules'], buildDir, collect);
   const text = Buffer.concat(output).toString('utf8');
   if (status !== 0 || built().length === 0) {
-    throw new VmSetupError(`Building the module in ${source} failed:\n${text.trimEnd().split('\n').slice(-30).join('\n')}`, 'Fix the module source; it is built with `make -C <kernel tree> M=<copy of the source> modules`.');
+    throw codedError('ERR_DMABUF_VM_SETUP', `Building the module in ${source} failed:\n${text.trimEnd().split('\n').slice(-30).join('\n')}`, 'Fix the module source; it is built with `make -C <kernel tree> M=<copy of the source> modules`.');
   }
   writeFileSync(join(buildDir, '.complete'), '');
   return built();
@@ -62,7 +62,7 @@ export async function prepareModules(specs: readonly ModuleSpec[], kernel: Built
   const loaded: { path: string; params: readonly string[] }[] = [];
   for (const spec of specs) {
     const path = resolve(spec.path);
-    if (!existsSync(path)) throw new VmSetupError(`Module ${path} does not exist.`, 'Give a module source directory or a built .ko file.');
+    if (!existsSync(path)) throw codedError('ERR_DMABUF_VM_SETUP', `Module ${path} does not exist.`, 'Give a module source directory or a built .ko file.');
     const params = spec.params ?? [];
     if (statSync(path).isDirectory()) for (const ko of await buildModule(path, kernel)) loaded.push({ path: ko, params });
     else loaded.push({ path, params });

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { codedError } from '../errors';
 
 // Sources run from lib/ (ts-node) and from dist/lib/ (compiled): walk up to
 // the package's own manifest rather than counting directories.
@@ -8,7 +9,7 @@ function findPackageRoot(start: string): string {
   for (let dir = start; ; dir = dirname(dir)) {
     const manifest = join(dir, 'package.json');
     if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'dmabuf') return dir;
-    if (dirname(dir) === dir) throw new Error(`dmabuf: cannot find the package root above ${start}`);
+    if (dirname(dir) === dir) throw codedError('ERR_DMABUF_VM_SETUP', `dmabuf: cannot find the package root (its package.json) above ${start}.`, 'Reinstall the dmabuf package: its files are incomplete.');
   }
 }
 

@@ -2,7 +2,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VmSetupError, installHint } from './errors';
+import { codedError } from '../errors';
+import * as validate from '../validate';
+import { installHint } from './errors';
 import { moduleLoadFailedStatus, renderJobScript } from './job';
 import { buildKernel, isKernelImage, type BuiltKernel, type KernelProfile } from './kernel';
 import { describeProblems, scanKernelLog, type KernelProblem } from './log-scan';
@@ -77,7 +79,7 @@ const defaultTimeoutMs = 10 * 60_000;
 
 function findQemu(binary: string): string {
   const found = spawnSync('sh', ['-c', `command -v ${binary}`], { encoding: 'utf8' });
-  if (found.status !== 0) throw new VmSetupError(`QEMU (${binary}) is not installed; the runner boots its kernel with it.`, installHint('qemu-system-x86'));
+  if (found.status !== 0) throw codedError('ERR_DMABUF_VM_SETUP', `QEMU (${binary}) is not installed; the runner boots its kernel with it.`, installHint('qemu-system-x86'));
   return found.stdout.trim();
 }
 
@@ -86,7 +88,7 @@ export async function resolveKernel(options: Pick<VmRunOptions, 'kernel' | 'kern
   const image = options.kernel !== undefined && isKernelImage(options.kernel) ? options.kernel : options.kernel === undefined ? process.env.DMABUF_VM_KERNEL : undefined;
   if (image) {
     const bzImage = resolve(image);
-    if (!existsSync(bzImage)) throw new VmSetupError(`Kernel image ${bzImage} does not exist.`, 'Pass the path of a bzImage, or leave --kernel out to use the runner\'s own kernel.');
+    if (!existsSync(bzImage)) throw codedError('ERR_DMABUF_VM_SETUP', `Kernel image ${bzImage} does not exist.`, 'Pass the path of a bzImage, or leave --kernel out to use the runner\'s own kernel.');
     const tree = options.kernelTree ?? process.env.DMABUF_VM_KERNEL_TREE;
     return { bzImage, tree: tree ? resolve(tree) : undefined, profile: 'custom', cached: true };
   }
@@ -136,14 +138,15 @@ function readIfExists(path: string): string {
  */
 export async function run(options: VmRunOptions): Promise<VmRunResult> {
   const { command } = options;
-  if (typeof command !== 'string' && !(Array.isArray(command) && command.length > 0 && command.every((word) => typeof word === 'string'))) {
-    throw new TypeError('command must be a string or a non-empty array of strings');
+  if (typeof command !== 'string') {
+    validate.array('options.command', command).forEach((word, index) => validate.string(`options.command[${index}]`, word));
+    if (command.length === 0) throw validate.invalidValue('options.command', 'a string or a non-empty array of strings', command);
   }
   const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
   const memoryMiB = options.memoryMiB ?? 2048;
   const cpus = options.cpus ?? 2;
   for (const [name, value, min] of [['timeoutMs', timeoutMs, 1], ['memoryMiB', memoryMiB, 256], ['cpus', cpus, 1]] as const) {
-    if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`${name} must be an integer of at least ${min}, got ${value}`);
+    validate.integer(`options.${name}`, value, min);
   }
   const qemu = findQemu(options.qemuBinary ?? 'qemu-system-x86_64');
   const kernel = await resolveKernel(options);
@@ -238,7 +241,7 @@ export async function run(options: VmRunOptions): Promise<VmRunResult> {
   const exitCode = exitText === '' ? null : Number(exitText);
   if (exitCode === null && !timedOut && consoleLog === '') {
     rmSync(resultsDir, { recursive: true, force: true });
-    throw new VmSetupError(`QEMU exited with status ${qemuStatus} before the kernel printed anything:\n${Buffer.concat(qemuOutput).toString('utf8').trim()}`, 'Check the QEMU installation and the kernel image; `dmabuf vm run --keep-results` keeps the logs.');
+    throw codedError('ERR_DMABUF_VM_SETUP', `QEMU exited with status ${qemuStatus} before the kernel printed anything:\n${Buffer.concat(qemuOutput).toString('utf8').trim()}`, 'Check the QEMU installation and the kernel image; `dmabuf vm run --keep-results` keeps the logs.');
   }
   const kernelProblems = scanKernelLog(consoleLog);
   const moduleError = readIfExists(join(resultsDir, 'module-error')).trim();

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { VmSetupError, installHint } from './errors';
+import { codedError } from '../errors';
+import { installHint } from './errors';
 import { cacheRoot } from './paths';
 import { runLogged } from './process';
 
@@ -70,9 +71,9 @@ export async function fetchKernelSource(generation: KernelGeneration, onProgress
   for (const tool of ['apt-get', 'apt-cache', 'dpkg-deb']) {
     if (existsSync(`/usr/bin/${tool}`)) continue;
     if (cached) return cached;
-    throw new VmSetupError(`${tool} is not available; the runner fetches Debian's ${sourcePackage} with it.`, 'Run on Debian or Ubuntu, or pass a kernel source of your own: --kernel <tarball or tree>.');
+    throw codedError('ERR_DMABUF_VM_SETUP', `${tool} is not available; the runner fetches Debian's ${sourcePackage} with it.`, 'Run on Debian or Ubuntu, or pass a kernel source of your own: --kernel <tarball or tree>.');
   }
-  if (!existsSync(debianKeyring)) throw new VmSetupError(`Debian's archive keyring (${debianKeyring}) is missing; it verifies ${sourcePackage}.`, installHint('debian-archive-keyring'));
+  if (!existsSync(debianKeyring)) throw codedError('ERR_DMABUF_VM_SETUP', `Debian's archive keyring (${debianKeyring}) is missing; it verifies ${sourcePackage}.`, installHint('debian-archive-keyring'));
 
   const suites = [suite, ...updateSuites];
   const aptRoot = join(cacheRoot(), 'apt', suite);
@@ -99,7 +100,7 @@ export async function fetchKernelSource(generation: KernelGeneration, onProgress
   const scratch = mkdtempSync(join(cacheRoot(), 'sources-fetch-'));
   const where = suites.join(' + ');
   const fail = (what: string): never => {
-    throw new VmSetupError(`Fetching ${sourcePackage} from Debian's ${where} failed: ${what} (log: ${logPath}).`, `Check that ${debianArchive} is reachable, or install the package yourself and run again.`, logPath);
+    throw codedError('ERR_DMABUF_VM_SETUP', `Fetching ${sourcePackage} from Debian's ${where} failed: ${what} (log: ${logPath}).`, `Check that ${debianArchive} is reachable, or install the package yourself and run again.`, logPath);
   };
   try {
     if ((await runLogged('apt-get', [...aptOptions, 'update'], scratch, log)) !== 0) {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { totalmem } from 'node:os';
 import { DmaBuf, SwSyncTimeline, SyncFile, heap, udmabuf } from '../../lib';
 import { pageSize, requireVm } from './helpers';
 
@@ -35,6 +36,7 @@ describe('argument checking', () => {
     ['udmabuf.fromMemfd({ offset: -1 })', () => udmabuf.fromMemfd({ memfd: 0, offset: -1, size: pageSize })],
     ['heap.allocate("../udmabuf", 4096)', () => heap.allocate('../udmabuf', pageSize)],
     ['heap.allocate("system", 0)', () => heap.allocate('system', 0)],
+    ['heap.allocate("system", more than MemTotal)', () => heap.allocate('system', totalmem() + pageSize)],
     ['DmaBuf.fromFd(-1)', () => DmaBuf.fromFd(-1)],
     ['DmaBuf.fromFd(2 ** 31)', () => DmaBuf.fromFd(2 ** 31)],
   ];

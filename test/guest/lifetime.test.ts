@@ -101,8 +101,8 @@ describe('ownership and lifetime', () => {
   it('fromFd refuses what is not a dma-buf, and closes nothing it does not own', () => {
     using memfd = Memfd.create(pageSize);
     const fds = openFdCount();
-    assert.throws(() => DmaBuf.fromFd(memfd.fd, { dup: true }), (error: Error & { code?: string }) => error.code === 'ERR_NOT_DMABUF');
-    assert.throws(() => DmaBuf.fromFd(memfd.fd), (error: Error & { code?: string }) => error.code === 'ERR_NOT_DMABUF');
+    assert.throws(() => DmaBuf.fromFd(memfd.fd, { dup: true }), (error: Error & { code?: string }) => error.code === 'ERR_DMABUF_NOT_A_DMABUF');
+    assert.throws(() => DmaBuf.fromFd(memfd.fd), (error: Error & { code?: string }) => error.code === 'ERR_DMABUF_NOT_A_DMABUF');
     assert.equal(openFdCount(), fds);
     assert.equal(memfd.seals & 2, 2, 'the memfd is still open and ours');
   });

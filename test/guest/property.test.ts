@@ -131,7 +131,7 @@ describe('properties over random inputs', () => {
     'map: ok', 'map: Error EBADF',
     'begin: ok', 'begin: Error ERR_DMABUF_ACCESS_BEGUN', 'begin: Error ERR_DMABUF_FENCES_PENDING', 'begin: Error EBADF',
     'end: ok', 'end: Error ERR_DMABUF_ACCESS_NOT_BEGUN', 'end: Error ERR_DMABUF_ACCESS_MISMATCH', 'end: Error EBADF',
-    'name: ok', 'name: RangeError ERR_OUT_OF_RANGE', 'name: Error EBADF',
+    'name: ok', 'name: RangeError ERR_INVALID_ARG_VALUE', 'name: Error EBADF',
     'export: ok', 'export: Error EBADF',
     'fence: ok', 'fence: Error EBADF',
     'wait: ok', 'wait: Error ETIME', 'wait: Error EBADF',
@@ -160,7 +160,7 @@ describe('properties over random inputs', () => {
         return step.mode !== undefined && step.mode !== model.access ? 'Error ERR_DMABUF_ACCESS_MISMATCH' : 'ok';
       case 'name':
         // DMA_BUF_NAME_LEN is 32 with the NUL: strndup_user refuses longer with EINVAL.
-        return Buffer.byteLength(step.name) > 31 || step.name.includes('\0') ? 'RangeError ERR_OUT_OF_RANGE' : 'ok';
+        return Buffer.byteLength(step.name) > 31 || step.name.includes('\0') ? 'RangeError ERR_INVALID_ARG_VALUE' : 'ok';
       case 'wait':
         return model.fenced ? 'Error ETIME' : 'ok';
       case 'wait-until-close':
@@ -263,7 +263,7 @@ describe('properties over random inputs', () => {
     assert.equal(longest, maxOperations, 'the longest sequence drawn has the declared maximum of calls');
     assert.deepEqual(allOutcomes.filter((outcome) => !reached.has(outcome)), [], 'every outcome the model allows was reached');
     assert.deepEqual([...(nameOutcomes.get(31) ?? [])], ['ok'], '31-byte names drawn and set');
-    assert.deepEqual([...(nameOutcomes.get(32) ?? [])], ['RangeError ERR_OUT_OF_RANGE'], '32-byte names drawn and refused');
+    assert.deepEqual([...(nameOutcomes.get(32) ?? [])], ['RangeError ERR_INVALID_ARG_VALUE'], '32-byte names drawn and refused');
   });
 
   // The library refuses a long name before the kernel sees it, so the edge

@@ -103,7 +103,7 @@ describe('FdChannel', () => {
       const b = FdChannel.fromFd(fd, { maxFdsPerRead: 2 });
       using memfd = Memfd.create(4096);
       await a.send('five', [memfd.fd, memfd.fd, memfd.fd, memfd.fd, memfd.fd]);
-      await assert.rejects(b.receive(), { code: 'ERR_CHANNEL_FDS_LOST' });
+      await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_FDS_LOST' });
       a.close();
       b.close();
     }));
@@ -116,7 +116,7 @@ describe('FdChannel', () => {
       const frame = rawFrame(100, 1);
       assert.equal(native().sendFds(a.fd, frame, 0, 40, [memfd.fd]), 40);
       a.close();
-      await assert.rejects(b.receive(), { code: 'ERR_CHANNEL_TRUNCATED' });
+      await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_TRUNCATED' });
       b.close();
     }));
 
@@ -133,7 +133,7 @@ describe('FdChannel', () => {
       const { message } = await b.receive();
       assert.equal(message, 'after the lie', 'the channel goes on after a refused message');
       assert.equal(errors.length, 1);
-      assert.equal((errors[0] as Error & { code: string }).code, 'ERR_CHANNEL_BAD_HANDLE');
+      assert.equal((errors[0] as Error & { code: string }).code, 'ERR_DMABUF_CHANNEL_BAD_HANDLE');
       a.close();
       b.close();
     }));

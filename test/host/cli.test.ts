@@ -172,7 +172,7 @@ function mentionsInRepository(): Mention[] {
     const text = readFileSync(path, 'utf8');
     mentions.push(...invocationsIn(text, where));
     // A hint names options without the command: they must exist in some command.
-    for (const line of text.split('\n').filter((candidate) => /VmSetupError\(|\bhint\b|\bthe VM with\b/.test(candidate))) {
+    for (const line of text.split('\n').filter((candidate) => /VmSetupError\(|ERR_DMABUF_VM_SETUP|\bhint\b|\bthe VM with\b/.test(candidate))) {
       for (const match of line.matchAll(/(?<![\w-])(--[a-z][a-z-]*)/g)) mentions.push({ where: `${where} (hint)`, option: match[1]! });
     }
   }
@@ -305,6 +305,7 @@ describe('VM runner preconditions', () => {
   it('says how to install a missing QEMU', async () => {
     await assert.rejects(run({ command: 'true', qemuBinary: 'qemu-system-nonexistent' }), (error: unknown) => {
       assert.ok(error instanceof VmSetupError);
+      assert.equal(error.code, 'ERR_DMABUF_VM_SETUP');
       assert.match(error.message, /QEMU \(qemu-system-nonexistent\) is not installed/);
       assert.match(error.hint, /apt-get install -y qemu-system-x86/);
       return true;
@@ -312,8 +313,10 @@ describe('VM runner preconditions', () => {
   });
 
   it('rejects bad options before booting anything', async () => {
-    await assert.rejects(run({ command: [] }), TypeError);
-    await assert.rejects(run({ command: 'true', cpus: 0 }), RangeError);
-    await assert.rejects(run({ command: 'true', timeoutMs: 1.5 }), RangeError);
+    await assert.rejects(run({ command: 5 as unknown as string }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+    await assert.rejects(run({ command: ['true', 5 as unknown as string] }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /options\.command\[1\]/ });
+    await assert.rejects(run({ command: [] }), { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' });
+    await assert.rejects(run({ command: 'true', cpus: 0 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    await assert.rejects(run({ command: 'true', timeoutMs: 1.5 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
   });
 });

@@ -59,7 +59,7 @@ describe('guest job script', () => {
   });
 
   it('refuses environment names the shell cannot carry', () => {
-    assert.throws(() => renderJobScript({ command: 'true', cwd: '/', env: { 'A-B': '1' }, modules: [], resultsDir: '/r' }), TypeError);
+    assert.throws(() => renderJobScript({ command: 'true', cwd: '/', env: { 'A-B': '1' }, modules: [], resultsDir: '/r' }), { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE', message: /'A-B'/ });
   });
 
   it('leaves safe words unquoted and quotes the rest', () => {

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { closeSync, openSync, readdirSync } from 'node:fs';
+import { constants } from 'node:os';
 import { native, type NativeBinding } from '../../lib/native';
 
 // Every binding of the addon, called as JavaScript outside the library could
 // call it: each abusive value in each argument position must be refused with
-// a TypeError (wrong type) or a RangeError (NaN, fraction, out of range)
-// before any syscall. The other arguments are valid in type but name nothing
+// a TypeError (wrong type: ERR_INVALID_ARG_TYPE) or a RangeError (NaN, a
+// fraction, a number out of range: ERR_OUT_OF_RANGE; a list of the wrong
+// length: ERR_INVALID_ARG_VALUE) before any syscall. The other arguments are valid in type but name nothing
 // (fd 999999 is not open), so a check that let a value through would reach a
 // harmless EBADF, and the assertion fails on the returned number instead.
 
@@ -35,8 +37,9 @@ const numbers: Record<'int32' | 'uint32' | 'size' | 'events', unknown[]> = {
   events: [NaN, 0.5, -1, 0x10000, 2 ** 53],
   size: [NaN, 1.5, -1, 2 ** 53, 2 ** 64, Infinity],
 };
-const withThrowingGetter = (): unknown[] => {
+const withThrowingGetter = (length = 1): unknown[] => {
   const list: unknown[] = [];
+  list.length = length;
   Object.defineProperty(list, 0, { get: () => { throw new Error('getter'); }, enumerable: true });
   return list;
 };
@@ -46,8 +49,10 @@ const sparse = (length: number): unknown[] => {
   return list;
 };
 
-/** The abusive values for a kind, each with the error class it must raise. */
-function abuses(kind: Kind): [unknown, ErrorConstructor | RangeErrorConstructor | TypeErrorConstructor][] {
+type Expected = ErrorConstructor | RangeErrorConstructor | TypeErrorConstructor | 'bad length';
+
+/** The abusive values for a kind, each with the error class it must raise ('bad length': a RangeError for the list's length). */
+function abuses(kind: Kind): [unknown, Expected][] {
   switch (kind) {
     case 'int32':
     case 'uint32':
@@ -67,7 +72,8 @@ function abuses(kind: Kind): [unknown, ErrorConstructor | RangeErrorConstructor 
       return [1, 'true', null, undefined, 0n].map((value) => [value, TypeError]);
     case 'fds':
       return [
-        ...[[NaN], [1.5], [-1], [2 ** 31], [2 ** 53], [0, Infinity], sparse(2 ** 31)].map((value) => [value, RangeError] as [unknown, RangeErrorConstructor]),
+        ...[[NaN], [1.5], [-1], [2 ** 31], [2 ** 53], [0, Infinity]].map((value) => [value, RangeError] as [unknown, RangeErrorConstructor]),
+        [sparse(2 ** 31), 'bad length'],
         ...[['0'], [Symbol('fd')], [3n], [null], [undefined], sparse(1), 5, 'x', { length: 1, 0: 1 }, null].map((value) => [value, TypeError] as [unknown, TypeErrorConstructor]),
         [withThrowingGetter(), Error],
       ];
@@ -79,11 +85,13 @@ function abuses(kind: Kind): [unknown, ErrorConstructor | RangeErrorConstructor 
       ];
     case 'segments':
       return [
-        ...[[NaN, 0, 4096], [1.5, 0, 4096], [-1, 0, 4096], [2 ** 31, 0, 4096], [2 ** 32, 0, 4096], [closedFd, -1, 4096], [closedFd, 0, 2 ** 53], [closedFd, 0.5, 4096], sparse(3 * 2 ** 21), [closedFd, 0]].map(
+        ...[[NaN, 0, 4096], [1.5, 0, 4096], [-1, 0, 4096], [2 ** 31, 0, 4096], [2 ** 32, 0, 4096], [closedFd, -1, 4096], [closedFd, 0, 2 ** 53], [closedFd, 0.5, 4096]].map(
           (value) => [value, RangeError] as [unknown, RangeErrorConstructor],
         ),
+        [sparse(3 * 2 ** 21), 'bad length'],
+        [[closedFd, 0], 'bad length'],
         ...[['0', 0, 4096], [closedFd, 0n, 4096], [closedFd, 0, null], sparse(3), 'x', null, { length: 3 }].map((value) => [value, TypeError] as [unknown, TypeErrorConstructor]),
-        [withThrowingGetter(), Error],
+        [withThrowingGetter(3), Error],
       ];
   }
 }
@@ -151,7 +159,7 @@ describe('native bindings under abuse', () => {
   });
 
   for (const [name, kinds] of Object.entries(signatures)) {
-    it(`${name}: refuses every abusive argument with a TypeError or RangeError, before any syscall`, () => {
+    it(`${name}: refuses every abusive argument with its class and code, before any syscall`, () => {
       const fn = bindings()[name] as (...args: unknown[]) => unknown;
       const before = openFds();
       if (kinds.length === 0) {
@@ -169,9 +177,11 @@ describe('native bindings under abuse', () => {
           if (name === 'dmabufTestIoctl') args[1] = native().dmabufTestCommands.EXPORT;
           args[position] = value;
           const label = `${name} argument ${position} (${kinds[position]}) = ${show(value)}`;
+          const type = expected === 'bad length' ? RangeError : expected;
+          const code = expected === 'bad length' ? 'ERR_INVALID_ARG_VALUE' : expected === TypeError ? 'ERR_INVALID_ARG_TYPE' : expected === RangeError ? 'ERR_OUT_OF_RANGE' : undefined;
           assert.throws(() => fn(...args), (error: Error) => {
-            assert.ok(error instanceof expected, `${label}: ${error.constructor.name} ${error.message}, expected a ${expected.name}`);
-            if (expected !== Error) assert.match((error as Error & { code: string }).code, /^ERR_(INVALID_ARG_TYPE|OUT_OF_RANGE)$/, label);
+            assert.ok(error instanceof type, `${label}: ${error.constructor.name} ${error.message}, expected a ${type.name}`);
+            assert.equal((error as Error & { code?: string }).code, code, `${label}: ${error.message}`);
             return true;
           }, label);
         }
@@ -185,15 +195,22 @@ describe('native bindings under abuse', () => {
     });
   }
 
-  it('huge strings are refused or fail in the kernel, never crash', () => {
+  it('huge strings are refused (RangeError ERR_INVALID_ARG_VALUE) or fail in the kernel, never crash', () => {
     const huge = 'x'.repeat(16 * 1024 * 1024);
-    assert.throws(() => native().dmaBufSetName(closedFd, huge), RangeError);
-    assert.throws(() => native().syncFileMerge(huge, closedFd, closedFd), RangeError);
-    assert.throws(() => native().swSyncCreateFence(closedFd, 0, huge), RangeError);
-    assert.throws(() => native().unixListen(huge, 1), RangeError);
-    assert.throws(() => native().unixConnect(closedFd, huge), RangeError);
-    assert.equal(native().openFile(`/${huge}`, native().O_RDONLY), -36 /* ENAMETOOLONG */);
-    assert.equal(native().memfdCreate(huge, 0), -22 /* EINVAL: names are at most 249 bytes */);
+    const invalid = { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' };
+    assert.throws(() => native().dmaBufSetName(closedFd, huge), invalid);
+    assert.throws(() => native().syncFileMerge(huge, closedFd, closedFd), invalid);
+    assert.throws(() => native().swSyncCreateFence(closedFd, 0, huge), invalid);
+    assert.throws(() => native().unixListen(huge, 1), invalid);
+    assert.throws(() => native().unixConnect(closedFd, huge), invalid);
+    assert.equal(native().openFile(`/${huge}`, native().O_RDONLY), -constants.errno.ENAMETOOLONG);
+    assert.equal(native().memfdCreate(huge, 0), -constants.errno.EINVAL, 'memfd names are at most 249 bytes');
+  });
+
+  it('dmabufTestIoctl refuses a command of another type and an argument smaller than the command (RangeError ERR_INVALID_ARG_VALUE)', () => {
+    const invalid = { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' };
+    assert.throws(() => native().dmabufTestIoctl(closedFd, 0x40086401, Buffer.alloc(64)), { ...invalid, message: /type 0xDB/ });
+    assert.throws(() => native().dmabufTestIoctl(closedFd, native().dmabufTestCommands.EXPORT!, Buffer.alloc(0)), { ...invalid, message: /smaller than the command's size/ });
   });
 
   it('a list of fds never turns NaN or 1.5 into fd 0 (stdin)', () => {
@@ -203,7 +220,7 @@ describe('native bindings under abuse', () => {
         assert.throws(() => native().sendFds(a, Buffer.from('x'), 0, 1, [bad]), RangeError);
         assert.throws(() => native().mapShared(closedFd, 4096, true, [bad]), RangeError);
       }
-      assert.equal(native().recvFds(b, Buffer.alloc(8), 0, 8, new Int32Array(4)), -11, 'nothing was sent');
+      assert.equal(native().recvFds(b, Buffer.alloc(8), 0, 8, new Int32Array(4)), -constants.errno.EAGAIN, 'nothing was sent');
     } finally {
       native().closeFd(a);
       native().closeFd(b);
@@ -248,6 +265,15 @@ describe('native classes under abuse', () => {
     const poller = new Poller(left, () => {});
     for (const events of [NaN, 1.5, -1, 2 ** 32, 'x', 3n]) assert.throws(() => poller.start(events as number), /must be/);
     poller.close();
+  });
+
+  it('Poller on an fd epoll cannot watch throws a Node-shaped error: code, errno and syscall agree', () => {
+    const fd = openSync('/proc/self/stat', 'r');
+    try {
+      assert.throws(() => new (native().Poller)(fd, () => {}), { code: 'EPERM', errno: -constants.errno.EPERM, syscall: 'uv_poll_init', message: /^uv_poll_init EPERM/ });
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it('every method and accessor refuses a `this` of another class, a plain object or a primitive', () => {

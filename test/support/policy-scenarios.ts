@@ -89,8 +89,9 @@ interface ImporterState {
   notifications: number;
 }
 
-function errno(code: string, message: string): Error {
-  return Object.assign(new Error(message), { code });
+// The model's own refusals, Node-shaped as the library's are.
+function errno(code: policy.PolicyErrno, message: string): Error {
+  return policy.policyErrno(code, 'model', message);
 }
 
 function pick(live: ImporterState[], target: number): ImporterState | undefined {

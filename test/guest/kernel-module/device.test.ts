@@ -20,7 +20,7 @@ describe('kernel module: opening the device', () => {
     writeFileSync(regular, 'not a device');
     const fds = openFdCount();
     for (const path of ['/dev/null', '/dev/udmabuf', regular]) {
-      assert.throws(() => kernelTest.open(path), { code: 'ERR_NOT_DMABUF_TEST_DEVICE', path }, path);
+      assert.throws(() => kernelTest.open(path), { code: 'ERR_DMABUF_NOT_TEST_DEVICE', path }, path);
     }
     assert.equal(openFdCount(), fds, 'no fd left open');
   });

@@ -114,7 +114,7 @@ describe('policy: mapping cache and locking by generation', () => {
   });
 
   it('7.2: export refuses cache_sgt_mapping, which no longer exists', () => {
-    assert.throws(() => exportBuffer({ size: 4096, profile: profiles.linux72, ops: { cacheSgtMapping: true, map: () => ({}), unmap: () => undefined, release: () => undefined } }), TypeError);
+    assert.throws(() => exportBuffer({ size: 4096, profile: profiles.linux72, ops: { cacheSgtMapping: true, map: () => ({}), unmap: () => undefined, release: () => undefined } }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /ops\.cacheSgtMapping/ });
   });
 
   it('6.1 lets a static importer of a static exporter map without the lock; 6.12 and 7.2 assert it', async () => {
@@ -207,9 +207,11 @@ describe('policy: policyProfileForKernel', () => {
     });
   }
 
-  it('refuses a 6.x config without the MOVE_NOTIFY line, a kernel without dma-buf, and releases before 6.1', () => {
-    assert.throws(() => policyProfileForKernel({ release: '6.12.95', config: config() }), /lacks CONFIG_DMABUF_MOVE_NOTIFY/);
-    assert.throws(() => policyProfileForKernel({ release: '7.2.13', config: '# CONFIG_DMA_SHARED_BUFFER is not set\n' }), /no CONFIG_DMA_SHARED_BUFFER/);
-    assert.throws(() => policyProfileForKernel({ release: '5.15.0', config: config('CONFIG_DMABUF_MOVE_NOTIFY=y') }), /older than/);
+  it('refuses a 6.x config without the MOVE_NOTIFY line, a kernel without dma-buf, and releases before 6.1 (ERR_DMABUF_POLICY_NO_PROFILE), and a release that is not one', () => {
+    const noProfile = (message: RegExp) => ({ name: 'Error', code: 'ERR_DMABUF_POLICY_NO_PROFILE', message });
+    assert.throws(() => policyProfileForKernel({ release: '6.12.95', config: config() }), noProfile(/lacks CONFIG_DMABUF_MOVE_NOTIFY/));
+    assert.throws(() => policyProfileForKernel({ release: '7.2.13', config: '# CONFIG_DMA_SHARED_BUFFER is not set\n' }), noProfile(/no CONFIG_DMA_SHARED_BUFFER/));
+    assert.throws(() => policyProfileForKernel({ release: '5.15.0', config: config('CONFIG_DMABUF_MOVE_NOTIFY=y') }), noProfile(/older than/));
+    assert.throws(() => policyProfileForKernel({ release: 'linux', config: config() }), { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE', message: /kernel\.release but received 'linux'/ });
   });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
+import { constants } from 'node:os';
 import { FdChannel, Memfd, policy } from '../../../lib';
 import { closeFd } from '../../../lib/handle';
 
@@ -45,7 +46,7 @@ describe('policy: remote importers over a real FdChannel', () => {
       await turns(10);
       server.close();
       moving.buffer.resv.unlock();
-      await assert.rejects(pinning, { code: 'ECONNRESET' });
+      await assert.rejects(pinning, { code: 'ECONNRESET', errno: -constants.errno.ECONNRESET });
     });
     const released = await Promise.race([served.then(() => true), new Promise((resolve) => setTimeout(resolve, 2000, false))]);
     assert.equal(released, true, 'serveImporter resolved: the importer it could no longer answer was released');
@@ -90,7 +91,7 @@ describe('policy: remote importers over a real FdChannel', () => {
     await exporterEnd.send({ req: 999, ok: true }, sent); // no such request
     const pinning = attachment.pin();
     await exporterEnd.send({ req: (await exporterEnd.receive<{ req: number }>()).message.req, ok: false, code: 'EBUSY', message: 'refused' }, sent);
-    await assert.rejects(pinning, { code: 'EBUSY' });
+    await assert.rejects(pinning, { code: 'EBUSY', errno: -constants.errno.EBUSY, syscall: 'remote pin', message: /refused/ });
     const unpinning = attachment.unpin();
     await exporterEnd.send({ req: (await exporterEnd.receive<{ req: number }>()).message.req, ok: true }, sent);
     await unpinning;
