@@ -29,13 +29,10 @@ export function runnerGeneration(env: NodeJS.ProcessEnv = process.env): KernelGe
 }
 
 /**
- * The debug build runs on 6.1, not on the newest generation: the 7.2.13
- * debug kernel (lockdep, KASAN, kmemleak) stopped booting under TCG right
- * after KUnit's empty built-in plan ("1..0"), with QEMU idle, and was
- * killed after 10 minutes. Until that hang is understood, the checkers run
- * where they have run before. DMABUF_DEBUG_KERNEL=7.2 picks another.
+ * The debug build (lockdep, KASAN, DMABUF_DEBUG, kmemleak) is the newest
+ * generation's. DMABUF_DEBUG_KERNEL picks another.
  */
-export const preferredDebugGeneration: KernelGeneration = '6.1';
+export const preferredDebugGeneration: KernelGeneration = newestGeneration;
 
 export function debugGeneration(env: NodeJS.ProcessEnv = process.env): KernelGeneration {
   const generations = testedGenerations(env);
