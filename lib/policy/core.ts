@@ -9,8 +9,9 @@ import { Trace, type TraceEventKind } from './trace';
  * The dma-buf core's dynamic policy, after drivers/dma-buf/dma-buf.c:
  * exporters with ops, attachments (static or dynamic importers), mapping and
  * unmapping with the locking rules, pinning, move notification, detach.
- * `../shared/docs/dynamic-policy.md` numbers the rules cited below. Where
- * kernels differ, the profile's named rules (profiles.ts) decide.
+ * The rules cited below by number are those of docs/dynamic-policy.md
+ * (rule 5 is its #rule-5). Where kernels differ, the profile's named rules
+ * (profiles.ts) decide.
  *
  * Exporter ops are synchronous, as the kernel calls them with its locks
  * held; the calls that may take the reservation lock, or wait for fences,
@@ -229,8 +230,9 @@ export function attach<M>(buffer: PolicyBuffer<M>, importer: { priv?: unknown; n
 }
 
 /**
- * dma_buf_attach_revocable (7.2): whether the importer can be told, by an
- * invalidation, that a pinned buffer is gone for good, and will unmap.
+ * dma_buf_attach_revocable (7.2, rule 12): whether the importer can be
+ * told, by an invalidation, that a pinned buffer is gone for good, and will
+ * unmap.
  */
 export function attachRevocable<M>(attachment: Attachment<M>): boolean {
   if (!attachment.buffer.profile.rules.revocableAttachQuery) throw codedError('ERR_DMABUF_POLICY_RULE', 'dma_buf_attach_revocable', `${attachment.buffer.profile.label} has no dma_buf_attach_revocable()`);

@@ -172,7 +172,7 @@ export class MovableExporter<Backing, Mapping> {
   /**
    * Invalidates every importer with the callback without moving, pinned or
    * not, as an exporter taking its memory away does (7.2's revoke:
-   * dma-buf.c:1362-1398 of 7.2). Importers told must unmap; static
+   * dma-buf.c:1362-1398 of 7.2, rule 11). Importers told must unmap; static
    * importers are not told at all. A `revocable` exporter also refuses
    * maps from then on, as vfio-pci does (vfio_pci_dmabuf.c:344-356, 59-60).
    * EINVAL for a static exporter, which has nothing to take back.

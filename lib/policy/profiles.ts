@@ -6,7 +6,9 @@ import type { Attachment } from './core';
  * What the core does at each point where kernels (and the 2019 proposal)
  * differ, one named rule per decision, as the kernel names some of them
  * (dma_buf_pin_on_map). core.ts asks these and never the profile's name.
- * A rule taking an attachment is asked at the moment the kernel asks.
+ * A rule taking an attachment is asked at the moment the kernel asks. The
+ * numbers are the rules of docs/dynamic-policy.md, which has every
+ * profile's choice side by side.
  */
 export interface PolicyRules {
   /**
@@ -14,50 +16,53 @@ export interface PolicyRules {
    * invalidate, invalidate_mappings): v10 saw a static importer (its
    * is_dynamic tested the callback); 6.1/6.12 WARN and refuse the attach;
    * 7.2 makes the callback optional, so the attachment is dynamic, is never
-   * pinned by the core nor told of moves, and must dma_buf_pin itself.
+   * pinned by the core nor told of moves, and must dma_buf_pin itself
+   * (rule 2).
    */
   readonly importerOpsWithoutInvalidate: 'static-importer' | 'rejected' | 'dynamic-must-pin-itself';
-  /** Export refuses an exporter without map, unmap or release (v10 did not check). */
+  /** Export refuses an exporter without map, unmap or release (rule 1; v10 did not check). */
   readonly exportRequiresMapUnmapRelease: boolean;
-  /** Export refuses pin without unpin or the reverse (v10 did not check). */
+  /** Export refuses pin without unpin or the reverse (rule 1; v10 did not check). */
   readonly exportRequiresPinWithUnpin: boolean;
   /**
    * The exporter's cache_sgt_mapping option: 'absent' (7.2 removed it and
-   * attach->sgt with it), or which ops export refuses it together with.
+   * attach->sgt with it), or which ops export refuses it together with
+   * (rules 1 and 5).
    */
   readonly exporterMappingCache: 'absent' | 'refused-with-pin' | 'refused-with-pin-or-unpin';
   /**
    * When importer and exporter disagree on being dynamic, attach maps
    * bidirectionally and caches the table: false, or how it locks for it
-   * (only when the exporter is dynamic, or always).
+   * (only when the exporter is dynamic, or always). Rule 3.
    */
   readonly mismatchedAttachCachesMapping: false | 'locks-if-exporter-dynamic' | 'locks-always';
-  /** A static importer's fresh map waits for the buffer's KERNEL fences. */
+  /** A static importer's fresh map waits for the buffer's KERNEL fences (rule 4). */
   readonly staticImporterMapWaitsKernelFences: boolean;
   /**
    * Whether map and unmap assert that the caller holds the reservation lock
    * for this attachment; `cached` says whether the call is about the
    * attachment's cached table (6.1 asserts for a dynamic exporter only past
-   * the cache).
+   * the cache). Rules 5 and 7.
    */
   lockAssertedOnMap(attachment: Attachment<unknown>, cached: boolean): boolean;
-  /** map/unmap take the reservation lock themselves for this attachment (v10, which had no _unlocked calls). */
+  /** map/unmap take the reservation lock themselves for this attachment (v10, which had no _unlocked calls; rules 5 and 7). */
   mapTakesLockItself(attachment: Attachment<unknown>): boolean;
-  /** dma_buf_map_attachment_unlocked and its unmap exist (v10: the plain calls locked where needed). */
+  /** dma_buf_map_attachment_unlocked and its unmap exist (rule 6; v10: the plain calls locked where needed). */
   readonly unlockedMapCalls: boolean;
-  /** The core pins the exporter for each fresh mapping of this attachment and unpins at its unmap. */
+  /** The core pins the exporter for each fresh mapping of this attachment and unpins at its unmap (rules 5 and 7). */
   pinOnMap(attachment: Attachment<unknown>): boolean;
-  /** Detach unmaps the cached table (and drops its pin): false (nothing is cached), or how it locks. */
+  /** Detach unmaps the cached table (and drops its pin): false (nothing is cached), or how it locks (rule 10). */
   readonly detachUnmapsCachedMapping: false | 'locks-if-exporter-dynamic' | 'locks-always';
   /**
    * Who an invalidation reaches: every attachment with the callback; the
    * same except one whose own map is running (v10's self-filter); or only
-   * attachments holding a live mapping not yet invalidated, once each.
+   * attachments holding a live mapping not yet invalidated, once each
+   * (rule 9).
    */
   readonly invalidationReaches: 'every-attachment-with-callback' | 'all-but-the-attachment-mapping' | 'live-mappings-once';
-  /** An invalidation of a static exporter is refused (tracking: its importers hold cached tables). */
+  /** An invalidation of a static exporter is refused (rule 9; tracking: its importers hold cached tables). */
   readonly staticExporterInvalidationIsError: boolean;
-  /** dma_buf_attach_revocable() exists. */
+  /** dma_buf_attach_revocable() exists (rule 12). */
   readonly revocableAttachQuery: boolean;
 }
 
@@ -76,7 +81,7 @@ const dynamicImporterOrUncachedDynamicExporter = (attachment: Attachment<unknown
 const staticImporterOfDynamicExporter = (attachment: Attachment<unknown>) => attachment.buffer.dynamic && !attachment.dynamic;
 const anyImporterOfDynamicExporter = (attachment: Attachment<unknown>) => attachment.buffer.dynamic;
 
-/** Citations are drivers/dma-buf/dma-buf.c of /work/trees/6.1 (6.1.192). */
+/** Citations are drivers/dma-buf/dma-buf.c of Debian's linux-source-6.1 (6.1.192). */
 function linux61(moveNotify: boolean): PolicyProfile {
   return {
     name: 'linux-6.1',
@@ -110,7 +115,7 @@ function linux61(moveNotify: boolean): PolicyProfile {
   };
 }
 
-/** Citations are drivers/dma-buf/dma-buf.c of /work/trees/6.12 (6.12.95). */
+/** Citations are drivers/dma-buf/dma-buf.c of Debian's linux-source-6.12 (6.12.95). */
 function linux612(moveNotify: boolean): PolicyProfile {
   return {
     name: 'linux-6.12',
@@ -144,7 +149,7 @@ function linux612(moveNotify: boolean): PolicyProfile {
   };
 }
 
-/** Citations are drivers/dma-buf/dma-buf.c of /work/trees/7.2 (7.2.13), which has no CONFIG_DMABUF_MOVE_NOTIFY. */
+/** Citations are drivers/dma-buf/dma-buf.c of Debian's linux-source-7.2 (7.2.13), which has no CONFIG_DMABUF_MOVE_NOTIFY. */
 const linux72: PolicyProfile = {
   name: 'linux-7.2',
   label: 'linux-7.2',
@@ -177,7 +182,7 @@ const linux72: PolicyProfile = {
   },
 };
 
-/** The 2019 series (shared/seed/dynamic-dma-buf-v10-thread.txt), as docs/dynamic-policy.md reads it. */
+/** The 2019 series ("dma-buf: add dynamic DMA-buf handling v10", Message-ID 20190618115455.1253-1-christian.koenig@amd.com), as docs/dynamic-policy.md reads it. */
 const v10: PolicyProfile = {
   name: 'v10',
   label: 'v10',
@@ -199,7 +204,7 @@ const v10: PolicyProfile = {
   },
 };
 
-/** The review thread's answer (2): linux-6.1 with MOVE_NOTIFY, except that the core tracks mappings and invalidates each once. */
+/** The review thread's answer (2): linux-6.1 with MOVE_NOTIFY, except that the core tracks mappings and invalidates each once (rule 9). */
 const tracking: PolicyProfile = {
   name: 'tracking',
   label: 'tracking',

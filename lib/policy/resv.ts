@@ -18,10 +18,10 @@ interface Entry {
 }
 
 /**
- * A reservation object (struct dma_resv): a ww_mutex and fences with usages.
- * Adding a fence needs the lock and a slot reserved first, as in the kernel;
- * slots do not outlive the lock (the kernel's debug builds reset them at
- * unlock to catch that misuse; the model always does).
+ * A reservation object (struct dma_resv): a ww_mutex (rule 14) and fences
+ * with usages (rule 15). Adding a fence needs the lock and a slot reserved
+ * first, as in the kernel; slots do not outlive the lock (the kernel's debug
+ * builds reset them at unlock to catch that misuse; the model always does).
  */
 export class ReservationObject {
   readonly mutex: WwMutex;

@@ -10,7 +10,8 @@ import { policyErrno } from './errors';
  * tasks by age. A context that holds locks never waits for an older one: it
  * gets EDEADLK instead, must drop everything, wait for the contended lock
  * with `lockSlow`, and start again. So every wait goes from older to younger
- * and no cycle can form. `lockAll` does the back-off loop.
+ * and no cycle can form. `lockAll` does the back-off loop. Rule 14 of
+ * docs/dynamic-policy.md.
  */
 export class WwClass {
   #stamp = 0;

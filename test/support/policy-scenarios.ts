@@ -10,7 +10,8 @@ import { kernelTest, policy, type DmaDirection } from '../../lib';
  * detach unmaps and unpins first, as 7.2 requires of it). A revocable
  * importer (7.2) unmaps and drops its pins inside the invalidation and maps
  * or pins no more (ENODEV); a revoke invalidates without moving, pinned or
- * not. Outcomes and counters must agree.
+ * not. Outcomes and counters must agree. The rules are those of
+ * docs/dynamic-policy.md (detach: rule 10; revocation: rules 11 and 12).
  */
 export type Step =
   | { op: 'attach'; dynamic: boolean; revocable?: boolean }

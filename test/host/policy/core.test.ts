@@ -14,6 +14,7 @@ function locked<T>(buffer: policy.PolicyBuffer<unknown>, fn: () => Promise<T> | 
 
 const notify = () => ({ moveNotify: () => undefined });
 
+// "rule N" in a title is rule N of docs/dynamic-policy.md (#rule-N).
 describe('policy: the core rules of Linux 6.1', () => {
   it('rule 1: export refuses missing ops, cache_sgt_mapping with pin, pin without unpin (v10 only the second)', () => {
     const base = { map: () => ({}), unmap: () => undefined, release: () => undefined };
@@ -152,9 +153,9 @@ describe('policy: the core rules of Linux 6.1', () => {
   });
 });
 
-// The scenario the v10 review argued over: A exports (in device memory), B
-// maps it peer-to-peer, C cannot reach device memory so its map makes A
-// migrate to system memory. Who is notified, who is pinned?
+// The scenario the v10 review argued over (rule 9): A exports (in device
+// memory), B maps it peer-to-peer, C cannot reach device memory so its map
+// makes A migrate to system memory. Who is notified, who is pinned?
 describe('policy: the review thread\'s scenario under each profile', () => {
   async function scenario(profile: PolicyProfile) {
     const trace = new Trace();

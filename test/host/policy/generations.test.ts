@@ -14,7 +14,9 @@ function locked<T>(buffer: policy.PolicyBuffer<unknown>, fn: () => Promise<T> | 
 
 const notify = () => ({ moveNotify: () => undefined });
 
-describe('policy: static importer of a dynamic exporter across generations', () => {
+// "rules N" in a title are rules of docs/dynamic-policy.md (#rule-N), where
+// each has a row per profile.
+describe('policy: static importer of a dynamic exporter across generations (rules 3, 5, 7, 10)', () => {
   it('7.2: attach maps nothing; each map pins and its unmap unpins, so the pin count is 0 between maps and a move succeeds there', async () => {
     const moving = exporter(profiles.linux72, true);
     const importer = await attach(moving.buffer);
@@ -54,7 +56,7 @@ describe('policy: static importer of a dynamic exporter across generations', () 
   });
 });
 
-describe('policy: detach with a live mapping', () => {
+describe('policy: detach with a live mapping (rule 10)', () => {
   it('7.2: detach neither unmaps nor unpins a live mapping; it and its pin are left behind and the buffer can never move again', async () => {
     const trace = new Trace();
     const moving = exporter(profiles.linux72, true, { trace });
@@ -79,7 +81,7 @@ describe('policy: detach with a live mapping', () => {
   });
 });
 
-describe('policy: importer ops without the invalidation callback', () => {
+describe('policy: importer ops without the invalidation callback (rule 2)', () => {
   for (const profile of [profiles.linux61, profiles.linux612]) {
     it(`${profile.label}: refused with EINVAL`, async () => {
       await assert.rejects(dynamicAttach(exporter(profile, true).buffer, { ops: {} }), { code: 'EINVAL' });
@@ -98,7 +100,7 @@ describe('policy: importer ops without the invalidation callback', () => {
   });
 });
 
-describe('policy: mapping cache and locking by generation', () => {
+describe('policy: mapping cache and locking by generation (rules 1, 3, 5, 10)', () => {
   it('7.2: a static exporter gets no cache: every map reaches it, in any direction, and a dynamic importer is not mapped at attach', async () => {
     const fixed = exporter(profiles.linux72, false);
     const dynamicImporter = await dynamicAttach(fixed.buffer, { ops: notify() });
@@ -150,7 +152,7 @@ describe('policy: mapping cache and locking by generation', () => {
   });
 });
 
-describe('policy: revocation (7.2)', () => {
+describe('policy: revocation (7.2, rules 11 and 12)', () => {
   it('dma_buf_attach_revocable is true only for importers with the callback, and does not exist before 7.2', async () => {
     const moving = exporter(profiles.linux72, true);
     assert.equal(attachRevocable(await dynamicAttach(moving.buffer, { ops: notify() })), true);
@@ -179,7 +181,7 @@ describe('policy: revocation (7.2)', () => {
   });
 });
 
-describe('policy: revoke without a revocable exporter', () => {
+describe('policy: revoke without a revocable exporter (rule 11)', () => {
   it('invalidates a pinned buffer without moving it: no EBUSY, moves unchanged, and the exporter keeps mapping', async () => {
     const moving = exporter(profiles.linux72, true);
     let told = 0;
