@@ -4,7 +4,7 @@ import { DmaBuf } from './dmabuf';
 import { codedError, errnoName, kernelError, negativeErrno } from './errors';
 import type { ExporterCounters } from './policy';
 import { closeFd, FdHandle } from './handle';
-import { native } from './native';
+import { type DmabufTestValueName, native } from './native';
 import { SyncFile } from './sync-file';
 import * as validate from './validate';
 import { FdWaiter } from './wait';
@@ -84,26 +84,19 @@ const structs = {
 export type KernelTestCommand = keyof typeof structs;
 const eventStruct = new Struct([['type', 'u32'], ['id', 'u32'], ['sequence', 'u64']]);
 
-const EXPORT_DYNAMIC = 1;
-const MOVE_FENCED = 1;
-const MOVE_REVOKE = 2;
-const ATTACH_DYNAMIC = 1;
-const ATTACH_REVOCABLE = 2;
-const FENCE_ADD = 1;
-const FENCE_SYNC_FILE = 2;
-const STATE_MAPPED = 1;
-const STATE_INVALIDATED = 2;
-const STATE_CORE_CACHED = 4;
-const STATE_REVOKED = 8;
-const STATE_CORE_REVOCABLE = 16;
-const EVENT_MOVE_NOTIFY = 1;
-const EVENT_OVERFLOW = 2;
+/** @internal The layouts, for test/host/uapi-values.test.ts to hold to the header. */
+export const uapiLayouts = { commands: structs, event: eventStruct };
+
+/** The uapi header's flags, limits and event types, from the addon built with it (loaded at first use). */
+const dbt = () => native().dmabufTestValues;
 
 export type DmaDirection = 'bidirectional' | 'to-device' | 'from-device';
-const directions: readonly DmaDirection[] = ['bidirectional', 'to-device', 'from-device'];
+const directionValues: Readonly<Record<DmaDirection, DmabufTestValueName>> = { bidirectional: 'DBT_DIR_BIDIRECTIONAL', 'to-device': 'DBT_DIR_TO_DEVICE', 'from-device': 'DBT_DIR_FROM_DEVICE' };
+const directions = Object.keys(directionValues) as DmaDirection[];
 /** Fence usages of a reservation object, in the kernel's order (enum dma_resv_usage). */
 export type FenceUsage = 'kernel' | 'write' | 'read' | 'bookkeep';
-const usages: readonly FenceUsage[] = ['kernel', 'write', 'read', 'bookkeep'];
+const usageValues: Readonly<Record<FenceUsage, DmabufTestValueName>> = { kernel: 'DBT_USAGE_KERNEL', write: 'DBT_USAGE_WRITE', read: 'DBT_USAGE_READ', bookkeep: 'DBT_USAGE_BOOKKEEP' };
+const usages = Object.keys(usageValues) as FenceUsage[];
 
 export const defaultDevicePath = '/dev/dmabuf_test';
 /** The misc device's number as the kernel registered it, "major:minor". */
@@ -249,7 +242,7 @@ export class TestExporter extends DeviceObject {
 
   info(): ExporterInfo {
     const { flags, pages, pinCount, attachments, heldMoves, attachCalls, detachCalls, pinCalls, unpinCalls, mapCalls, unmapCalls, moves } = call(this.fd, 'EXPORTER_INFO', { id: this.id });
-    return { dynamic: (flags & EXPORT_DYNAMIC) !== 0, pages, pinCount, attachments, heldMoves, attachCalls, detachCalls, pinCalls, unpinCalls, mapCalls, unmapCalls, moves };
+    return { dynamic: (flags & dbt().DBT_EXPORT_DYNAMIC) !== 0, pages, pinCount, attachments, heldMoves, attachCalls, detachCalls, pinCalls, unpinCalls, mapCalls, unmapCalls, moves };
   }
 
   /**
@@ -261,7 +254,7 @@ export class TestExporter extends DeviceObject {
   move(options?: { fenced?: boolean }): TestFence | undefined {
     const { fenced } = validate.options<{ fenced: boolean }>('options', options);
     validate.optionalBoolean('options.fenced', fenced);
-    const { fenceId } = call(this.fd, 'MOVE', { id: this.id, flags: fenced ? MOVE_FENCED : 0 });
+    const { fenceId } = call(this.fd, 'MOVE', { id: this.id, flags: fenced ? dbt().DBT_MOVE_FENCED : 0 });
     return fenced ? new TestFence(this.device, fenceId, undefined) : undefined;
   }
 
@@ -272,7 +265,7 @@ export class TestExporter extends DeviceObject {
    * are marked invalidated.
    */
   revoke(): void {
-    call(this.fd, 'MOVE', { id: this.id, flags: MOVE_REVOKE });
+    call(this.fd, 'MOVE', { id: this.id, flags: dbt().DBT_MOVE_REVOKE });
   }
 }
 
@@ -296,7 +289,7 @@ export class TestAttachment extends DeviceObject {
    * for the buffer's kernel fences).
    */
   map(direction: DmaDirection = 'bidirectional'): { segments: number; bytes: number } {
-    const { nents, bytes } = call(this.fd, 'MAP', { id: this.id, direction: directions.indexOf(validate.oneOf('direction', direction, directions)) });
+    const { nents, bytes } = call(this.fd, 'MAP', { id: this.id, direction: dbt()[directionValues[validate.oneOf('direction', direction, directions)]] });
     return { segments: nents, bytes };
   }
 
@@ -315,13 +308,13 @@ export class TestAttachment extends DeviceObject {
   info(): AttachmentInfo {
     const { flags, state, pins, nents, bytes, moveNotifies, size } = call(this.fd, 'ATTACHMENT_INFO', { id: this.id });
     return {
-      dynamic: (flags & ATTACH_DYNAMIC) !== 0,
-      revocable: (flags & ATTACH_REVOCABLE) !== 0,
-      mapped: (state & STATE_MAPPED) !== 0,
-      invalidated: (state & STATE_INVALIDATED) !== 0,
-      revoked: (state & STATE_REVOKED) !== 0,
-      coreCached: (state & STATE_CORE_CACHED) !== 0,
-      coreRevocable: (state & STATE_CORE_REVOCABLE) !== 0,
+      dynamic: (flags & dbt().DBT_ATTACH_DYNAMIC) !== 0,
+      revocable: (flags & dbt().DBT_ATTACH_REVOCABLE) !== 0,
+      mapped: (state & dbt().DBT_STATE_MAPPED) !== 0,
+      invalidated: (state & dbt().DBT_STATE_INVALIDATED) !== 0,
+      revoked: (state & dbt().DBT_STATE_REVOKED) !== 0,
+      coreCached: (state & dbt().DBT_STATE_CORE_CACHED) !== 0,
+      coreRevocable: (state & dbt().DBT_STATE_CORE_REVOCABLE) !== 0,
       pins,
       segments: nents,
       bytes,
@@ -369,7 +362,7 @@ export class KernelTestDevice extends FdHandle {
   readonly #waiter: FdWaiter;
   #reading = false;
   #stopReading: AbortController | undefined;
-  #eventBuffer = Buffer.alloc(64 * native().DBT_EVENT_SIZE);
+  #eventBuffer = Buffer.alloc(64 * native().dmabufTestSizes.dbt_event);
 
   private constructor(fd: number) {
     super(fd, 'KernelTestDevice');
@@ -412,9 +405,9 @@ export class KernelTestDevice extends FdHandle {
   /** A buffer of `pages` zeroed pages: dynamic (pin/unpin, movable) or static (cached mapping). */
   export(options: { pages: number; dynamic: boolean }): TestExporter {
     const opts = validate.options<{ pages: number; dynamic: boolean }>('options', options);
-    const pages = validate.integer('options.pages', opts.pages, 1, 16384);
+    const pages = validate.integer('options.pages', opts.pages, 1, dbt().DBT_MAX_PAGES);
     const dynamic = validate.optionalBoolean('options.dynamic', opts.dynamic) ?? false;
-    const { fd, id } = call(this.fd, 'EXPORT', { pages, flags: dynamic ? EXPORT_DYNAMIC : 0 });
+    const { fd, id } = call(this.fd, 'EXPORT', { pages, flags: dynamic ? dbt().DBT_EXPORT_DYNAMIC : 0 });
     return new TestExporter(this, id, DmaBuf.adopt(fd, pages * native().pageSize()));
   }
 
@@ -432,7 +425,7 @@ export class KernelTestDevice extends FdHandle {
     const revocable = validate.optionalBoolean('options.revocable', opts.revocable) ?? false;
     const dynamic = (validate.optionalBoolean('options.dynamic', opts.dynamic) ?? false) || revocable;
     if (revocable && opts.dynamic === false) throw codedError('ERR_INCOMPATIBLE_OPTION_PAIR', 'options.revocable', 'options.dynamic: false', 'a revocable importer is a dynamic one: leave options.dynamic out or true');
-    const { id } = call(this.fd, 'ATTACH', { fd, flags: (dynamic ? ATTACH_DYNAMIC : 0) | (revocable ? ATTACH_REVOCABLE : 0) });
+    const { id } = call(this.fd, 'ATTACH', { fd, flags: (dynamic ? dbt().DBT_ATTACH_DYNAMIC : 0) | (revocable ? dbt().DBT_ATTACH_REVOCABLE : 0) });
     return new TestAttachment(this, id, dynamic, revocable);
   }
 
@@ -444,9 +437,9 @@ export class KernelTestDevice extends FdHandle {
     const opts = validate.options<{ buffer: DmaBuf | number; usage: FenceUsage; syncFile: boolean }>('options', options);
     const bufferFd = opts.buffer === undefined ? -1 : opts.buffer instanceof DmaBuf ? opts.buffer.fd : validate.fd('options.buffer', opts.buffer);
     if (opts.usage !== undefined && opts.buffer === undefined) throw codedError('ERR_MISSING_OPTION', 'options.buffer', 'with options.usage (the fence is added to that buffer\'s reservation object)');
-    const usage = opts.buffer === undefined ? 0 : usages.indexOf(validate.oneOf('options.usage', opts.usage ?? 'write', usages));
+    const usage = opts.buffer === undefined ? 0 : dbt()[usageValues[validate.oneOf('options.usage', opts.usage ?? 'write', usages)]];
     const wantSyncFile = validate.optionalBoolean('options.syncFile', opts.syncFile) ?? false;
-    const flags = (bufferFd >= 0 ? FENCE_ADD : 0) | (wantSyncFile ? FENCE_SYNC_FILE : 0);
+    const flags = (bufferFd >= 0 ? dbt().DBT_FENCE_ADD : 0) | (wantSyncFile ? dbt().DBT_FENCE_SYNC_FILE : 0);
     const { id, syncFileFd } = call(this.fd, 'FENCE_CREATE', { dmabufFd: bufferFd, usage, flags });
     let syncFile: SyncFile | undefined;
     if (wantSyncFile) {
@@ -487,7 +480,7 @@ export class KernelTestDevice extends FdHandle {
       if (bytes < 0) throw kernelError(bytes, 'read', { path: defaultDevicePath });
       for (let offset = 0; offset + eventStruct.size <= bytes; offset += eventStruct.size) {
         const { type, id, sequence } = eventStruct.decode(this.#eventBuffer.subarray(offset, offset + eventStruct.size));
-        events.push({ type: type === EVENT_OVERFLOW ? 'overflow' : type === EVENT_MOVE_NOTIFY ? 'move-notify' : (`unknown-${type}` as 'overflow'), attachmentId: id, sequence });
+        events.push({ type: type === dbt().DBT_EVENT_OVERFLOW ? 'overflow' : type === dbt().DBT_EVENT_MOVE_NOTIFY ? 'move-notify' : (`unknown-${type}` as 'overflow'), attachmentId: id, sequence });
       }
     }
   }

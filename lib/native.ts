@@ -1,5 +1,43 @@
 import bindings from 'bindings';
 
+/** The values native/dmabuf_test.cc exports from kernel-module/uapi/dmabuf_test.h. */
+export type DmabufTestValueName =
+  | 'DBT_MAX_PAGES'
+  | 'DBT_EXPORT_DYNAMIC'
+  | 'DBT_MOVE_FENCED'
+  | 'DBT_MOVE_REVOKE'
+  | 'DBT_ATTACH_DYNAMIC'
+  | 'DBT_ATTACH_REVOCABLE'
+  | 'DBT_DIR_BIDIRECTIONAL'
+  | 'DBT_DIR_TO_DEVICE'
+  | 'DBT_DIR_FROM_DEVICE'
+  | 'DBT_STATE_MAPPED'
+  | 'DBT_STATE_INVALIDATED'
+  | 'DBT_STATE_CORE_CACHED'
+  | 'DBT_STATE_REVOKED'
+  | 'DBT_STATE_CORE_REVOCABLE'
+  | 'DBT_USAGE_KERNEL'
+  | 'DBT_USAGE_WRITE'
+  | 'DBT_USAGE_READ'
+  | 'DBT_USAGE_BOOKKEEP'
+  | 'DBT_FENCE_ADD'
+  | 'DBT_FENCE_SYNC_FILE'
+  | 'DBT_EVENT_MOVE_NOTIFY'
+  | 'DBT_EVENT_OVERFLOW'
+  | 'DBT_IOC_MAGIC';
+
+export type DmabufTestStructTag =
+  | 'dbt_export'
+  | 'dbt_move'
+  | 'dbt_exporter_info'
+  | 'dbt_attach'
+  | 'dbt_attachment_id'
+  | 'dbt_map'
+  | 'dbt_attachment_info'
+  | 'dbt_fence_create'
+  | 'dbt_fence_signal'
+  | 'dbt_event';
+
 export interface NativeSyncFileInfo {
   name: string;
   status: number;
@@ -95,7 +133,10 @@ export interface NativeBinding {
   /** Any ioctl of type 0xDB whose size fits `argument` (kernel-module/uapi/dmabuf_test.h). */
   dmabufTestIoctl(fd: number, command: number, argument: Buffer): number;
   dmabufTestCommands: Record<string, number>;
-  DBT_EVENT_SIZE: number;
+  /** The uapi header's other values under its own names, built from its macros (test/host/uapi-values.test.ts holds them to the header). */
+  dmabufTestValues: Record<DmabufTestValueName, number>;
+  /** sizeof each of the uapi header's structs, by tag, as the compiler lays it out. */
+  dmabufTestSizes: Record<DmabufTestStructTag, number>;
   Poller: {
     new (fd: number, callback: (status: number, events: number) => void): NativePoller;
     READABLE: number;

@@ -23,11 +23,12 @@ const fdsBefore = openFdCount();
 const mappingsBefore = bufferMappingCount();
 
 const commands = KernelTestDevice.commands;
+const dbt = native().dmabufTestValues;
 const known = Object.values(commands);
 const names = new Map(Object.entries(commands).map(([name, number]) => [number, name]));
 const sizeOf = (command: number) => (command >>> 16) & 0x3fff;
-/** _IOC(dir, 0xDB, nr, size) */
-const ioc = (direction: number, nr: number, size: number) => ((direction << 30) | (size << 16) | (0xdb << 8) | nr) >>> 0;
+/** _IOC(dir, DBT_IOC_MAGIC, nr, size) */
+const ioc = (direction: number, nr: number, size: number) => ((direction << 30) | (size << 16) | (dbt.DBT_IOC_MAGIC << 8) | nr) >>> 0;
 /** The errnos the uapi header documents for these ioctls (EFAULT cannot come from JavaScript). */
 const documented = new Set(['ok', 'ENOTTY', 'EINVAL', 'ENOENT', 'EBADF', 'EBUSY', 'EOVERFLOW']);
 
@@ -62,8 +63,8 @@ async function main(): Promise<void> {
       case 3: return kept.length > 0 ? random.pick(kept) : -1;
       case 4: return -1;
       case 5: return 0xffffffff;
-      case 6: return 16384;
-      case 7: return 16385;
+      case 6: return dbt.DBT_MAX_PAGES;
+      case 7: return dbt.DBT_MAX_PAGES + 1;
       case 8: return 4;
       case 9: return random.int(2 ** 32) | 0;
       case 10: return random.int(4) - 2048; // negative errnos for FENCE_SIGNAL
@@ -88,10 +89,10 @@ async function main(): Promise<void> {
     }
     // Fences are signalled at once, so that no static map waits on one forever.
     if (command === commands.FENCE_CREATE) {
-      if (argument.readUInt32LE(8) & 2) closeSync(argument.readInt32LE(16));
+      if (argument.readUInt32LE(8) & dbt.DBT_FENCE_SYNC_FILE) closeSync(argument.readInt32LE(16));
       device.rawIoctl(commands.FENCE_SIGNAL, words(argument.readUInt32LE(12), random.chance(0.2) ? -5 : 0));
     }
-    if (command === commands.MOVE && argument.readUInt32LE(4) & 1) device.rawIoctl(commands.FENCE_SIGNAL, words(argument.readUInt32LE(8), 0));
+    if (command === commands.MOVE && argument.readUInt32LE(4) & dbt.DBT_MOVE_FENCED) device.rawIoctl(commands.FENCE_SIGNAL, words(argument.readUInt32LE(8), 0));
   }
 
   while (Date.now() < deadline) {

@@ -4,10 +4,12 @@ import { randomInt } from 'node:crypto';
 import { closeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { errnoName, KernelTestDevice, kernelTest, Memfd, udmabuf } from '../../../lib';
+import { native } from '../../../lib/native';
 import { openFdCount } from '../helpers';
 import { requireModule } from './helpers';
 
 const commands = KernelTestDevice.commands;
+const dbt = native().dmabufTestValues;
 
 interface EfaultOutcomes {
   copyIn: Record<string, string>;
@@ -23,8 +25,8 @@ interface EfaultOutcomes {
 }
 const sizeOf = (command: number) => (command >>> 16) & 0x3fff;
 const numberOf = (command: number) => command & 0xff;
-/** _IOC(dir, 0xDB, nr, size) */
-const ioc = (direction: number, nr: number, size: number) => ((direction << 30) | (size << 16) | (0xdb << 8) | nr) >>> 0;
+/** _IOC(dir, DBT_IOC_MAGIC, nr, size) */
+const ioc = (direction: number, nr: number, size: number) => ((direction << 30) | (size << 16) | (dbt.DBT_IOC_MAGIC << 8) | nr) >>> 0;
 
 function words(...values: number[]): Buffer {
   const buffer = Buffer.alloc(values.length * 4);
@@ -52,21 +54,21 @@ describe('kernel module: every ioctl argument is checked', () => {
   });
 
   it('unknown flags, nonzero padding and out-of-range values are EINVAL', () => {
-    expectErrno(device, commands.EXPORT, words(1, 2), 'EINVAL'); // flags
+    expectErrno(device, commands.EXPORT, words(1, dbt.DBT_EXPORT_DYNAMIC << 1), 'EINVAL'); // flags
     expectErrno(device, commands.EXPORT, words(0, 0), 'EINVAL'); // no pages
-    expectErrno(device, commands.EXPORT, words(16385, 0), 'EINVAL'); // above DBT_MAX_PAGES
+    expectErrno(device, commands.EXPORT, words(dbt.DBT_MAX_PAGES + 1, 0), 'EINVAL'); // above DBT_MAX_PAGES
     expectErrno(device, commands.ATTACH, words(0, 0, 0, 1), 'EINVAL'); // pad
-    expectErrno(device, commands.ATTACH, words(0, 4), 'EINVAL'); // flags
-    expectErrno(device, commands.ATTACH, words(0, 2), 'EINVAL'); // revocable without dynamic
-    expectErrno(device, commands.MAP, words(1, 3), 'EINVAL'); // direction
+    expectErrno(device, commands.ATTACH, words(0, dbt.DBT_ATTACH_REVOCABLE << 1), 'EINVAL'); // flags
+    expectErrno(device, commands.ATTACH, words(0, dbt.DBT_ATTACH_REVOCABLE), 'EINVAL'); // revocable without dynamic
+    expectErrno(device, commands.MAP, words(1, dbt.DBT_DIR_FROM_DEVICE + 1), 'EINVAL'); // direction
     expectErrno(device, commands.DETACH, words(1, 1), 'EINVAL'); // pad
     expectErrno(device, commands.ATTACHMENT_INFO, words(1, 0, 0, 0, 0, 1), 'EINVAL'); // pad
-    expectErrno(device, commands.MOVE, words(1, 4), 'EINVAL'); // flags
-    expectErrno(device, commands.MOVE, words(1, 3), 'EINVAL'); // a fenced revoke
+    expectErrno(device, commands.MOVE, words(1, dbt.DBT_MOVE_REVOKE << 1), 'EINVAL'); // flags
+    expectErrno(device, commands.MOVE, words(1, dbt.DBT_MOVE_FENCED | dbt.DBT_MOVE_REVOKE), 'EINVAL'); // a fenced revoke
     expectErrno(device, commands.MOVE, words(1, 0, 0, 1), 'EINVAL'); // pad
-    expectErrno(device, commands.FENCE_CREATE, words(-1, 4, 1), 'EINVAL'); // usage
-    expectErrno(device, commands.FENCE_CREATE, words(-1, 1, 0), 'EINVAL'); // usage without DBT_FENCE_ADD
-    expectErrno(device, commands.FENCE_CREATE, words(-1, 0, 4), 'EINVAL'); // flags
+    expectErrno(device, commands.FENCE_CREATE, words(-1, dbt.DBT_USAGE_BOOKKEEP + 1, dbt.DBT_FENCE_ADD), 'EINVAL'); // usage
+    expectErrno(device, commands.FENCE_CREATE, words(-1, dbt.DBT_USAGE_WRITE, 0), 'EINVAL'); // usage without DBT_FENCE_ADD
+    expectErrno(device, commands.FENCE_CREATE, words(-1, 0, dbt.DBT_FENCE_SYNC_FILE << 1), 'EINVAL'); // flags
     expectErrno(device, commands.FENCE_SIGNAL, words(1, 1), 'EINVAL'); // a positive error
     expectErrno(device, commands.FENCE_SIGNAL, words(1, -4096), 'EINVAL'); // beyond MAX_ERRNO
   });
@@ -133,7 +135,7 @@ describe('kernel module: every ioctl argument is checked', () => {
     let fuzzDevice = kernelTest.open();
     let calls = 0;
     // Values that hit the checks' edges: small ids, real fds, flags bits, limits.
-    const pool = () => [0, 1, 2, 3, 1, 2, -1, 0xffffffff, memory.fd, memfd.fd, fuzzDevice.fd, 16384, 16385, 4, randomInt(0, 2 ** 32) | 0][randomInt(0, 15)]!;
+    const pool = () => [0, 1, 2, 3, 1, 2, -1, 0xffffffff, memory.fd, memfd.fd, fuzzDevice.fd, dbt.DBT_MAX_PAGES, dbt.DBT_MAX_PAGES + 1, 4, randomInt(0, 2 ** 32) | 0][randomInt(0, 15)]!;
     while (Date.now() < deadline) {
       const command = randomInt(0, 4) === 0 ? ioc(randomInt(0, 4), randomInt(0, 16), randomInt(0, 64)) : known[randomInt(0, known.length)]!;
       const argument = Buffer.alloc(Math.max(sizeOf(command), 4));
@@ -162,10 +164,10 @@ describe('kernel module: every ioctl argument is checked', () => {
     function release(command: number, argument: Buffer): void {
       if (command === commands.EXPORT) closeSync(argument.readInt32LE(8));
       if (command === commands.FENCE_CREATE) {
-        if (argument.readUInt32LE(8) & 2) closeSync(argument.readInt32LE(16));
+        if (argument.readUInt32LE(8) & dbt.DBT_FENCE_SYNC_FILE) closeSync(argument.readInt32LE(16));
         fuzzDevice.rawIoctl(commands.FENCE_SIGNAL, words(argument.readUInt32LE(12), 0));
       }
-      if (command === commands.MOVE && argument.readUInt32LE(4) & 1) fuzzDevice.rawIoctl(commands.FENCE_SIGNAL, words(argument.readUInt32LE(8), 0));
+      if (command === commands.MOVE && argument.readUInt32LE(4) & dbt.DBT_MOVE_FENCED) fuzzDevice.rawIoctl(commands.FENCE_SIGNAL, words(argument.readUInt32LE(8), 0));
     }
   });
 });
