@@ -95,14 +95,27 @@ export async function resolveKernel(options: Pick<VmRunOptions, 'kernel' | 'kern
   return buildKernel({ kernel: options.kernel, profile: options.profile ?? 'base', onProgress: options.onProgress });
 }
 
-function kernelHasKunit(kernel: BuiltKernel): boolean {
-  if (!kernel.tree) return false;
+function treeFile(kernel: BuiltKernel, path: string): string {
+  if (!kernel.tree) return '';
   try {
-    return /^CONFIG_KUNIT=[ym]$/m.test(readFileSync(join(kernel.tree, '.config'), 'utf8'));
+    return readFileSync(join(kernel.tree, path), 'utf8');
   } catch {
-    return false;
+    return '';
   }
 }
+
+const kernelHasKunit = (kernel: BuiltKernel) => /^CONFIG_KUNIT=[ym]$/m.test(treeFile(kernel, '.config'));
+
+/**
+ * A kernel whose kmemleak cannot see leaked slab objects unless slab
+ * debugging is on: SLUB with per-CPU sheaves (7.x) hands an object out of an
+ * array and leaves its pointer in that array, which kmemleak scans, so a
+ * leaked object still looks referenced. Caches with debug flags get no
+ * sheaves; 'U' (store the allocating and freeing call sites) is the
+ * cheapest such flag.
+ */
+const kmemleakNeedsSlabDebug = (kernel: BuiltKernel) =>
+  /^CONFIG_DEBUG_KMEMLEAK=y$/m.test(treeFile(kernel, '.config')) && /^CONFIG_SLUB_DEBUG=y$/m.test(treeFile(kernel, '.config')) && /\bsheaf_capacity\b/.test(treeFile(kernel, 'include/linux/slab.h'));
 
 /** Follows a file that another process appends to, handing new bytes to a callback. */
 function follow(path: string, onData: (chunk: Buffer) => void): { poll(): void } {
@@ -187,6 +200,7 @@ export async function run(options: VmRunOptions): Promise<VmRunResult> {
     // and a KUnit suite loaded as a module then prints "kunit: disabled" or
     // runs nothing; a test VM wants the suites it loads to run.
     ...(kernelHasKunit(kernel) ? ['kunit.enable=1', 'kunit.autorun=1'] : []),
+    ...(kmemleakNeedsSlabDebug(kernel) ? ['slab_debug=U'] : []),
   ].join(' ');
   const args = [
     // q35, not QEMU's default i440fx: i440fx's ACPI _PRT builds the PCI
