@@ -5,7 +5,7 @@
  * random sets of reservation objects (throughput and back-offs).
  * `npm run bench:policy`; prints a Markdown table.
  */
-import { policy } from '../lib';
+import * as policy from '../lib/policy';
 
 const { MovableExporter, modelStore, profiles, dynamicAttach, attach, detach, mapAttachment, unmapAttachment, mapAttachmentUnlocked, unmapAttachmentUnlocked, lockReservations, acquireContext, ReservationObject } = policy;
 

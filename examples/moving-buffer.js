@@ -7,17 +7,18 @@
 // npx dmabuf vm run -- node examples/moving-buffer.js
 const { spawn } = require('node:child_process');
 const { setTimeout: delay } = require('node:timers/promises');
-const { FdChannel, createMovingBuffer, serveRemoteImporter, policy } = require('dmabuf');
+const { FdChannel } = require('dmabuf');
+const policy = require('dmabuf/policy');
 
 async function exporter() {
   const trace = new policy.Trace(); // what the policy did, event by event
-  const moving = createMovingBuffer({ size: 1 << 20, profile: policy.profiles.linux61, trace });
+  const moving = policy.createMovingBuffer({ size: 1 << 20, profile: policy.profiles.linux61, trace });
   const nextMap = () => new Promise((resolve) => { const stop = trace.onEvent((event) => event.kind === 'map' && (stop(), resolve())); });
   moving.backing.map().fill(0); // generation 0's memory holds zeros
   const [mine, theirs] = FdChannel.pair();
   const child = spawn(process.execPath, [__filename, 'importer'], { stdio: ['inherit', 'inherit', 'inherit', theirs.fd] });
   theirs.close();
-  const served = serveRemoteImporter(moving, mine);
+  const served = policy.serveRemoteImporter(moving, mine);
   let mapped = nextMap();
   for (let generation = 1; generation <= 3; generation += 1) {
     await mapped; // the importer is reading the current memory

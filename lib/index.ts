@@ -7,8 +7,4 @@ export { heap, type HeapAllocateOptions } from './heap';
 export type { AccessMode } from './constants';
 export type { WaitOptions } from './wait';
 export { listDevices, formatDevices, type DmaBufDevices } from './devices';
-export { kernelTest, KernelTestDevice, TestExporter, TestAttachment, TestFence, type ExporterInfo, type AttachmentInfo, type KernelTestFeatures, type KernelTestEvent, type DmaDirection, type FenceUsage } from './kernel-test';
 export { errnoName, kernelError, type KernelError } from './errors';
-export * as vm from './vm';
-export * as policy from './policy';
-export { createMovingBuffer, serveRemoteImporter, udmabufStore, type UdmabufMapping } from './moving-buffer';

@@ -120,7 +120,7 @@ async function devices(parsed: ParsedCommand<OptionName<'devices'>>): Promise<nu
   let result: VmRunResult;
   try {
     result = await run({
-      command: [process.execPath, `${packageRoot}/bin/dmabuf.js`, 'devices', '--host', ...(json ? ['--json'] : [])],
+      command: [process.execPath, `${packageRoot()}/bin/dmabuf.js`, 'devices', '--host', ...(json ? ['--json'] : [])],
       onStdout: json ? undefined : (chunk) => process.stdout.write(chunk),
       onStderr: (chunk) => process.stderr.write(chunk),
       onProgress: display.onProgress,

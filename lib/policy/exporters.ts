@@ -20,7 +20,7 @@ export interface ExporterCounters {
 
 /**
  * Memory an exporter can move between. The policy layer never touches real
- * memory itself: lib/moving-buffer.ts gives udmabuf-backed stores, tests
+ * memory itself: lib/policy/moving-buffer.ts gives udmabuf-backed stores, tests
  * give plain ones.
  */
 export interface BackingStore<Backing, Mapping> {

@@ -2,8 +2,8 @@
  * The kernel's dynamic dma-buf policy as a TypeScript library: reservation
  * objects (ww-mutex locking and fences), exporters, attachments and
  * mappings under three profiles, traces to compare them, and importers in
- * other processes. Nothing here touches the kernel: real memory and
- * channels are handed in (lib/moving-buffer.ts does it with udmabuf and
+ * other processes. The model touches no kernel: real memory and channels
+ * are handed in (moving-buffer.ts hands in udmabuf memory, shared over an
  * FdChannel).
  */
 export * from './core';
@@ -11,6 +11,7 @@ export * from './debug';
 export { PolicyRuleError, policyErrno, type PolicyErrno } from './errors';
 export * from './exporters';
 export * from './fence';
+export { createMovingBuffer, serveRemoteImporter, udmabufStore, type UdmabufMapping } from './moving-buffer';
 export * from './profiles';
 export * from './remote';
 export * from './resv';

@@ -161,7 +161,7 @@ const objectStep = /^\s+(CC|AS|LD|AR)\b/;
 export function fragmentPaths(profile: KernelProfile): string[] {
   const names = Object.hasOwn(kernelProfiles, profile) ? kernelProfiles[profile] : undefined;
   if (!names) throw invalidValue('profile', `a kernel profile (${Object.keys(kernelProfiles).join(', ')})`, profile);
-  return names.map((name) => join(packageRoot, 'vm', name));
+  return names.map((name) => join(packageRoot(), 'vm', name));
 }
 
 function compilerIdentity(): string {
@@ -199,7 +199,7 @@ export function kernelCacheKey(profile: KernelProfile, source: KernelSource & { 
     label: labelOf(source),
     profile,
     sourceIdentity: sourceIdentity(source.path),
-    fragments: [...fragmentPaths(profile), ...eraFragments.map((name) => join(packageRoot, 'vm', name))].map((path) => readFileSync(path, 'utf8')),
+    fragments: [...fragmentPaths(profile), ...eraFragments.map((name) => join(packageRoot(), 'vm', name))].map((path) => readFileSync(path, 'utf8')),
     compiler: compilerIdentity(),
   });
   return { key, dir: join(cacheRoot(), 'kernels', key) };
@@ -251,7 +251,7 @@ export function declaredSymbols(tree: string): Set<string> {
 /** The era fragment for a source: the first whose every option the tree declares. */
 export function eraFragmentFor(declared: ReadonlySet<string>): { name: string; text: string } | undefined {
   for (const name of eraFragments) {
-    const text = readFileSync(join(packageRoot, 'vm', name), 'utf8');
+    const text = readFileSync(join(packageRoot(), 'vm', name), 'utf8');
     if ([...parseFragment(text).keys()].every((option) => declared.has(option.slice('CONFIG_'.length)))) return { name, text };
   }
   return undefined;

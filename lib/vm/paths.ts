@@ -1,22 +1,31 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { codedError } from '../errors';
 
-// Sources run from lib/ (ts-node) and from dist/lib/ (compiled): walk up to
-// the package's own manifest rather than counting directories.
+// Sources run from lib/ (ts-node) and from dist/lib/ (compiled), and the
+// package may be installed, vendored or renamed: walk up to the directory
+// that holds the files the runner needs, not to a manifest of some name.
 function findPackageRoot(start: string): string {
   for (let dir = start; ; dir = dirname(dir)) {
-    const manifest = join(dir, 'package.json');
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'dmabuf') return dir;
-    if (dirname(dir) === dir) throw codedError('ERR_DMABUF_VM_SETUP', `dmabuf: cannot find the package root (its package.json) above ${start}.`, 'Reinstall the dmabuf package: its files are incomplete.');
+    if (existsSync(join(dir, 'vm', 'guest-init.sh')) && existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw codedError('ERR_DMABUF_VM_SETUP', `dmabuf: cannot find the package root (its package.json and vm/guest-init.sh) above ${start}.`, 'Reinstall the dmabuf package: its files are incomplete.');
   }
 }
 
-/** The package's own root: the runner finds its guest init and config fragments there. */
-export const packageRoot = findPackageRoot(__dirname);
+let foundRoot: string | undefined;
 
-export const guestInitScript = join(packageRoot, 'vm', 'guest-init.sh');
+/**
+ * The package's own root: the runner finds its guest init and config
+ * fragments there. Found on first use, so that importing the runner
+ * touches no file system.
+ */
+export function packageRoot(): string {
+  foundRoot ??= findPackageRoot(__dirname);
+  return foundRoot;
+}
+
+export const guestInitScript = () => join(packageRoot(), 'vm', 'guest-init.sh');
 
 /**
  * Built kernels live outside any checkout, so every clone and every run on the

@@ -186,7 +186,7 @@ export async function run(options: VmRunOptions): Promise<VmRunResult> {
     'rootfstype=9p',
     'rootflags=trans=virtio,version=9p2000.L,cache=loose,msize=262144',
     'ro',
-    `init=${guestInitScript}`,
+    `init=${guestInitScript()}`,
     'panic=-1',
     'oops=panic',
     'printk.devkmsg=on',

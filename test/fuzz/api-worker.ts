@@ -16,7 +16,8 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import * as lib from '../../lib';
-import { DmaBuf, FdChannel, FdChannelServer, heap, kernelTest, KernelTestDevice, Memfd, SwSyncTimeline, SyncFile, TestAttachment, TestExporter, TestFence, udmabuf, UdmabufDevice } from '../../lib';
+import { DmaBuf, FdChannel, FdChannelServer, heap, Memfd, SwSyncTimeline, SyncFile, udmabuf, UdmabufDevice } from '../../lib';
+import { kernelTest, KernelTestDevice, TestAttachment, TestExporter, TestFence } from '../../lib/kernel-test';
 import { FdHandle } from '../../lib/handle';
 import { native } from '../../lib/native';
 import { bufferMappingCount, describeError, judgeError, LastCall, lastCallPath, openFdCount, Random, send } from './common';

@@ -10,7 +10,8 @@
  * argv: seed, deadline (ms since the epoch), worker number, scratch dir.
  */
 import { closeSync } from 'node:fs';
-import { DmaBuf, errnoName, kernelTest, KernelTestDevice, Memfd, udmabuf } from '../../lib';
+import { DmaBuf, errnoName, Memfd, udmabuf } from '../../lib';
+import { kernelTest, KernelTestDevice } from '../../lib/kernel-test';
 import { native } from '../../lib/native';
 import { bufferMappingCount, describeError, judgeError, LastCall, lastCallPath, openFdCount, Random, send } from './common';
 

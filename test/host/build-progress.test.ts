@@ -100,7 +100,7 @@ describe('kernel build progress: the basis of the percent', () => {
  * a second, without compiling anything.
  */
 function fakeKernelTree(dir: string): void {
-  const declared = [readFileSync(join(packageRoot, 'vm', 'kernel-6.x.config'), 'utf8'), readFileSync(join(packageRoot, 'vm', 'kernel-base.config'), 'utf8')]
+  const declared = [readFileSync(join(packageRoot(), 'vm', 'kernel-6.x.config'), 'utf8'), readFileSync(join(packageRoot(), 'vm', 'kernel-base.config'), 'utf8')]
     .flatMap((text) => [...parseFragment(text).keys()]);
   mkdirSync(join(dir, 'arch', 'x86', 'boot'), { recursive: true });
   mkdirSync(join(dir, 'drivers', 'dma-buf'), { recursive: true });

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { FdChannel, heap, KernelTestDevice, SyncFile, udmabuf, type MemfdSegment } from '../../lib';
+import { FdChannel, heap, SyncFile, udmabuf, type MemfdSegment } from '../../lib';
+import { KernelTestDevice } from '../../lib/kernel-test';
 import {
   codedError,
   errnoError,

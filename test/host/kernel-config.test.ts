@@ -15,8 +15,8 @@ describe('kernel config fragments', () => {
 
   it('turns MOVE_NOTIFY on in the 6.x era fragment and leaves the generation options out of the base', () => {
     const base = parseFragment(readFileSync(fragmentPaths('base')[0]!, 'utf8'));
-    const era6 = parseFragment(readFileSync(join(packageRoot, 'vm', 'kernel-6.x.config'), 'utf8'));
-    const era7 = parseFragment(readFileSync(join(packageRoot, 'vm', 'kernel-7.x.config'), 'utf8'));
+    const era6 = parseFragment(readFileSync(join(packageRoot(), 'vm', 'kernel-6.x.config'), 'utf8'));
+    const era7 = parseFragment(readFileSync(join(packageRoot(), 'vm', 'kernel-7.x.config'), 'utf8'));
     assert.equal(era6.get('CONFIG_DMABUF_MOVE_NOTIFY'), 'y');
     assert.equal(era7.get('CONFIG_DMABUF_KUNIT_TEST'), 'm');
     for (const option of [...era6.keys(), ...era7.keys()]) assert.equal(base.has(option), false, option);

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { uapiLayouts } from '../../lib/kernel-test';
+import { uapiLayouts } from '../../lib/kernel-test/device';
 import { native } from '../../lib/native';
 
 // TypeScript takes the test module's values from the addon, which is built
 // with the uapi header: these hold the addon, and the struct layouts
-// kernel-test.ts packs, to the header's own text, so that neither a value
+// lib/kernel-test/device.ts packs, to the header's own text, so that neither a value
 // retyped in TypeScript nor a header change the addon missed goes unseen.
 
 const root = join(__dirname, '..', '..');
@@ -100,7 +100,7 @@ describe('uapi values: TypeScript takes kernel-module/uapi/dmabuf_test.h from th
     assert.deepEqual(sorted(native().dmabufTestCommands), sorted(expected));
   });
 
-  it("lib/kernel-test.ts lays out each command's struct, and the event, field by field as the header does", () => {
+  it("lib/kernel-test/device.ts lays out each command's struct, and the event, field by field as the header does", () => {
     const pairs: [string, Layout, string][] = Object.entries(uapiLayouts.commands).map(([command, struct]) => [command, struct as Layout, ioctls.get(`DBT_IOCTL_${command}`)!.tag]);
     pairs.push(['event', uapiLayouts.event as Layout, 'dbt_event']);
     assert.deepEqual(pairs.map(([command]) => command).sort(), [...[...ioctls.keys()].map((name) => name.replace(/^DBT_IOCTL_/, '')), 'event'].sort());
@@ -115,8 +115,8 @@ describe('uapi values: TypeScript takes kernel-module/uapi/dmabuf_test.h from th
     }
   });
 
-  it("lib/kernel-test.ts and the module's fuzzers define none of the header's names and write none of its larger values as literals", () => {
-    const files = ['lib/kernel-test.ts', 'test/fuzz/module-worker.ts', 'test/guest/kernel-module/ioctl.test.ts'];
+  it("lib/kernel-test/device.ts and the module's fuzzers define none of the header's names and write none of its larger values as literals", () => {
+    const files = ['lib/kernel-test/device.ts', 'test/fuzz/module-worker.ts', 'test/guest/kernel-module/ioctl.test.ts'];
     // Values up to 64 are everywhere (shifts, sizes): only the distinctive ones can be looked for.
     const distinctive = [...values].filter(([, value]) => value > 64);
     assert.ok(distinctive.length >= 2, 'DBT_MAX_PAGES and DBT_IOC_MAGIC at least');

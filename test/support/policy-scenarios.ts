@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { kernelTest, policy, type DmaDirection } from '../../lib';
+import { kernelTest, type DmaDirection } from '../../lib/kernel-test';
+import * as policy from '../../lib/policy';
 
 /**
  * One scenario language for the model and the kernel: the same steps run

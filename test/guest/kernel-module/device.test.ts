@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kernelTest } from '../../../lib';
+import { kernelTest } from '../../../lib/kernel-test';
 import { openFdCount } from '../helpers';
 import { requireModule } from './helpers';
 
@@ -43,7 +43,7 @@ describe('kernel module: opening the device', () => {
   it('readEvents ends on a read of 0 bytes (the device fd swapped for /dev/null under it; in a child, so that a loop that never ends is a timeout)', () => {
     const script = `
       const { closeSync, openSync } = require('node:fs');
-      const { kernelTest } = require(${JSON.stringify(require.resolve('../../../lib'))});
+      const { kernelTest } = require(${JSON.stringify(require.resolve('../../../lib/kernel-test'))});
       const device = kernelTest.open();
       const fd = device.fd;
       closeSync(fd);

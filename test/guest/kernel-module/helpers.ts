@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { kernelTest } from '../../../lib';
+import { kernelTest } from '../../../lib/kernel-test';
 
 /**
  * Whether a dynamic importer's mapping leaves the exporter movable, i.e.

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { DmaBuf, kernelTest, type KernelTestDevice } from '../../../lib';
+import { DmaBuf } from '../../../lib';
+import { kernelTest, type KernelTestDevice } from '../../../lib/kernel-test';
 import { requireModule } from './helpers';
 
 const pageSize = 4096;

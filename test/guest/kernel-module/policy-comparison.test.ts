@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { gunzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { kernelTest, policy } from '../../../lib';
+import { kernelTest } from '../../../lib/kernel-test';
+import * as policy from '../../../lib/policy';
 import { runScenario, runScenarioOnKernel, scenarioSteps, type ScenarioResult, type Step } from '../../support/policy-scenarios';
 import { requireModule } from './helpers';
 

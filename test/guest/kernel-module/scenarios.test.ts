@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { DmaBuf, heap, kernelTest, udmabuf, type KernelTestDevice, type KernelTestFeatures, type TestExporter } from '../../../lib';
+import { DmaBuf, heap, udmabuf } from '../../../lib';
+import { kernelTest, type KernelTestDevice, type KernelTestFeatures, type TestExporter } from '../../../lib/kernel-test';
 import { settledWithin } from '../helpers';
 import { requireModule } from './helpers';
 

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { createMovingBuffer, FdChannel, policy, serveRemoteImporter, SwSyncTimeline, type DmaBuf } from '../../../lib';
+import { FdChannel, SwSyncTimeline, type DmaBuf } from '../../../lib';
+import { createMovingBuffer, serveRemoteImporter } from '../../../lib/policy';
+import * as policy from '../../../lib/policy';
 import { exited, firstLine, requireVm } from '../helpers';
 
 const root = join(__dirname, '..', '..', '..', '..');

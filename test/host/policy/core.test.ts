@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { policy } from '../../../lib';
+import * as policy from '../../../lib/policy';
 
 const { exportBuffer, dynamicAttach, attach, detach, pin, unpin, mapAttachment, unmapAttachment, mapAttachmentUnlocked, unmapAttachmentUnlocked, moveNotify, release, MovableExporter, modelStore, Trace, profiles, FenceTimeline, formatBuffers } = policy;
 type PolicyProfile = policy.PolicyProfile;

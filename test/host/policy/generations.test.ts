@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { policy } from '../../../lib';
+import * as policy from '../../../lib/policy';
 
 const { exportBuffer, dynamicAttach, attach, detach, mapAttachment, unmapAttachment, mapAttachmentUnlocked, unmapAttachmentUnlocked, attachRevocable, MovableExporter, modelStore, Trace, profiles, policyProfileForKernel } = policy;
 type PolicyProfile = policy.PolicyProfile;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { constants } from 'node:os';
-import { FdChannel, Memfd, policy } from '../../../lib';
+import { FdChannel, Memfd } from '../../../lib';
+import * as policy from '../../../lib/policy';
 import { closeFd } from '../../../lib/handle';
 
 // serveImporter and RemoteAttachment over a real FdChannel pair in this

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { policy } from '../../../lib';
+import * as policy from '../../../lib/policy';
 
 const { ReservationObject, FenceTimeline, fenceUsages } = policy;
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { policy } from '../../../lib';
+import * as policy from '../../../lib/policy';
 
 // docs/dynamic-policy.md against the code: the rule numbers that comments
 // and test titles cite, the profiles of lib/policy/profiles.ts and the

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { policy } from '../../../lib';
+import * as policy from '../../../lib/policy';
 
 const { WwClass, WwMutex, WwAcquireContext, lockAll } = policy;
 const tick = () => new Promise((resolve) => setImmediate(resolve));

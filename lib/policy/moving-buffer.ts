@@ -1,7 +1,11 @@
-import { DmaBuf } from './dmabuf';
-import type { FdChannel } from './channel';
-import { MovableExporter, serveImporter, type BackingStore, type DmaDirection, type PolicyProfile, type Trace } from './policy';
-import { udmabuf, type Udmabuf } from './udmabuf';
+import type { FdChannel } from '../channel';
+import { DmaBuf } from '../dmabuf';
+import { udmabuf, type Udmabuf } from '../udmabuf';
+import type { DmaDirection } from './core';
+import { MovableExporter, type BackingStore } from './exporters';
+import type { PolicyProfile } from './profiles';
+import { serveImporter } from './remote';
+import type { Trace } from './trace';
 
 /**
  * What an importer's map of udmabuf-backed memory gets: its own dma-buf fd

@@ -1,13 +1,13 @@
 import { EventEmitter, on } from 'node:events';
 import { fstatSync, readFileSync } from 'node:fs';
-import { DmaBuf } from './dmabuf';
-import { codedError, errnoName, kernelError, negativeErrno } from './errors';
-import type { ExporterCounters } from './policy';
-import { closeFd, FdHandle } from './handle';
-import { type DmabufTestValueName, native } from './native';
-import { SyncFile } from './sync-file';
-import * as validate from './validate';
-import { FdWaiter } from './wait';
+import { DmaBuf } from '../dmabuf';
+import { codedError, errnoName, kernelError, negativeErrno } from '../errors';
+import type { ExporterCounters } from '../policy';
+import { closeFd, FdHandle } from '../handle';
+import { type DmabufTestValueName, native } from '../native';
+import { SyncFile } from '../sync-file';
+import * as validate from '../validate';
+import { FdWaiter } from '../wait';
 
 /**
  * The test module (kernel-module/, /dev/dmabuf_test) from TypeScript: a
