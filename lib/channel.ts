@@ -85,7 +85,7 @@ export class FdChannel extends FdHandle {
   private constructor(fd: number, options: { maxFdsPerRead?: number } = {}) {
     super(fd, 'FdChannel');
     this.#waiter = new FdWaiter(fd, 'FdChannel', { drained: true });
-    this.#receivedFds = new Int32Array(2 + (options.maxFdsPerRead ?? native().SCM_MAX_FD));
+    this.#receivedFds = new Int32Array(2 + (options.maxFdsPerRead ?? native().constants.SCM_MAX_FD));
     this.#events.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#deliver());
     });
@@ -107,7 +107,7 @@ export class FdChannel extends FdHandle {
   static fromFd(fd: number, options?: { maxFdsPerRead?: number }): FdChannel {
     validate.fd('fd', fd);
     const opts = validate.options<{ maxFdsPerRead: number }>('options', options);
-    if (opts.maxFdsPerRead !== undefined) validate.integer('options.maxFdsPerRead', opts.maxFdsPerRead, 0, native().SCM_MAX_FD);
+    if (opts.maxFdsPerRead !== undefined) validate.integer('options.maxFdsPerRead', opts.maxFdsPerRead, 0, native().constants.SCM_MAX_FD);
     return new FdChannel(fd, opts);
   }
 
@@ -170,8 +170,8 @@ export class FdChannel extends FdHandle {
   send(message: unknown, handles: readonly Handle[] = []): Promise<void> {
     this.assertOpen('sendmsg');
     validate.array('handles', handles);
-    if (handles.length > native().SCM_MAX_FD) {
-      throw validate.invalidValue('handles', `at most ${native().SCM_MAX_FD} handles in one message (SCM_MAX_FD)`, `${handles.length} handles`);
+    if (handles.length > native().constants.SCM_MAX_FD) {
+      throw validate.invalidValue('handles', `at most ${native().constants.SCM_MAX_FD} handles in one message (SCM_MAX_FD)`, `${handles.length} handles`);
     }
     const described = handles.map(kindOf);
     const json = JSON.stringify({ message, kinds: described.map((item) => item.kind) }) ?? 'null';
@@ -312,7 +312,7 @@ export class FdChannel extends FdHandle {
       }
       const jsonLength = this.#input.readUInt32LE(4);
       const handleCount = this.#input.readUInt32LE(8);
-      if (jsonLength > maxMessageBytes || handleCount > native().SCM_MAX_FD) {
+      if (jsonLength > maxMessageBytes || handleCount > native().constants.SCM_MAX_FD) {
         this.#fail(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', `a frame announced ${jsonLength} bytes and ${handleCount} handles, beyond the limits`));
         return;
       }

@@ -1,5 +1,5 @@
 import { fstatSync, readFileSync } from 'node:fs';
-import { accessFlags, accessModes, DMA_BUF_MAGIC, DMA_BUF_NAME_MAX_BYTES, DMA_BUF_SYNC_END, DMA_BUF_SYNC_START, type AccessMode } from './constants';
+import { accessFlags, accessModes, type AccessMode } from './constants';
 import { check, codedError, kernelError, negativeErrno } from './errors';
 import { closeFd, FdHandle } from './handle';
 import { SharedMapping } from './mapping';
@@ -28,9 +28,19 @@ export interface DmaBufWaitOptions extends WaitOptions {
 }
 
 const nameSyscall = 'ioctl(DMA_BUF_SET_NAME)';
-// Looked up once per call on the hot path of CPU access.
-const startFlags: Record<string, number> = Object.fromEntries(accessModes.map((mode) => [mode, DMA_BUF_SYNC_START | accessFlags(mode)]));
-const endFlags: Record<string, number> = Object.fromEntries(accessModes.map((mode) => [mode, DMA_BUF_SYNC_END | accessFlags(mode)]));
+// Looked up once per call on the hot path of CPU access; built on first use,
+// since the values come from the addon, which loads only when first needed.
+let syncFlags: { start: Record<string, number>; end: Record<string, number> } | undefined;
+function cpuAccessFlags(): { start: Record<string, number>; end: Record<string, number> } {
+  if (syncFlags === undefined) {
+    const { DMA_BUF_SYNC_START, DMA_BUF_SYNC_END } = native().constants;
+    syncFlags = {
+      start: Object.fromEntries(accessModes.map((mode) => [mode, DMA_BUF_SYNC_START | accessFlags(mode)])),
+      end: Object.fromEntries(accessModes.map((mode) => [mode, DMA_BUF_SYNC_END | accessFlags(mode)])),
+    };
+  }
+  return syncFlags;
+}
 const syncSyscall = 'ioctl(DMA_BUF_IOCTL_SYNC)';
 
 /**
@@ -94,7 +104,7 @@ function registeredSources(inode: number): MappingKeepAliveSource[] {
 
 export function isDmaBufFd(fd: number): boolean {
   const magic = native().fsMagic(fd);
-  return magic === DMA_BUF_MAGIC;
+  return magic === native().constants.DMA_BUF_MAGIC;
 }
 
 /**
@@ -140,7 +150,7 @@ export class DmaBuf extends FdHandle {
     validate.optionalBoolean('options.dup', dup);
     const magic = native().fsMagic(fd);
     if (magic < 0) throw kernelError(magic, 'fstatfs', { hint: `fd ${fd} is not an open file descriptor` });
-    if (magic !== DMA_BUF_MAGIC) throw codedError('ERR_DMABUF_NOT_A_DMABUF', fd, magic);
+    if (magic !== native().constants.DMA_BUF_MAGIC) throw codedError('ERR_DMABUF_NOT_A_DMABUF', fd, magic);
     const owned = dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd;
     try {
       return new DmaBuf(owned);
@@ -155,11 +165,12 @@ export class DmaBuf extends FdHandle {
     const fd = this.assertOpen('info');
     const fields = parseFdinfo(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
     const flags = Number.parseInt(fields.get('flags') ?? '0', 8);
-    const access = flags & 3;
+    const { O_ACCMODE, O_RDONLY, O_WRONLY } = native().constants;
+    const access = flags & O_ACCMODE;
     return {
       size: Number(fields.get('size')),
       flags,
-      mode: access === 0 ? 'r' : access === 1 ? 'w' : 'rw',
+      mode: access === O_RDONLY ? 'r' : access === O_WRONLY ? 'w' : 'rw',
       count: Number(fields.get('count')),
       exporter: fields.get('exp_name') ?? '',
       name: fields.get('name'),
@@ -174,7 +185,7 @@ export class DmaBuf extends FdHandle {
 
   set name(value: string) {
     const fd = this.assertOpen(nameSyscall);
-    validate.kernelName('name', value, DMA_BUF_NAME_MAX_BYTES);
+    validate.kernelName('name', value, native().constants.DMA_BUF_NAME_MAX_BYTES);
     check(native().dmaBufSetName(fd, value), nameSyscall);
   }
 
@@ -241,14 +252,14 @@ export class DmaBuf extends FdHandle {
    */
   beginCpuAccess(mode: AccessMode, options?: { block?: boolean }): void {
     const fd = this.assertOpen(syncSyscall);
-    const flags = startFlags[mode as string];
+    const flags = cpuAccessFlags().start[mode as string];
     if (flags === undefined) validate.oneOf('mode', mode, accessModes);
     const block = options === undefined ? false : (validate.optionalBoolean('options.block', validate.options<{ block: boolean }>('options', options).block) ?? false);
     if (this.#cpuAccess !== undefined) {
       throw codedError('ERR_DMABUF_ACCESS_BEGUN', this.#cpuAccess);
     }
     const binding = native();
-    const status = binding.dmaBufSync(fd, flags!, block ? 0 : mode === 'read' ? binding.POLLIN : binding.POLLOUT);
+    const status = binding.dmaBufSync(fd, flags!, block ? 0 : mode === 'read' ? binding.constants.POLLIN : binding.constants.POLLOUT);
     if (status < 0) {
       // The addon answers EBUSY for fences it found pending without waiting.
       if (status === negativeErrno('EBUSY') && !block) throw codedError('ERR_DMABUF_FENCES_PENDING', mode);
@@ -267,7 +278,7 @@ export class DmaBuf extends FdHandle {
       throw codedError('ERR_DMABUF_ACCESS_MISMATCH', mode, begun);
     }
     this.#cpuAccess = undefined;
-    const status = native().dmaBufSync(fd, endFlags[begun]!, 0);
+    const status = native().dmaBufSync(fd, cpuAccessFlags().end[begun]!, 0);
     if (status < 0) check(status, syncSyscall);
   }
 
@@ -339,7 +350,8 @@ export class DmaBuf extends FdHandle {
     validate.optionalSignal('options.signal', signal);
     if (signal?.aborted) throw signal.reason;
     // Already idle (the common case) costs one poll(2) and no event-loop turn.
-    const idleEvents = mode === 'read' ? native().POLLIN : native().POLLOUT;
+    const { POLLIN, POLLOUT } = native().constants;
+    const idleEvents = mode === 'read' ? POLLIN : POLLOUT;
     if ((check(native().pollNow(fd, idleEvents), 'poll') & idleEvents) !== 0) return;
     this.#waiter ??= new FdWaiter(fd, 'DmaBuf');
     const poller = native().Poller;

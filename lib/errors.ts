@@ -1,6 +1,5 @@
 import { constants } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
-import { DMA_BUF_MAGIC } from './constants';
 import { native } from './native';
 
 // The library's errors are made here, as Node's lib/internal/errors.js makes
@@ -86,7 +85,7 @@ export const errorCodes = {
   ERR_ILLEGAL_CONSTRUCTOR: define(TypeError, (className: string, maker: string) => `${className} cannot be constructed from JavaScript: ${maker} makes them`),
 
   // The library's own.
-  ERR_DMABUF_NOT_A_DMABUF: define(Error, (fd: number, magic: number) => `fd ${fd} is not a dma-buf (its file system magic is 0x${magic.toString(16)}, a dma-buf's is 0x${DMA_BUF_MAGIC.toString(16)})`),
+  ERR_DMABUF_NOT_A_DMABUF: define(Error, (fd: number, magic: number) => `fd ${fd} is not a dma-buf (its file system magic is 0x${magic.toString(16)}, a dma-buf's is 0x${native().constants.DMA_BUF_MAGIC.toString(16)})`),
   ERR_DMABUF_UNSAFE_MAPPING: define(Error, (release: string) =>
     `mmap of a hugetlb-backed udmabuf is refused on Linux ${release}: its udmabuf maps the memfd's pages, not page frames (no 'pf' in the mapping's VmFlags), and faulting in huge pages that way corrupts page state (6.12 and later map page frames); map its memfd instead (create with keepMemfd: true, then buffer.memfd.map())`),
   ERR_DMABUF_ACCESS_BEGUN: define(Error, (begun: string) => `CPU access (${begun}) already begun on this DmaBuf; end it first`),

@@ -6,7 +6,7 @@ import { native } from './native';
  * native/fd.cc for why never through fs). `hint` says what to do about an errno.
  */
 export function openFd(path: string, flags: 'r' | 'rw', hint: (code: string) => string | undefined): number {
-  const { O_RDONLY, O_RDWR } = native();
+  const { O_RDONLY, O_RDWR } = native().constants;
   const fd = native().openFile(path, flags === 'r' ? O_RDONLY : O_RDWR);
   if (fd < 0) throw kernelError(fd, 'open', { path, hint: hint(errnoName(-fd)) });
   return fd;

@@ -25,7 +25,7 @@ export interface HeapAllocateOptions {
 function allocate(name: string, size: number, options?: HeapAllocateOptions): DmaBuf {
   validate.string('name', name);
   const opts = validate.options<HeapAllocateOptions>('options', options);
-  const { O_RDWR, O_CLOEXEC } = native();
+  const { O_RDWR, O_CLOEXEC } = native().constants;
   const heapFlags = opts.heapFlags === undefined ? 0 : validate.integer('options.heapFlags', opts.heapFlags, 0, 0xffffffff);
   const fdFlags = (opts.fdFlags === undefined ? O_RDWR : validate.integer('options.fdFlags', opts.fdFlags, -0x80000000, 0xffffffff)) | O_CLOEXEC;
   if (name === '' || name.includes('/') || name === '.' || name === '..') throw validate.invalidValue('name', 'a heap name (an entry of /dev/dma_heap)', name);

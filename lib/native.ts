@@ -1,5 +1,40 @@
 import bindings from 'bindings';
 
+/**
+ * The names in native().constants: values of the C headers each native/*.cc
+ * file includes, made from their macros (test/host/constants.test.ts holds
+ * them to the headers and keeps lib/ from retyping them).
+ */
+export type NativeConstantName =
+  | 'O_ACCMODE'
+  | 'O_RDONLY'
+  | 'O_WRONLY'
+  | 'O_RDWR'
+  | 'O_NONBLOCK'
+  | 'O_CLOEXEC'
+  | 'POLLIN'
+  | 'POLLOUT'
+  | 'DMA_BUF_MAGIC'
+  | 'HUGETLBFS_MAGIC'
+  | 'MFD_ALLOW_SEALING'
+  | 'MFD_HUGETLB'
+  | 'F_SEAL_SEAL'
+  | 'F_SEAL_SHRINK'
+  | 'F_SEAL_GROW'
+  | 'F_SEAL_WRITE'
+  | 'F_SEAL_FUTURE_WRITE'
+  | 'DMA_BUF_SYNC_READ'
+  | 'DMA_BUF_SYNC_WRITE'
+  | 'DMA_BUF_SYNC_RW'
+  | 'DMA_BUF_SYNC_START'
+  | 'DMA_BUF_SYNC_END'
+  /** DMA_BUF_NAME_LEN less the NUL: the longest name DMA_BUF_SET_NAME takes. */
+  | 'DMA_BUF_NAME_MAX_BYTES'
+  /** struct sync_merge_data's name less the NUL: the longest sync_file (or sw_sync fence) name. */
+  | 'SYNC_NAME_MAX_BYTES'
+  /** include/net/scm.h, not a uapi header: the most fds one SCM_RIGHTS message carries. */
+  | 'SCM_MAX_FD';
+
 /** The values native/dmabuf_test.cc exports from kernel-module/uapi/dmabuf_test.h. */
 export type DmabufTestValueName =
   | 'DBT_MAX_PAGES'
@@ -71,6 +106,8 @@ export interface NativeBinding {
   pageSize(): number;
   /** Errnos from the C library's errno.h that os.constants.errno lacks (EBADFD). */
   errnos: Record<string, number>;
+  /** Frozen: the header values TypeScript uses, under the headers' own names. */
+  constants: Readonly<Record<NativeConstantName, number>>;
   openFile(path: string, flags: number): number;
   /** Closes the fd, and forgets it if an FdHandle owned it. */
   closeFd(fd: number): number;
@@ -78,13 +115,10 @@ export interface NativeBinding {
   ownFd(fd: number): number;
   /** The fd is handed to the caller (detach()): no longer closed at the thread's end. */
   disownFd(fd: number): number;
-  O_RDONLY: number;
   fsMagic(fd: number): number;
   dupCloexec(fd: number): number;
   fdFlags(fd: number): number;
   pollNow(fd: number, events: number): number;
-  POLLIN: number;
-  POLLOUT: number;
   memfdCreate(name: string, flags: number): number;
   addSeals(fd: number, seals: number): number;
   getSeals(fd: number): number;
@@ -92,8 +126,6 @@ export interface NativeBinding {
   udmabufCreate(device: number, memfd: number, offset: number, size: number): number;
   udmabufCreateList(device: number, flatSegments: number[]): number;
   heapAllocate(heap: number, length: number, fdFlags: number, heapFlags: number): number;
-  O_RDWR: number;
-  O_CLOEXEC: number;
   /** idleEvents: POLLIN/POLLOUT to refuse with -EBUSY rather than wait on fences; 0 to let the ioctl wait. */
   dmaBufSync(fd: number, flags: number, idleEvents: number): number;
   dmaBufSetName(fd: number, name: string): number;
@@ -127,8 +159,6 @@ export interface NativeBinding {
   recvFds(fd: number, buffer: Buffer, offset: number, length: number, fdsOut: Int32Array): number;
   pidfdOpen(pid: number): number;
   pidfdGetFd(pidfd: number, targetFd: number): number;
-  SCM_MAX_FD: number;
-  O_NONBLOCK: number;
   readInto(fd: number, buffer: Buffer): number;
   /** Any ioctl of type 0xDB whose size fits `argument` (kernel-module/uapi/dmabuf_test.h). */
   dmabufTestIoctl(fd: number, command: number, argument: Buffer): number;

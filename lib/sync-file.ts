@@ -33,7 +33,6 @@ export interface SyncFileInfo {
 const infoSyscall = 'ioctl(SYNC_IOC_FILE_INFO)';
 // One slot for every status read: the calls are synchronous, so none overlap.
 const statusSlot = new Int32Array(1);
-export const SYNC_NAME_MAX_BYTES = 31;
 // The kernel reads the deadline as a signed ktime_t.
 const maxDeadlineNs = (1n << 63n) - 1n;
 const setDeadlineSyscall = 'ioctl(SYNC_IOC_SET_DEADLINE)';
@@ -77,7 +76,7 @@ export class SyncFile extends FdHandle {
 
   /** A new sync_file holding the fences of both (SYNC_IOC_MERGE); both stay open. */
   static merge(name: string, first: SyncFile, second: SyncFile): SyncFile {
-    validate.kernelName('name', name, SYNC_NAME_MAX_BYTES);
+    validate.kernelName('name', name, native().constants.SYNC_NAME_MAX_BYTES);
     validate.instance('first', first, SyncFile, 'a SyncFile');
     validate.instance('second', second, SyncFile, 'a SyncFile');
     return new SyncFile(check(native().syncFileMerge(name, first.fd, second.fd), 'ioctl(SYNC_IOC_MERGE)'));
@@ -200,7 +199,7 @@ export class SwSyncTimeline extends FdHandle {
   createFence(value: number, name = 'fence'): SyncFile {
     const fd = this.assertOpen('ioctl(SW_SYNC_IOC_CREATE_FENCE)');
     validate.integer('value', value, 0, 0xffffffff);
-    validate.kernelName('name', name, SYNC_NAME_MAX_BYTES);
+    validate.kernelName('name', name, native().constants.SYNC_NAME_MAX_BYTES);
     return SyncFile.adopt(check(native().swSyncCreateFence(fd, value, name), 'ioctl(SW_SYNC_IOC_CREATE_FENCE)'));
   }
 

@@ -1,5 +1,4 @@
 import { fstatSync, ftruncateSync, readFileSync } from 'node:fs';
-import { F_SEAL_SHRINK, HUGETLBFS_MAGIC, MFD_ALLOW_SEALING, MFD_HUGETLB, DMA_BUF_NAME_MAX_BYTES } from './constants';
 import { DmaBuf, registerKeepAliveSource, unregisterKeepAliveSource, type MappingKeepAliveSource } from './dmabuf';
 import { check, codedError } from './errors';
 import { closeFd, FdHandle, openFd } from './handle';
@@ -80,6 +79,7 @@ export class Memfd extends FdHandle {
     const opts = validate.options<{ name: string; hugetlb: boolean }>('options', options);
     const name = opts.name === undefined ? 'dmabuf' : validate.string('options.name', opts.name);
     const hugetlb = validate.optionalBoolean('options.hugetlb', opts.hugetlb) ?? false;
+    const { MFD_ALLOW_SEALING, MFD_HUGETLB, F_SEAL_SHRINK } = native().constants;
     const fd = check(native().memfdCreate(name, MFD_ALLOW_SEALING | (hugetlb ? MFD_HUGETLB : 0)), 'memfd_create', (code) =>
       code === 'EINVAL' && hugetlb ? 'this kernel cannot make hugetlb memfds (CONFIG_HUGETLBFS)' : undefined,
     );
@@ -296,7 +296,7 @@ export class UdmabufDevice extends FdHandle {
       : check(native().udmabufCreateList(device, flat), 'ioctl(UDMABUF_CREATE_LIST)', createHint);
     const memfds = flat.filter((_, index) => index % 3 === 0);
     // The caller's hugetlb memfds make a hugetlb buffer, with its mapping rules.
-    const hugetlb = memfds.some((memfd) => native().fsMagic(memfd) === HUGETLBFS_MAGIC);
+    const hugetlb = memfds.some((memfd) => native().fsMagic(memfd) === native().constants.HUGETLBFS_MAGIC);
     return Udmabuf.adoptWithMemfd(fd, undefined, undefined, hugetlb, memfds);
   }
 }
@@ -306,7 +306,7 @@ function checkCreateArguments(size: number, options: CreateOptions | undefined):
   const hugetlb = validate.optionalBoolean('options.hugetlb', opts.hugetlb) ?? false;
   validate.optionalBoolean('options.keepMemfd', opts.keepMemfd);
   validate.pageMultiple('size', size, hugetlb ? hugePageSize() : native().pageSize());
-  if (opts.name !== undefined) validate.kernelName('options.name', opts.name, DMA_BUF_NAME_MAX_BYTES);
+  if (opts.name !== undefined) validate.kernelName('options.name', opts.name, native().constants.DMA_BUF_NAME_MAX_BYTES);
   return opts;
 }
 

@@ -126,6 +126,11 @@ bool ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name, c
   return true;
 }
 
+Napi::Object Constants(Napi::Object exports) {
+  if (!exports.Has("constants")) exports.Set("constants", Napi::Object::New(exports.Env()));
+  return exports.Get("constants").As<Napi::Object>();
+}
+
 }  // namespace dmabuf
 
 // Runs when the environment ends, a worker's included (a terminate() too),
@@ -151,6 +156,8 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   dmabuf::InitPoller(env, exports);
   dmabuf::InitFdPass(env, exports);
   dmabuf::InitDmabufTest(env, exports);
+  // Shared by every caller in this environment: no caller may change a value for the others.
+  dmabuf::Constants(exports).Freeze();
   return exports;
 }
 

@@ -32,6 +32,12 @@ void InitPoller(Napi::Env env, Napi::Object exports);
 void InitFdPass(Napi::Env env, Napi::Object exports);
 void InitDmabufTest(Napi::Env env, Napi::Object exports);
 
+// exports.constants, the one table of header values TypeScript needs: each
+// interface's file adds its own headers' macros (test/host/constants.test.ts
+// holds the table to the headers), so none is retyped in TypeScript.
+Napi::Object Constants(Napi::Object exports);
+#define DMABUF_CONSTANT(table, name) (table).Set(#name, Napi::Number::New((table).Env(), static_cast<double>(name)))
+
 // State of one Node environment (the main thread, or a worker thread): never
 // process-wide, because each environment has its own JavaScript objects and
 // tears them down at its own time.

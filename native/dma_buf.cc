@@ -69,6 +69,14 @@ void InitDmaBuf(Napi::Env env, Napi::Object exports) {
   exports.Set("dmaBufSetName", Napi::Function::New(env, SetName));
   exports.Set("dmaBufExportSyncFile", Napi::Function::New(env, ExportSyncFile));
   exports.Set("dmaBufImportSyncFile", Napi::Function::New(env, ImportSyncFile));
+  Napi::Object constants = Constants(exports);
+  DMABUF_CONSTANT(constants, DMA_BUF_SYNC_READ);
+  DMABUF_CONSTANT(constants, DMA_BUF_SYNC_WRITE);
+  DMABUF_CONSTANT(constants, DMA_BUF_SYNC_RW);
+  DMABUF_CONSTANT(constants, DMA_BUF_SYNC_START);
+  DMABUF_CONSTANT(constants, DMA_BUF_SYNC_END);
+  // DMA_BUF_NAME_LEN counts the NUL.
+  constants.Set("DMA_BUF_NAME_MAX_BYTES", Napi::Number::New(env, DMA_BUF_NAME_LEN - 1));
 }
 
 }  // namespace dmabuf

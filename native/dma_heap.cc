@@ -25,8 +25,6 @@ static Napi::Value HeapAllocate(const Napi::CallbackInfo& info) {
 
 void InitDmaHeap(Napi::Env env, Napi::Object exports) {
   exports.Set("heapAllocate", Napi::Function::New(env, HeapAllocate));
-  exports.Set("O_RDWR", Napi::Number::New(env, O_RDWR));
-  exports.Set("O_CLOEXEC", Napi::Number::New(env, O_CLOEXEC));
 }
 
 }  // namespace dmabuf

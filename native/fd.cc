@@ -2,6 +2,7 @@
 // system an fd lives on (how a dma-buf or sync_file is recognised), and a
 // close-on-exec dup.
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -96,15 +97,23 @@ void InitFd(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("ownFd", Napi::Function::New(env, OwnFd));
   exports.Set("disownFd", Napi::Function::New(env, DisownFd));
-  exports.Set("O_RDONLY", Napi::Number::New(env, O_RDONLY));
   exports.Set("fsMagic", Napi::Function::New(env, FsMagic));
   exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec));
   exports.Set("fdFlags", Napi::Function::New(env, FdFlags));
   exports.Set("pollNow", Napi::Function::New(env, PollNow));
   exports.Set("readInto", Napi::Function::New(env, ReadInto));
-  exports.Set("O_NONBLOCK", Napi::Number::New(env, O_NONBLOCK));
-  exports.Set("POLLIN", Napi::Number::New(env, POLLIN));
-  exports.Set("POLLOUT", Napi::Number::New(env, POLLOUT));
+  Napi::Object constants = Constants(exports);
+  DMABUF_CONSTANT(constants, O_ACCMODE);
+  DMABUF_CONSTANT(constants, O_RDONLY);
+  DMABUF_CONSTANT(constants, O_WRONLY);
+  DMABUF_CONSTANT(constants, O_RDWR);
+  DMABUF_CONSTANT(constants, O_NONBLOCK);
+  DMABUF_CONSTANT(constants, O_CLOEXEC);
+  DMABUF_CONSTANT(constants, POLLIN);
+  DMABUF_CONSTANT(constants, POLLOUT);
+  // What fsMagic returns for a dma-buf, and for a hugetlb memfd.
+  DMABUF_CONSTANT(constants, DMA_BUF_MAGIC);
+  DMABUF_CONSTANT(constants, HUGETLBFS_MAGIC);
 }
 
 }  // namespace dmabuf

@@ -183,7 +183,7 @@ void InitFdPass(Napi::Env env, Napi::Object exports) {
   exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("pidfdGetFd", Napi::Function::New(env, PidfdGetFd));
-  exports.Set("SCM_MAX_FD", Napi::Number::New(env, SCM_MAX_FD));
+  DMABUF_CONSTANT(Constants(exports), SCM_MAX_FD);
 }
 
 }  // namespace dmabuf

@@ -43,6 +43,14 @@ void InitMemfd(Napi::Env env, Napi::Object exports) {
   exports.Set("addSeals", Napi::Function::New(env, AddSeals));
   exports.Set("getSeals", Napi::Function::New(env, GetSeals));
   exports.Set("fallocate", Napi::Function::New(env, Allocate));
+  Napi::Object constants = Constants(exports);
+  DMABUF_CONSTANT(constants, MFD_ALLOW_SEALING);
+  DMABUF_CONSTANT(constants, MFD_HUGETLB);
+  DMABUF_CONSTANT(constants, F_SEAL_SEAL);
+  DMABUF_CONSTANT(constants, F_SEAL_SHRINK);
+  DMABUF_CONSTANT(constants, F_SEAL_GROW);
+  DMABUF_CONSTANT(constants, F_SEAL_WRITE);
+  DMABUF_CONSTANT(constants, F_SEAL_FUTURE_WRITE);
 }
 
 }  // namespace dmabuf

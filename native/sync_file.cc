@@ -37,6 +37,8 @@ struct sync_set_deadline {
 #endif
 static_assert(sizeof(struct sync_set_deadline) == 16, "uapi layout of struct sync_set_deadline");
 static_assert(sizeof(struct sw_sync_get_deadline) == 16, "layout of sw_sync's struct sw_sync_get_deadline");
+// One name limit for merged sync_files and sw_sync fences (SYNC_NAME_MAX_BYTES).
+static_assert(sizeof(sw_sync_create_fence_data::name) == sizeof(sync_merge_data::name), "sw_sync and sync_file names hold the same");
 
 namespace dmabuf {
 
@@ -174,6 +176,9 @@ void InitSyncFile(Napi::Env env, Napi::Object exports) {
   exports.Set("swSyncCreateFence", Napi::Function::New(env, SwSyncCreateFence));
   exports.Set("swSyncIncrement", Napi::Function::New(env, SwSyncIncrement));
   exports.Set("swSyncGetDeadline", Napi::Function::New(env, SwSyncGetDeadline));
+  // The uapi has no macro for it: struct sync_merge_data's name, less its NUL.
+  Napi::Object constants = Constants(exports);
+  constants.Set("SYNC_NAME_MAX_BYTES", Napi::Number::New(env, sizeof(sync_merge_data::name) - 1));
 }
 
 }  // namespace dmabuf

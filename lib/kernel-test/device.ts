@@ -381,7 +381,7 @@ export class KernelTestDevice extends FdHandle {
    */
   static open(path: string = defaultDevicePath): KernelTestDevice {
     validate.string('path', path);
-    const fd = native().openFile(path, native().O_RDWR | native().O_NONBLOCK);
+    const fd = native().openFile(path, native().constants.O_RDWR | native().constants.O_NONBLOCK);
     if (fd < 0) {
       throw kernelError(fd, 'open', {
         path,

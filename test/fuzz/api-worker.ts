@@ -285,8 +285,9 @@ const isOpen = (handle: unknown): handle is AnyHandle => handle instanceof FdHan
 function idle(buffer: unknown, accessMode: unknown): boolean {
   if (!isOpen(buffer)) return true; // the call fails with EBADF before any ioctl
   const binding = native();
-  const events = accessMode === 'read' ? binding.POLLIN : binding.POLLOUT;
-  return (binding.pollNow(buffer.fd, binding.POLLOUT) & binding.POLLOUT) !== 0 && (binding.pollNow(buffer.fd, events) & events) !== 0;
+  const { POLLIN, POLLOUT } = binding.constants;
+  const events = accessMode === 'read' ? POLLIN : POLLOUT;
+  return (binding.pollNow(buffer.fd, POLLOUT) & POLLOUT) !== 0 && (binding.pollNow(buffer.fd, events) & events) !== 0;
 }
 
 /** Signals every test fence that may be a kernel fence, so that a static map cannot wait forever. */

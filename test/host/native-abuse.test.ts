@@ -203,7 +203,7 @@ describe('native bindings under abuse', () => {
     assert.throws(() => native().swSyncCreateFence(closedFd, 0, huge), invalid);
     assert.throws(() => native().unixListen(huge, 1), invalid);
     assert.throws(() => native().unixConnect(closedFd, huge), invalid);
-    assert.equal(native().openFile(`/${huge}`, native().O_RDONLY), -constants.errno.ENAMETOOLONG);
+    assert.equal(native().openFile(`/${huge}`, native().constants.O_RDONLY), -constants.errno.ENAMETOOLONG);
     assert.equal(native().memfdCreate(huge, 0), -constants.errno.EINVAL, 'memfd names are at most 249 bytes');
   });
 
