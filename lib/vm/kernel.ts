@@ -494,7 +494,8 @@ async function finishStep(step: BuildStep, info: Omit<CacheEntryInfo, 'release' 
  * differs from the base one in a handful of files, so its build is a copy of
  * the tree, a new config and an incremental make (Kbuild rebuilds exactly
  * the objects that depend on the options that changed) instead of a second
- * build from nothing. A variant already cached is left alone.
+ * build from nothing. A variant already cached is left alone, and none is
+ * built when this profile's kernel is found in the cache.
  */
 export async function buildKernel(options: BuildKernelOptions = {}): Promise<BuiltKernel> {
   const profile = options.profile ?? 'base';
@@ -513,19 +514,17 @@ export async function buildKernel(options: BuildKernelOptions = {}): Promise<Bui
   const source = { ...resolved, path } as KernelSource & { path: string };
   const which = source.generation ?? path;
   const variants = [...new Set(options.variants ?? [])].filter((variant) => variant !== profile && !findCachedKernel(variant, which));
+  // A cached kernel's objects are gone with its pruned tree: its variants
+  // are then built on their own, when asked for.
   const cached = findCachedKernel(profile, which);
-  if (cached) {
-    // The objects a variant would start from are gone with the pruned tree.
-    for (const variant of variants) await buildKernel({ ...options, profile: variant, variants: [] });
-    return cached;
-  }
+  if (cached) return cached;
 
   const make = { jobs: options.jobs ?? cpus().length + 1, nice: options.nice ?? 0, intervalMs: options.progressIntervalMs ?? 15_000 };
   if (!Number.isInteger(make.nice) || make.nice < 0 || make.nice > 19) throw codedError('ERR_OUT_OF_RANGE', 'options.nice', 'an integer from 0 to 19', options.nice);
   const steps: BuildStep[] = [];
-  const { dir } = kernelCacheKey(profile, source);
+  const { key, dir } = kernelCacheKey(profile, source);
   try {
-    const step = startStep(profile, source, earlierBuildObjects(kernelCacheKey(profile, source).key, profile, source), progress);
+    const step = startStep(profile, source, earlierBuildObjects(key, profile, source), progress);
     steps.push(step);
     mkdirSync(step.tree);
     report(step, 'unpack');
