@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, utimesSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatLiveProgress, progressDisplay } from '../../lib/cli/progress';
-import { buildKernel, buildPercent, describeBuildProgress, earlierBuildObjects, kernelBuildPhases, parseFragment, type KernelBuildProgress } from '../../lib/vm/kernel';
+import { buildKernel, buildPercent, findCachedKernel, describeBuildProgress, earlierBuildObjects, kernelBuildPhases, parseFragment, type KernelBuildProgress } from '../../lib/vm/kernel';
 import { packageRoot } from '../../lib/vm/paths';
 
 /** Runs `body` with DMABUF_CACHE_DIR pointing at `dir`: the runner reads it on every call. */
@@ -108,7 +108,8 @@ function fakeKernelTree(dir: string): void {
   const echo = (lines: string[]) => lines.map((line) => `\t@echo '${line}'`).join('\n');
   writeFileSync(join(dir, 'Makefile'), [
     'allnoconfig:', '\tcp $(KCONFIG_ALLCONFIG) .config',
-    'bzImage:', echo(makeOutput.slice(0, 6).map(([line]) => line)), '\tmkdir -p include/config && echo fake > arch/x86/boot/bzImage && echo 6.99.0-fake > include/config/kernel.release',
+    // include/make-runs gets a line per make: a tree copied from a compiled one starts with its lines.
+    'bzImage:', echo(makeOutput.slice(0, 6).map(([line]) => line)), '\tmkdir -p include/config && echo fake > arch/x86/boot/bzImage && echo 6.99.0-fake > include/config/kernel.release && echo make >> include/make-runs',
     'modules: bzImage', echo(makeOutput.slice(6).map(([line]) => line)),
     'clean:', '\t@true',
     'headers:', '\t@true',
@@ -156,6 +157,29 @@ describe('kernel build progress from buildKernel, on a stand-in source tree', ()
     assert.ok(compile.every((state) => state.total === objectLines));
     assert.equal(buildPercent(compile.at(-1)!), 100);
     assert.match(reports.find((report) => report.progress!.phase === 'compile' && report.progress!.done === objectLines)!.line, new RegExp(`compile ${objectLines}/${objectLines} objects, 100%`));
+  }).timeout(60_000);
+});
+
+describe('a variant profile built from the base build\'s objects, on a stand-in source tree', () => {
+  it('builds base and no-move-notify in one call: the variant\'s tree is a copy of the compiled base tree, configured with its own fragment', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'dmabuf-variant-'));
+    try {
+      const tree = join(cache, 'my-tree');
+      fakeKernelTree(tree);
+      const built = await withCacheDir(cache, () => buildKernel({ kernel: tree, profile: 'base', variants: ['no-move-notify'] }));
+      const variant = await withCacheDir(cache, async () => findCachedKernel('no-move-notify', tree));
+      assert.ok(variant, 'the variant is in the cache after the base build returns');
+      assert.equal(readFileSync(join(built.tree!, 'include', 'make-runs'), 'utf8'), 'make\n');
+      // Its own make ran on top of the base tree's: two runs recorded.
+      assert.equal(readFileSync(join(variant.tree!, 'include', 'make-runs'), 'utf8'), 'make\nmake\n');
+      assert.match(readFileSync(join(variant.tree!, '.config'), 'utf8'), /^# CONFIG_DMABUF_MOVE_NOTIFY is not set$/m);
+      assert.doesNotMatch(readFileSync(join(built.tree!, '.config'), 'utf8'), /^# CONFIG_DMABUF_MOVE_NOTIFY is not set$/m);
+      const info = JSON.parse(readFileSync(join(variant.bzImage, '..', 'kernel.json'), 'utf8')) as { compileCpuSeconds?: number; buildSeconds?: number };
+      assert.equal(typeof info.compileCpuSeconds, 'number');
+      assert.equal(typeof info.buildSeconds, 'number');
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
   }).timeout(60_000);
 });
 
