@@ -39,11 +39,16 @@ const debianSecurityArchive = 'http://deb.debian.org/debian-security';
 const archiveOf = (suite: string) => (suite.endsWith('-security') ? debianSecurityArchive : debianArchive);
 const debianKeyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
+/** The two places a generation's tarball can be: installed by the system's apt, or fetched into the cache. */
+function tarballPlaces(generation: KernelGeneration, env: NodeJS.ProcessEnv = process.env): { installed: string; cached: string } {
+  const name = `${kernelGenerations[generation].sourcePackage}.tar.xz`;
+  return { installed: join('/usr/src', name), cached: join(cacheRoot(env), 'sources', name) };
+}
+
 /** Where the source tarball of a generation is: installed in /usr/src, or fetched into the cache. */
 export function sourceTarballOf(generation: KernelGeneration, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const name = `${kernelGenerations[generation].sourcePackage}.tar.xz`;
-  for (const path of [join('/usr/src', name), join(cacheRoot(env), 'sources', name)]) if (existsSync(path)) return path;
-  return undefined;
+  const { installed, cached } = tarballPlaces(generation, env);
+  return [installed, cached].find((path) => existsSync(path));
 }
 
 /** The package version a fetched tarball came from, kept beside it. */
@@ -63,9 +68,8 @@ const versionFileOf = (tarball: string) => tarball.replace(/\.tar\.xz$/, '.versi
  */
 export async function fetchKernelSource(generation: KernelGeneration, onProgress: (line: string) => void = () => {}, options: { update?: boolean } = {}): Promise<string> {
   const { sourcePackage, suite, updateSuites } = kernelGenerations[generation];
-  const installed = join('/usr/src', `${sourcePackage}.tar.xz`);
+  const { installed, cached: destination } = tarballPlaces(generation);
   if (existsSync(installed)) return installed;
-  const destination = join(cacheRoot(), 'sources', `${sourcePackage}.tar.xz`);
   const cached = existsSync(destination) ? destination : undefined;
   if (cached && existsSync(versionFileOf(cached)) && !options.update) return cached;
   for (const tool of ['apt-get', 'apt-cache', 'dpkg-deb']) {
