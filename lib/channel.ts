@@ -39,8 +39,8 @@ function peerClosedError(): Error {
 }
 
 function kindOf(handle: Handle, index: number): { kind: HandleKind; fd: number } {
-  if (handle instanceof DmaBuf) return { kind: 'dmabuf', fd: handle.fd };
-  if (handle instanceof SyncFile) return { kind: 'syncfile', fd: handle.fd };
+  if (DmaBuf.isDmaBuf(handle)) return { kind: 'dmabuf', fd: handle.fd };
+  if (SyncFile.isSyncFile(handle)) return { kind: 'syncfile', fd: handle.fd };
   if (typeof handle !== 'number') throw validate.typeError(`handles[${index}]`, 'a DmaBuf, a SyncFile or an fd', handle);
   return { kind: 'fd', fd: validate.fd(`handles[${index}]`, handle) };
 }

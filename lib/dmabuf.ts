@@ -1,7 +1,7 @@
 import { fstatSync, readFileSync } from 'node:fs';
 import { accessFlags, accessModes, type AccessMode } from './constants';
 import { check, codedError, kernelError, negativeErrno } from './errors';
-import { closeFd, FdHandle } from './handle';
+import { closeFd, FdHandle, handleOf, isHandleOf } from './handle';
 import { SharedMapping } from './mapping';
 import { native } from './native';
 import { SyncFile } from './sync-file';
@@ -125,6 +125,11 @@ export class DmaBuf extends FdHandle {
   protected constructor(fd: number, size?: number) {
     super(fd, 'DmaBuf');
     this.size = size ?? fstatSync(fd).size;
+  }
+
+  /** Whether `value` is a DmaBuf, made by this copy of the package or another (where `instanceof` answers false). */
+  static isDmaBuf(value: unknown): value is DmaBuf {
+    return isHandleOf(value, 'DmaBuf');
   }
 
   /** @internal Wraps an fd the library just received from the kernel as a dma-buf. */
@@ -331,7 +336,7 @@ export class DmaBuf extends FdHandle {
    */
   importSyncFile(syncFile: SyncFile, mode: AccessMode): void {
     const fd = this.assertOpen('ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE)');
-    validate.instance('syncFile', syncFile, SyncFile, 'a SyncFile');
+    handleOf<SyncFile>('syncFile', syncFile, 'SyncFile', 'a SyncFile');
     validate.oneOf('mode', mode, accessModes);
     check(native().dmaBufImportSyncFile(fd, syncFile.fd, accessFlags(mode)), 'ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE)', (code) =>
       code === 'ENOTTY' ? 'this kernel cannot import fences into a dma-buf (needs Linux 6.0 or newer)' : undefined,

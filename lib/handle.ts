@@ -1,5 +1,6 @@
 import { check, errnoError, errnoName, kernelError, type KernelError } from './errors';
 import { native } from './native';
+import { typeError } from './validate';
 
 /**
  * Opens a device or debugfs file, close-on-exec, through the addon (see
@@ -20,6 +21,22 @@ export function closeFd(fd: number): void {
 /** The error every method of a closed handle throws, as Node's FileHandle does: EBADF. */
 export function closedError(what: string, syscall: string): KernelError {
   return errnoError('EBADF', syscall, { hint: `${what} is closed` });
+}
+
+// Brand checks, as Node's own handles have them: `instanceof` compares one
+// copy's classes, and two copies of this package meet in one process (a
+// dependency's own copy). A registered symbol is the same in every copy.
+const kindBrand = Symbol.for('dmabuf.handleKind');
+
+/** Whether `value` is a handle of this kind from any copy of the package. */
+export function isHandleOf(value: unknown, kind: string): boolean {
+  return typeof value === 'object' && value !== null && (value as { [kindBrand]?: unknown })[kindBrand] === kind;
+}
+
+/** A handle of `kind` from any copy of the package, named in a TypeError as `what` otherwise. */
+export function handleOf<T>(name: string, value: unknown, kind: string, what: string): T {
+  if (!isHandleOf(value, kind)) throw typeError(name, what, value);
+  return value as T;
 }
 
 interface Leaked {
@@ -48,6 +65,7 @@ export abstract class FdHandle implements Disposable {
   #closed = false;
 
   protected constructor(fd: number, protected readonly kind: string) {
+    Object.defineProperty(this, kindBrand, { value: kind });
     this.#fd = fd;
     leakRegistry.register(this, { fd, what: kind }, this);
     // A worker thread that ends with this still open runs no finalizer: the

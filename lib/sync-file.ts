@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { check, kernelError, negativeErrno } from './errors';
-import { FdHandle, openFd } from './handle';
+import { FdHandle, handleOf, isHandleOf, openFd } from './handle';
 import { native } from './native';
 import * as validate from './validate';
 import { FdWaiter, type WaitOptions } from './wait';
@@ -54,6 +54,11 @@ export class SyncFile extends FdHandle {
     super(fd, 'SyncFile');
   }
 
+  /** Whether `value` is a SyncFile, made by this copy of the package or another (where `instanceof` answers false). */
+  static isSyncFile(value: unknown): value is SyncFile {
+    return isHandleOf(value, 'SyncFile');
+  }
+
   /** @internal Wraps an fd the kernel just returned as a sync_file. */
   static adopt(fd: number): SyncFile {
     return new SyncFile(fd);
@@ -77,8 +82,8 @@ export class SyncFile extends FdHandle {
   /** A new sync_file holding the fences of both (SYNC_IOC_MERGE); both stay open. */
   static merge(name: string, first: SyncFile, second: SyncFile): SyncFile {
     validate.kernelName('name', name, native().constants.SYNC_NAME_MAX_BYTES);
-    validate.instance('first', first, SyncFile, 'a SyncFile');
-    validate.instance('second', second, SyncFile, 'a SyncFile');
+    handleOf<SyncFile>('first', first, 'SyncFile', 'a SyncFile');
+    handleOf<SyncFile>('second', second, 'SyncFile', 'a SyncFile');
     return new SyncFile(check(native().syncFileMerge(name, first.fd, second.fd), 'ioctl(SYNC_IOC_MERGE)'));
   }
 
@@ -210,7 +215,7 @@ export class SwSyncTimeline extends FdHandle {
    */
   deadlineOf(fence: SyncFile): bigint | undefined {
     const fd = this.assertOpen('ioctl(SW_SYNC_GET_DEADLINE)');
-    validate.instance('fence', fence, SyncFile, 'a SyncFile');
+    handleOf<SyncFile>('fence', fence, 'SyncFile', 'a SyncFile');
     const result = native().swSyncGetDeadline(fd, fence.fd);
     if (result === negativeErrno('ENOENT')) return undefined;
     return check(result, 'ioctl(SW_SYNC_GET_DEADLINE)', (code) =>

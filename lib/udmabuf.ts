@@ -1,7 +1,7 @@
 import { fstatSync, ftruncateSync, readFileSync } from 'node:fs';
 import { DmaBuf, registerKeepAliveSource, unregisterKeepAliveSource, type MappingKeepAliveSource } from './dmabuf';
 import { check, codedError } from './errors';
-import { closeFd, FdHandle, openFd } from './handle';
+import { closeFd, FdHandle, handleOf, isHandleOf, openFd } from './handle';
 import { SharedMapping } from './mapping';
 import { native } from './native';
 import * as validate from './validate';
@@ -71,6 +71,11 @@ export class Memfd extends FdHandle {
     readonly size: number,
   ) {
     super(fd, 'Memfd');
+  }
+
+  /** Whether `value` is a Memfd, made by this copy of the package or another (where `instanceof` answers false). */
+  static isMemfd(value: unknown): value is Memfd {
+    return isHandleOf(value, 'Memfd');
   }
 
   /** A sealable memfd of `size` bytes, sealed against shrinking, as udmabuf requires. */
@@ -319,7 +324,7 @@ function flattenSegments(segments: MemfdSegment | readonly MemfdSegment[]): numb
   list.forEach((segment, index) => {
     const where = `segments[${index}]`;
     if (typeof segment !== 'object' || segment === null) throw validate.typeError(where, 'an object', segment);
-    const memfd = segment.memfd instanceof Memfd ? segment.memfd.fd : validate.fd(`${where}.memfd`, segment.memfd);
+    const memfd = isHandleOf(segment.memfd, 'Memfd') ? (segment.memfd as Memfd).fd : validate.fd(`${where}.memfd`, segment.memfd);
     // Alignment and bounds are the kernel's to judge (the selftests check its EINVAL); only what cannot reach it is refused here.
     flat.push(memfd, validate.integer(`${where}.offset`, segment.offset), validate.integer(`${where}.size`, segment.size));
   });
@@ -361,7 +366,7 @@ export const udmabuf = {
    * frames on every kernel, so only a udmabuf answers the question.
    */
   mapsPageFrames(buffer: DmaBuf): boolean {
-    validate.instance('buffer', buffer, DmaBuf, 'a DmaBuf');
+    handleOf<DmaBuf>('buffer', buffer, 'DmaBuf', 'a DmaBuf');
     const exporter = buffer.info().exporter;
     if (exporter !== 'udmabuf') throw validate.invalidValue('buffer', 'a udmabuf', `a buffer exported by ${exporter}`);
     return udmabufMapsPageFrames(buffer.fd);

@@ -99,9 +99,3 @@ export function array(name: string, value: unknown): unknown[] {
   return value;
 }
 
-/** An instance of `type` (a DmaBuf, a SyncFile), named in the message as `what`. */
-// The classes' constructors are private: only the prototype is needed.
-export function instance<T>(name: string, value: unknown, type: { prototype: T }, what: string): T {
-  if (!(value instanceof (type as unknown as abstract new () => T))) throw typeError(name, what, value);
-  return value;
-}

@@ -420,7 +420,7 @@ export class KernelTestDevice extends FdHandle {
    * a kernel without it (see `kernelTest.features().revocable`).
    */
   attach(buffer: DmaBuf | number, options?: { dynamic?: boolean; revocable?: boolean }): TestAttachment {
-    const fd = buffer instanceof DmaBuf ? buffer.fd : validate.fd('buffer', buffer);
+    const fd = DmaBuf.isDmaBuf(buffer) ? buffer.fd : validate.fd('buffer', buffer);
     const opts = validate.options<{ dynamic: boolean; revocable: boolean }>('options', options);
     const revocable = validate.optionalBoolean('options.revocable', opts.revocable) ?? false;
     const dynamic = (validate.optionalBoolean('options.dynamic', opts.dynamic) ?? false) || revocable;
@@ -435,7 +435,7 @@ export class KernelTestDevice extends FdHandle {
    */
   createFence(options: { buffer?: DmaBuf | number; usage?: FenceUsage; syncFile?: boolean } = {}): TestFence {
     const opts = validate.options<{ buffer: DmaBuf | number; usage: FenceUsage; syncFile: boolean }>('options', options);
-    const bufferFd = opts.buffer === undefined ? -1 : opts.buffer instanceof DmaBuf ? opts.buffer.fd : validate.fd('options.buffer', opts.buffer);
+    const bufferFd = opts.buffer === undefined ? -1 : DmaBuf.isDmaBuf(opts.buffer) ? opts.buffer.fd : validate.fd('options.buffer', opts.buffer);
     if (opts.usage !== undefined && opts.buffer === undefined) throw codedError('ERR_MISSING_OPTION', 'options.buffer', 'with options.usage (the fence is added to that buffer\'s reservation object)');
     const usage = opts.buffer === undefined ? 0 : dbt()[usageValues[validate.oneOf('options.usage', opts.usage ?? 'write', usages)]];
     const wantSyncFile = validate.optionalBoolean('options.syncFile', opts.syncFile) ?? false;
