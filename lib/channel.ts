@@ -1,7 +1,7 @@
-import { EventEmitter } from 'node:events';
 import { DmaBuf } from './dmabuf';
 import { check, codedError, errnoError, kernelError, negativeErrno } from './errors';
-import { closeFd, FdHandle } from './handle';
+import { EventedFdHandle } from './events';
+import { closeFd } from './handle';
 import { native } from './native';
 import { SyncFile } from './sync-file';
 import * as validate from './validate';
@@ -17,9 +17,18 @@ export interface ReceivedMessage<T = unknown> {
 }
 
 type HandleKind = 'dmabuf' | 'syncfile' | 'fd';
-// EventEmitter's own listener type.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Listener = (...args: any[]) => void;
+
+export interface FdChannelEvents {
+  message: [received: ReceivedMessage];
+  /** A message refused (its handles closed; the channel goes on), or the channel failed (then 'close' follows). */
+  error: [error: Error];
+  close: [];
+}
+
+export interface FdChannelServerEvents {
+  connection: [channel: FdChannel];
+  error: [error: Error];
+}
 
 // A frame: magic, JSON length, handle count, then the JSON. The handles'
 // fds travel as SCM_RIGHTS on the sendmsg that carries the header's first byte.
@@ -29,6 +38,7 @@ const headerSize = 12;
 export const maxMessageBytes = 64 * 1024 * 1024;
 
 const EAGAIN = negativeErrno('EAGAIN');
+const ECONNRESET = negativeErrno('ECONNRESET');
 
 function sendError(result: number): Error {
   return kernelError(result, 'sendmsg', { hint: result === negativeErrno('EPIPE') ? 'the peer closed the channel' : undefined });
@@ -64,11 +74,13 @@ interface PendingReceive {
  * Messages go to pending `receive()` calls first, then to 'message'
  * listeners, and wait in a queue when there are neither.
  *
- * Events: 'message' (ReceivedMessage), 'error' (a refused message, or the
- * peer gone mid-message), 'close'.
+ * Events ({@link FdChannelEvents}): 'message', 'error' (a refused message,
+ * or the peer gone mid-message), 'close'. A refused message with no 'error'
+ * listener rejects the `receive()` it would have resolved; with neither,
+ * the next `receive()`; with only 'message' listeners it is a process
+ * warning. The channel stays open after a refused message either way.
  */
-export class FdChannel extends FdHandle {
-  readonly #events = new EventEmitter();
+export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   #waiter: FdWaiter;
   #outgoing: Outgoing[] = [];
   #writing = false;
@@ -76,18 +88,21 @@ export class FdChannel extends FdHandle {
   #input = Buffer.alloc(64 * 1024);
   #inputLength = 0;
   #fdQueue: number[] = [];
-  #received: ReceivedMessage[] = [];
+  /** Messages nobody took yet, and refused messages that wait for a `receive()` to reject. */
+  #received: (ReceivedMessage | Error)[] = [];
+  /** Why the channel failed, for every `receive()` after it. */
+  #failure: Error | undefined;
   #receivers: PendingReceive[] = [];
   #peerClosed = false;
   /** recvFds's out-parameter: count, truncated, then room for the fds of one read. */
   readonly #receivedFds: Int32Array;
 
   private constructor(fd: number, options: { maxFdsPerRead?: number } = {}) {
-    super(fd, 'FdChannel');
+    super(fd, 'FdChannel', ['message', 'error', 'close']);
     this.#waiter = new FdWaiter(fd, 'FdChannel', { drained: true });
     this.#receivedFds = new Int32Array(2 + (options.maxFdsPerRead ?? native().constants.SCM_MAX_FD));
-    this.#events.on('newListener', (event) => {
-      if (event === 'message') queueMicrotask(() => this.#deliver());
+    this.onListenersChanged((event, added) => {
+      if (event === 'message' && added) this.#deliver();
     });
     this.#readLoop();
   }
@@ -144,24 +159,6 @@ export class FdChannel extends FdHandle {
     return FdChannelServer.listen(path, options);
   }
 
-  on(event: 'message', listener: (received: ReceivedMessage) => void): this;
-  on(event: 'error', listener: (error: Error) => void): this;
-  on(event: 'close', listener: () => void): this;
-  on(event: string, listener: Listener): this {
-    this.#events.on(event, listener);
-    return this;
-  }
-
-  once(event: 'message' | 'error' | 'close', listener: Listener): this {
-    this.#events.once(event, listener);
-    return this;
-  }
-
-  off(event: 'message' | 'error' | 'close', listener: Listener): this {
-    this.#events.off(event, listener);
-    return this;
-  }
-
   /**
    * Sends a JSON-serialisable message with handles. Resolves once the whole
    * message is in the socket; the handles stay the sender's (the kernel gave
@@ -202,8 +199,9 @@ export class FdChannel extends FdHandle {
   receive<T = unknown>(): Promise<ReceivedMessage<T>> {
     this.assertOpen('recvmsg');
     const queued = this.#received.shift();
+    if (queued instanceof Error) return Promise.reject(queued);
     if (queued) return Promise.resolve(queued as ReceivedMessage<T>);
-    if (this.#peerClosed) return Promise.reject(peerClosedError());
+    if (this.#peerClosed) return Promise.reject(this.#failure ?? peerClosedError());
     return new Promise<ReceivedMessage<T>>((resolve, reject) => {
       this.#receivers.push({ resolve: resolve as (received: ReceivedMessage) => void, reject });
     });
@@ -265,15 +263,19 @@ export class FdChannel extends FdHandle {
           await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true });
           continue;
         }
-        if (bytes < 0) throw kernelError(bytes, 'recvmsg');
-        for (let index = 0; index < this.#receivedFds[0]!; index += 1) this.#fdQueue.push(this.#receivedFds[2 + index]!);
-        if (this.#receivedFds[1]) {
+        // A peer that ends with unread input resets the connection: that is
+        // the peer gone, as an end of stream is, not a failure of this side.
+        const peerGone = bytes === 0 || bytes === ECONNRESET;
+        if (bytes < 0 && !peerGone) throw kernelError(bytes, 'recvmsg');
+        // Fds come with bytes; a failed recvmsg leaves the out-parameter as the last read wrote it.
+        if (bytes > 0) for (let index = 0; index < this.#receivedFds[0]!; index += 1) this.#fdQueue.push(this.#receivedFds[2 + index]!);
+        if (bytes > 0 && this.#receivedFds[1]) {
           // The kernel dropped fds it had no room for: the frame they belong
           // to can never be whole again.
           this.#fail(codedError('ERR_DMABUF_CHANNEL_FDS_LOST'));
           return;
         }
-        if (bytes === 0) {
+        if (peerGone) {
           this.#peerClosed = true;
           if (this.#inputLength > 0 || this.#fdQueue.length > 0) {
             this.#fail(codedError('ERR_DMABUF_CHANNEL_TRUNCATED', this.#inputLength, this.#fdQueue.length));
@@ -340,7 +342,7 @@ export class FdChannel extends FdHandle {
     }
     if (parsed === undefined || problem !== undefined) {
       for (const fd of fds) closeFd(fd);
-      this.#events.emit('error', codedError('ERR_DMABUF_CHANNEL_PROTOCOL', problem!));
+      this.#refuse(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', problem!));
       return;
     }
     // Each fd is checked before it is wrapped: one that is not what the
@@ -353,7 +355,7 @@ export class FdChannel extends FdHandle {
       } catch (error) {
         for (const handle of handles) if (typeof handle !== 'number') handle.detach();
         for (const fd of fds) closeFd(fd);
-        this.#events.emit('error', codedError('ERR_DMABUF_CHANNEL_BAD_HANDLE', index, kind, (error as Error).message));
+        this.#refuse(codedError('ERR_DMABUF_CHANNEL_BAD_HANDLE', index, kind, (error as Error).message));
         return;
       }
     }
@@ -361,34 +363,56 @@ export class FdChannel extends FdHandle {
     this.#deliver();
   }
 
+  /** A message that will never be delivered goes to whoever would have had it. */
+  #refuse(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else if (this.#receivers.length > 0) this.#receivers.shift()!.reject(error);
+    else if (this.listenerCount('message') > 0) this.emitError(error);
+    else this.#received.push(error);
+  }
+
   #deliver(): void {
     while (this.#received.length > 0) {
+      const next = this.#received[0]!;
+      if (next instanceof Error) {
+        const receiver = this.#receivers.shift();
+        if (receiver) receiver.reject(next);
+        else if (this.listenerCount('error') > 0 || this.listenerCount('message') > 0) this.emitError(next);
+        else return;
+        this.#received.shift();
+        continue;
+      }
       const receiver = this.#receivers.shift();
-      if (receiver) receiver.resolve(this.#received.shift()!);
-      else if (this.#events.listenerCount('message') > 0) this.#events.emit('message', this.#received.shift()!);
+      if (receiver) receiver.resolve(next);
+      else if (this.listenerCount('message') > 0) this.emit('message', next);
       else return;
+      this.#received.shift();
     }
   }
 
   #endOfStream(): void {
     for (const receiver of this.#receivers.splice(0)) receiver.reject(peerClosedError());
-    this.#events.emit('close');
+    this.emit('close');
   }
 
   #fail(error: Error): void {
     for (const fd of this.#fdQueue.splice(0)) closeFd(fd);
     this.#inputLength = 0;
     this.#peerClosed = true;
-    for (const receiver of this.#receivers.splice(0)) receiver.reject(error);
-    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', error);
-    this.#events.emit('close');
+    this.#failure = error;
+    const receivers = this.#receivers.splice(0);
+    for (const receiver of receivers) receiver.reject(error);
+    // Told to a pending receive() already, it is not told twice.
+    if (this.listenerCount('error') > 0 || receivers.length === 0) this.emitError(error);
+    this.emit('close');
   }
 
   protected override releaseResources(): void {
     this.#waiter.close('close');
     for (const fd of this.#fdQueue.splice(0)) closeFd(fd);
-    for (const { handles } of this.#received.splice(0)) {
-      for (const handle of handles) {
+    for (const received of this.#received.splice(0)) {
+      if (received instanceof Error) continue;
+      for (const handle of received.handles) {
         if (typeof handle === 'number') closeFd(handle);
         else handle.close();
       }
@@ -424,13 +448,12 @@ function socketAddress(path: string): string {
 }
 
 /** A listening Unix socket that accepts FdChannels ('connection' event, or `accept()`). */
-export class FdChannelServer extends FdHandle {
-  readonly #events = new EventEmitter();
+export class FdChannelServer extends EventedFdHandle<FdChannelServerEvents> {
   #waiter: FdWaiter;
   readonly path: string;
 
   private constructor(fd: number, path: string) {
-    super(fd, 'FdChannelServer');
+    super(fd, 'FdChannelServer', ['connection', 'error']);
     this.path = path;
     this.#waiter = new FdWaiter(fd, 'FdChannelServer');
   }
@@ -441,17 +464,10 @@ export class FdChannelServer extends FdHandle {
     const backlog = opts.backlog === undefined ? 128 : validate.integer('options.backlog', opts.backlog, 1, 65535);
     const fd = check(native().unixListen(address, backlog), 'bind', (code) => (code === 'EADDRINUSE' ? `${path} is in use: remove a stale socket file, or pick another name` : undefined));
     const server = new FdChannelServer(fd, path);
-    server.#events.on('newListener', (event) => {
-      if (event === 'connection') queueMicrotask(() => void server.#acceptLoop());
+    server.onListenersChanged((event, added) => {
+      if (event === 'connection' && added) void server.#acceptLoop();
     });
     return server;
-  }
-
-  on(event: 'connection', listener: (channel: FdChannel) => void): this;
-  on(event: 'error', listener: (error: Error) => void): this;
-  on(event: string, listener: Listener): this {
-    this.#events.on(event, listener);
-    return this;
   }
 
   /** The next connection. */
@@ -470,9 +486,14 @@ export class FdChannelServer extends FdHandle {
     if (this.#accepting) return;
     this.#accepting = true;
     try {
-      while (!this.closed && this.#events.listenerCount('connection') > 0) this.#events.emit('connection', await this.accept());
+      while (!this.closed && this.listenerCount('connection') > 0) {
+        const channel = await this.accept();
+        // The last listener left while this connection was being accepted.
+        if (this.listenerCount('connection') > 0) this.emit('connection', channel);
+        else channel.close();
+      }
     } catch (error) {
-      if (!this.closed) this.#events.emit('error', error);
+      if (!this.closed) this.emitError(error as Error);
     } finally {
       this.#accepting = false;
     }

@@ -1,7 +1,7 @@
 export { DmaBuf, isDmaBufFd, parseFdinfo, type DmaBufInfo, type DmaBufWaitOptions } from './dmabuf';
 export { SyncFile, SwSyncTimeline, type SyncFileInfo, type FenceInfo, type FenceStatus } from './sync-file';
 export { udmabuf, Udmabuf, UdmabufDevice, Memfd, type MemfdSegment, type CreateOptions as UdmabufCreateOptions } from './udmabuf';
-export { FdChannel, FdChannelServer, pidfdGetFd, maxMessageBytes, type Handle, type ReceivedMessage } from './channel';
+export { FdChannel, FdChannelServer, pidfdGetFd, maxMessageBytes, type Handle, type ReceivedMessage, type FdChannelEvents, type FdChannelServerEvents } from './channel';
 export { inspectProcess, inspectSystem, parseBufinfo, parseBufinfoFence, formatSystemReport, formatProcessReport, type ProcessReport, type SystemReport, type SystemBuffer, type ProcessBuffer, type BufinfoEntry, type BufinfoFence } from './inspect';
 export { heap, type HeapAllocateOptions } from './heap';
 export type { AccessMode } from './constants';

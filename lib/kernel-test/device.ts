@@ -3,7 +3,8 @@ import { fstatSync, readFileSync } from 'node:fs';
 import { DmaBuf } from '../dmabuf';
 import { codedError, errnoName, kernelError, negativeErrno } from '../errors';
 import type { ExporterCounters } from '../policy';
-import { closeFd, FdHandle } from '../handle';
+import { EventedFdHandle } from '../events';
+import { closeFd } from '../handle';
 import { type DmabufTestValueName, native } from '../native';
 import { SyncFile } from '../sync-file';
 import * as validate from '../validate';
@@ -213,6 +214,13 @@ export interface AttachmentInfo {
   size: number;
 }
 
+export interface KernelTestDeviceEvents {
+  'move-notify': [event: KernelTestEvent];
+  overflow: [event: KernelTestEvent];
+  error: [error: Error];
+  close: [];
+}
+
 export interface KernelTestEvent {
   type: 'move-notify' | 'overflow';
   /** The attachment notified; for 'overflow', how many events were dropped. */
@@ -354,24 +362,22 @@ export class TestFence extends DeviceObject {
  * every fence with ECANCELED and drops its references to exported buffers
  * (which live on while their DmaBuf objects are open).
  *
- * Events: 'move-notify' and 'overflow' (KernelTestEvent), emitted while a
- * listener is attached; or iterate `events()`.
+ * Events ({@link KernelTestDeviceEvents}): 'move-notify' and 'overflow',
+ * read from the device while a listener for either is attached, 'error'
+ * when reading fails, 'close'; or iterate `events()`.
  */
-export class KernelTestDevice extends FdHandle {
-  readonly #events = new EventEmitter();
+export class KernelTestDevice extends EventedFdHandle<KernelTestDeviceEvents> {
   readonly #waiter: FdWaiter;
   #reading = false;
   #stopReading: AbortController | undefined;
   #eventBuffer = Buffer.alloc(64 * native().dmabufTestSizes.dbt_event);
 
   private constructor(fd: number) {
-    super(fd, 'KernelTestDevice');
+    super(fd, 'KernelTestDevice', ['move-notify', 'overflow', 'error', 'close']);
     this.#waiter = new FdWaiter(fd, 'KernelTestDevice', { drained: true });
-    this.#events.on('newListener', (event: string) => {
-      if (event === 'move-notify' || event === 'overflow') queueMicrotask(() => void this.#readLoop());
-    });
-    this.#events.on('removeListener', () => {
-      if (!this.#listening()) this.#stopReading?.abort();
+    this.onListenersChanged((event, added) => {
+      if (added && (event === 'move-notify' || event === 'overflow')) void this.#readLoop();
+      else if (!added && !this.#listening()) this.#stopReading?.abort();
     });
   }
 
@@ -485,16 +491,6 @@ export class KernelTestDevice extends FdHandle {
     }
   }
 
-  on(event: 'move-notify' | 'overflow', listener: (event: KernelTestEvent) => void): this {
-    this.#events.on(event, listener);
-    return this;
-  }
-
-  off(event: 'move-notify' | 'overflow', listener: (event: KernelTestEvent) => void): this {
-    this.#events.off(event, listener);
-    return this;
-  }
-
   /** Invalidations as they happen, as an async iterator (ends with the signal, or when the device closes). */
   async *events(options?: { signal?: AbortSignal }): AsyncGenerator<KernelTestEvent> {
     const signal = validate.optionalSignal('options.signal', validate.options<{ signal: AbortSignal }>('options', options).signal);
@@ -502,7 +498,7 @@ export class KernelTestDevice extends FdHandle {
     this.assertOpen('events');
     const stop = new AbortController();
     const onClose = () => stop.abort();
-    this.#events.once('close', onClose);
+    this.once('close', onClose);
     const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
     // Each iterator has its own queue, so that two of them both see every event.
     const queue = new EventEmitter();
@@ -514,12 +510,12 @@ export class KernelTestDevice extends FdHandle {
       if ((error as { name?: string }).name !== 'AbortError') throw error;
     } finally {
       this.off('move-notify', forward).off('overflow', forward);
-      this.#events.off('close', onClose);
+      this.off('close', onClose);
     }
   }
 
   #listening(): boolean {
-    return this.#events.listenerCount('move-notify') + this.#events.listenerCount('overflow') > 0;
+    return this.listenerCount('move-notify') + this.listenerCount('overflow') > 0;
   }
 
   async #readLoop(): Promise<void> {
@@ -527,13 +523,13 @@ export class KernelTestDevice extends FdHandle {
     this.#reading = true;
     try {
       while (!this.closed && this.#listening()) {
-        for (const event of this.readEvents()) this.#events.emit(event.type, event);
+        for (const event of this.readEvents()) this.emit(event.type, event);
         this.#stopReading = new AbortController();
         await this.#waiter.wait(native().Poller.READABLE, 'read', { signal: this.#stopReading.signal });
       }
     } catch (error) {
       const stopped = (error as { name?: string }).name === 'AbortError' || (error as { code?: string }).code === 'ECANCELED';
-      if (!stopped && this.#events.listenerCount('error') > 0) this.#events.emit('error', error);
+      if (!stopped) this.emitError(error as Error);
     } finally {
       this.#reading = false;
       this.#stopReading = undefined;
@@ -542,7 +538,7 @@ export class KernelTestDevice extends FdHandle {
 
   protected override releaseResources(): void {
     this.#waiter.close('read');
-    this.#events.emit('close');
+    this.emit('close');
   }
 }
 

@@ -175,7 +175,12 @@ export interface RemoteMapping {
  * process. Events: 'move-notify' (the exporter moved: drop mappings, map
  * again), 'error' (the exporter went away).
  */
-export class RemoteAttachment extends EventEmitter {
+export interface RemoteAttachmentEvents {
+  'move-notify': [];
+  error: [error: Error];
+}
+
+export class RemoteAttachment extends EventEmitter<RemoteAttachmentEvents> {
   #nextReq = 1;
   readonly #pending = new Map<number, { op: string; takesHandles: boolean; resolve(reply: { message: Record<string, unknown>; handles: unknown[] }): void; reject(error: Error): void }>();
   #gone: Error | undefined;

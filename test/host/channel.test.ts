@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fstatSync, readdirSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { FdChannel, Memfd, pidfdGetFd, type KernelError } from '../../lib';
+import { DmaBuf, FdChannel, Memfd, pidfdGetFd, type KernelError } from '../../lib';
 import { closeFd } from '../../lib/handle';
 import { native } from '../../lib/native';
+import { loadSecondCopy } from '../support/second-copy';
 
 // Memfds pass through SCM_RIGHTS exactly as dma-bufs do, so the channel's
 // mechanics are tested on the host; test/guest/sharing.test.ts uses real dma-bufs.
@@ -137,6 +138,133 @@ describe('FdChannel', () => {
       a.close();
       b.close();
     }));
+
+  /** A message whose handle is declared a dma-buf but is a memfd: refused by the receiver. */
+  function sendLie(a: FdChannel, memfd: Memfd): void {
+    const json = Buffer.from(JSON.stringify({ message: 'lie', kinds: ['dmabuf'] }));
+    const frame = rawFrame(json.length, 1, json);
+    assert.equal(native().sendFds(a.fd, frame, 0, frame.length, [memfd.fd]), frame.length);
+  }
+
+  /** Collects the process warnings emitted while `fn` runs, and the unhandled rejections. */
+  async function watchProcess(fn: () => Promise<void>): Promise<{ warnings: Error[]; unhandled: unknown[] }> {
+    const warnings: Error[] = [];
+    const unhandled: unknown[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('warning', onWarning);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await fn();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      process.off('warning', onWarning);
+      process.off('unhandledRejection', onUnhandled);
+    }
+    return { warnings, unhandled };
+  }
+
+  it('with no error listener, a refused message rejects the pending receive() with its code and the channel delivers the next message', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      const pending = b.receive();
+      sendLie(a, memfd);
+      await assert.rejects(pending, { code: 'ERR_DMABUF_CHANNEL_BAD_HANDLE' });
+      await a.send('after the lie');
+      assert.equal((await b.receive()).message, 'after the lie');
+      a.close();
+      b.close();
+    }));
+
+  it('with no listener and no pending receive(), a refused message rejects the next receive(), in its place in the stream', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      await a.send('before');
+      sendLie(a, memfd);
+      await a.send('after');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal((await b.receive()).message, 'before');
+      await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_BAD_HANDLE' });
+      assert.equal((await b.receive()).message, 'after');
+      a.close();
+      b.close();
+    }));
+
+  it('with only a message listener, a refused message is a process warning, no unhandled rejection, and the listener gets the next message', async () => {
+    const { warnings, unhandled } = await watchProcess(() =>
+      noLeak(async () => {
+        const [a, b] = FdChannel.pair();
+        using memfd = Memfd.create(4096);
+        const next = new Promise((resolve) => b.once('message', ({ message }) => resolve(message)));
+        sendLie(a, memfd);
+        await a.send('after the lie');
+        assert.equal(await next, 'after the lie');
+        assert.equal(b.closed, false);
+        a.close();
+        b.close();
+      }),
+    );
+    assert.deepEqual(warnings.map((warning) => (warning as Error & { code?: string }).code), ['ERR_DMABUF_CHANNEL_BAD_HANDLE']);
+    assert.deepEqual(unhandled, []);
+  });
+
+  it('a channel that fails with no error listener and nothing pending warns once, and every later receive() rejects with the failure', async () => {
+    const { warnings, unhandled } = await watchProcess(() =>
+      noLeak(async () => {
+        const [a, b] = FdChannel.pair();
+        const closed = new Promise<void>((resolve) => b.once('close', () => resolve()));
+        assert.equal(native().sendFds(a.fd, Buffer.from('not a frame at all'), 0, 18, []), 18);
+        await closed;
+        await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_PROTOCOL', message: /frame magic/ });
+        await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_PROTOCOL' });
+        a.close();
+        b.close();
+      }),
+    );
+    assert.deepEqual(warnings.map((warning) => (warning as Error & { code?: string }).code), ['ERR_DMABUF_CHANNEL_PROTOCOL']);
+    assert.deepEqual(unhandled, []);
+  });
+
+  it('refuses an event it does not have (ERR_INVALID_ARG_VALUE) and a listener that is not a function (TypeError)', () => {
+    const [a, b] = FdChannel.pair();
+    try {
+      assert.throws(() => a.on('mesage' as 'message', () => {}), { code: 'ERR_INVALID_ARG_VALUE', message: /'message', 'error', 'close'/ });
+      assert.throws(() => a.on('message', 'listener' as unknown as () => void), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      using server = FdChannel.listen(`@dmabuf-events-${process.pid}`);
+      assert.throws(() => server.on('close' as 'error', () => {}), { code: 'ERR_INVALID_ARG_VALUE' });
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it('takes a Memfd made by a second copy of the package as a Memfd (the brand), where instanceof says it is not one', async () => {
+    const second = loadSecondCopy();
+    try {
+      using theirs = second.lib.Memfd.create(4096);
+      assert.equal(theirs instanceof Memfd, false);
+      assert.equal(Memfd.isMemfd(theirs), true);
+      assert.equal(second.lib.Memfd.isMemfd(Memfd.create(4096)), true);
+      assert.equal(Memfd.isMemfd({ fd: 3 }), false);
+      assert.equal(DmaBuf.isDmaBuf(theirs), false, 'a Memfd is not a DmaBuf in any copy');
+      await noLeak(async () => {
+        const [a, b] = FdChannel.pair();
+        writeSync(theirs.fd, Buffer.from('second copy'), 0, 11, 0);
+        await a.send('theirs', [theirs.fd]);
+        const received = (await b.receive()).handles[0] as number;
+        const bytes = Buffer.alloc(11);
+        readSync(received, bytes, 0, 11, 0);
+        assert.equal(bytes.toString(), 'second copy');
+        closeFd(received);
+        a.close();
+        b.close();
+      });
+    } finally {
+      second.remove();
+    }
+  });
 
   it('rejects pending receives and sends when closed', async () => {
     const [a, b] = FdChannel.pair();

@@ -86,7 +86,7 @@ describe('policy: remote importers over a real FdChannel', () => {
     const attachRequest = (await exporterEnd.receive<{ req: number }>()).message;
     await exporterEnd.send({ req: attachRequest.req, ok: true, size: 4096, dynamic: true }, sent);
     const attachment = await attaching;
-    const notified = new Promise((resolve) => attachment.once('move-notify', resolve));
+    const notified = new Promise<void>((resolve) => attachment.once('move-notify', () => resolve()));
     await exporterEnd.send({ op: 'move-notify' }, sent);
     await notified;
     await exporterEnd.send({ req: 999, ok: true }, sent); // no such request
