@@ -89,7 +89,7 @@ export class FdChannel extends FdHandle {
     this.#events.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#deliver());
     });
-    this.#readLoop();
+    void this.#readLoop(); // it catches its own errors and fails the channel with them
   }
 
   /** Two connected ends. Hand one to a child with `spawn(..., { stdio: [..., end.fd] })`, then close it here. */
