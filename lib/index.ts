@@ -7,4 +7,4 @@ export { heap, type HeapAllocateOptions } from './heap';
 export type { AccessMode } from './constants';
 export type { WaitOptions } from './wait';
 export { listDevices, formatDevices, type DmaBufDevices } from './devices';
-export { errnoName, kernelError, type KernelError } from './errors';
+export { errnoName, kernelError, type KernelError, type LibraryErrno } from './errors';
