@@ -17,15 +17,18 @@ const root = join(__dirname, '..');
 function binOf(name) {
   const manifest = require.resolve(`${name}/package.json`, { paths: [root] });
   const { bin } = require(manifest);
-  return join(dirname(manifest), typeof bin === 'string' ? bin : bin[name]);
+  return [process.execPath, join(dirname(manifest), typeof bin === 'string' ? bin : bin[name])];
 }
+
+// The package's binary itself: its node wrapper adds a stack trace to every failure.
+const clangFormat = () => require(require.resolve('clang-format', { paths: [root] })).getNativeBinary();
 
 const nativeSources = () => readdirSync(join(root, 'native')).filter((file) => /\.(cc|h)$/.test(file)).sort().map((file) => join('native', file));
 
 const checks = [
-  { name: 'eslint', args: () => [binOf('eslint'), '--max-warnings', '0', '.'], fix: 'see eslint.config.mjs for why a rule is on or off' },
-  { name: 'clang-format', args: () => [binOf('clang-format'), '--dry-run', '--Werror', ...nativeSources()], fix: 'npm run format:native rewrites native/ in .clang-format\'s style' },
-  { name: 'typedoc', args: () => [binOf('typedoc'), '--emit', 'none', '--treatValidationWarningsAsErrors'], fix: 'fix the TSDoc link, or export the type from its entry point' },
+  { name: 'eslint', command: () => [...binOf('eslint'), '--max-warnings', '0', '.'], fix: 'see eslint.config.mjs for why a rule is on or off' },
+  { name: 'clang-format', command: () => [clangFormat(), '--dry-run', '--Werror', ...nativeSources()], fix: 'npm run format:native rewrites native/ in .clang-format\'s style' },
+  { name: 'typedoc', command: () => [...binOf('typedoc'), '--emit', 'none', '--treatValidationWarningsAsErrors'], fix: 'fix the TSDoc link, or export the type from its entry point' },
 ];
 
 function main(names) {
@@ -40,20 +43,23 @@ function main(names) {
     process.stdout.write(`lint: ${check.name}\n`);
     const started = Date.now();
     let why;
+    let fix = check.fix;
     try {
-      const result = spawnSync(process.execPath, check.args(), { cwd: root, stdio: 'inherit' });
+      const [file, ...args] = check.command();
+      const result = spawnSync(file, args, { cwd: root, stdio: 'inherit' });
       if (result.error) why = `did not start: ${result.error.message}`;
       else if (result.status !== 0) why = result.signal ? `killed by ${result.signal}` : `exit status ${result.status}`;
     } catch (error) {
       // A check whose tool is not installed (no npm install yet) fails; it is not skipped.
       why = `could not run: ${error.message.split('\n')[0]}`;
+      fix = 'npm install brings the devDependencies';
     }
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     if (why === undefined) {
       process.stdout.write(`lint: ${check.name} passed in ${seconds}s\n`);
     } else {
       failed.push(check.name);
-      process.stdout.write(`lint: ${check.name} FAILED (${why}) in ${seconds}s: ${check.fix}\n`);
+      process.stdout.write(`lint: ${check.name} FAILED (${why}) in ${seconds}s: ${fix}\n`);
     }
   }
   const passed = chosen.length - failed.length;
