@@ -254,7 +254,7 @@ function cSession(c: NonNullable<Workload['c']>): Session {
   if (!binary) throw new Error('DMABUF_BENCH_C and DMABUF_BENCH_PINGPONG name the C baselines (bench/run.ts sets them)');
   const child = spawn(binary, c.workload ? [c.workload] : [], { stdio: ['pipe', 'pipe', 'inherit'] });
   let output = '';
-  let waiting: { resolve(line: string): void; reject(error: Error): void } | undefined;
+  let waiting: { resolve: (line: string) => void; reject: (error: Error) => void } | undefined;
   const failed = new Promise<Error>((resolve) => {
     child.once('error', resolve);
     child.once('exit', (code, signal) => resolve(new Error(`${binary} ${c.workload ?? ''} ended (${signal ?? `exit status ${code}`})`)));

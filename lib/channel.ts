@@ -104,7 +104,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     this.onListenersChanged((event, added) => {
       if (event === 'message' && added) this.#deliver();
     });
-    this.#readLoop();
+    void this.#readLoop(); // it catches its own errors and fails the channel with them
   }
 
   /** Two connected ends. Hand one to a child with `spawn(..., { stdio: [..., end.fd] })`, then close it here. */

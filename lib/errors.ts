@@ -29,7 +29,8 @@ export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`;
-  return String(value);
+  // What typeof leaves: a number, a boolean, a symbol or undefined.
+  return String(value as number | boolean | symbol | undefined);
 }
 
 /**

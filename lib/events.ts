@@ -5,7 +5,8 @@ import * as validate from './validate';
 /** Event names and the arguments their listeners get (an interface will do). */
 export type EventArgs<Events> = { [E in keyof Events]: unknown[] };
 
-type Listener<Args extends unknown[]> = (...args: Args) => void;
+/** A listener of one event of a handle: its arguments are the event's (FdChannelEvents, ...). */
+export type HandleEventListener<Args extends unknown[]> = (...args: Args) => void;
 
 /**
  * A handle with events. The emitter is private so that only the events a
@@ -21,17 +22,17 @@ export abstract class EventedFdHandle<Events extends EventArgs<Events>> extends 
     this.#names = names;
   }
 
-  on<E extends keyof Events & string>(event: E, listener: Listener<Events[E]>): this {
+  on<E extends keyof Events & string>(event: E, listener: HandleEventListener<Events[E]>): this {
     this.#emitter.on(this.#event(event), this.#listener(listener));
     return this;
   }
 
-  once<E extends keyof Events & string>(event: E, listener: Listener<Events[E]>): this {
+  once<E extends keyof Events & string>(event: E, listener: HandleEventListener<Events[E]>): this {
     this.#emitter.once(this.#event(event), this.#listener(listener));
     return this;
   }
 
-  off<E extends keyof Events & string>(event: E, listener: Listener<Events[E]>): this {
+  off<E extends keyof Events & string>(event: E, listener: HandleEventListener<Events[E]>): this {
     this.#emitter.off(this.#event(event), this.#listener(listener));
     return this;
   }

@@ -2,9 +2,10 @@ export { DmaBuf, isDmaBufFd, parseFdinfo, type DmaBufInfo, type DmaBufWaitOption
 export { SyncFile, SwSyncTimeline, type SyncFileInfo, type FenceInfo, type FenceStatus } from './sync-file';
 export { udmabuf, Udmabuf, UdmabufDevice, Memfd, type MemfdSegment, type CreateOptions as UdmabufCreateOptions } from './udmabuf';
 export { FdChannel, FdChannelServer, pidfdGetFd, maxMessageBytes, type Handle, type ReceivedMessage, type FdChannelEvents, type FdChannelServerEvents } from './channel';
+export type { HandleEventListener } from './events';
 export { inspectProcess, inspectSystem, parseBufinfo, parseBufinfoFence, formatSystemReport, formatProcessReport, type ProcessReport, type SystemReport, type SystemBuffer, type ProcessBuffer, type BufinfoEntry, type BufinfoFence } from './inspect';
 export { heap, type HeapAllocateOptions } from './heap';
 export type { AccessMode } from './constants';
 export type { WaitOptions } from './wait';
 export { listDevices, formatDevices, type DmaBufDevices } from './devices';
-export { errnoName, kernelError, type KernelError } from './errors';
+export { errnoName, kernelError, type KernelError, type LibraryErrno } from './errors';

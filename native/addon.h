@@ -115,8 +115,7 @@ Napi::Value Checked(const Napi::CallbackInfo& info) {
 
 template <typename T, Napi::Value (T::*Method)(const Napi::CallbackInfo&)>
 void DefineMethod(Napi::Env env, Napi::Function constructor, const char* name) {
-  constructor.Get("prototype").As<Napi::Object>().DefineProperty(
-      Napi::PropertyDescriptor::Value(name, Napi::Function::New<Checked<T, Method>>(env, name), napi_default_method));
+  constructor.Get("prototype").As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value(name, Napi::Function::New<Checked<T, Method>>(env, name), napi_default_method));
 }
 
 // Restarts a syscall interrupted by a signal. Not for close(): after EINTR

@@ -54,8 +54,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   static Napi::Function Define(Napi::Env env) {
     Napi::Function constructor = DefineClass(env, "Mapping", {});
     DefineMethod<Mapping, &Mapping::Unmap>(env, constructor, "unmap");
-    constructor.Get("prototype").As<Napi::Object>().DefineProperty(
-        Napi::PropertyDescriptor::Accessor<Checked<Mapping, &Mapping::Buffer>>("buffer", napi_configurable));
+    constructor.Get("prototype").As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Accessor<Checked<Mapping, &Mapping::Buffer>>("buffer", napi_configurable));
     return constructor;
   }
 

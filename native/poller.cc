@@ -20,9 +20,9 @@ class Poller : public Napi::ObjectWrap<Poller> {
 
   static Napi::Function Define(Napi::Env env) {
     Napi::Function constructor = DefineClass(env, "Poller", {
-                                                                 StaticValue("READABLE", Napi::Number::New(env, UV_READABLE)),
-                                                                 StaticValue("WRITABLE", Napi::Number::New(env, UV_WRITABLE)),
-                                                             });
+                                                                StaticValue("READABLE", Napi::Number::New(env, UV_READABLE)),
+                                                                StaticValue("WRITABLE", Napi::Number::New(env, UV_WRITABLE)),
+                                                            });
     DefineMethod<Poller, &Poller::Start>(env, constructor, "start");
     DefineMethod<Poller, &Poller::Stop>(env, constructor, "stop");
     DefineMethod<Poller, &Poller::Close>(env, constructor, "close");

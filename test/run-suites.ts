@@ -1,9 +1,10 @@
 /**
- * `npm test`: the host suite, then the VM suites (host tests that boot the VM,
- * then mocha inside the guest, on the compiled tests: loading TypeScript under
- * TCG costs seconds per boot), and closing lines that add them up. A suite
- * that cannot run (its kernel did not build, ...) is reported and counted as
- * failed, and the suites after it still run: nothing is skipped quietly.
+ * `npm test`: the lint checks (`npm run lint`), the host suite, then the VM
+ * suites (host tests that boot the VM, then mocha inside the guest, on the
+ * compiled tests: loading TypeScript under TCG costs seconds per boot), and
+ * closing lines that add them up. A suite that cannot run (its kernel did
+ * not build, ...) is reported and counted as failed, and the suites after it
+ * still run: nothing is skipped quietly.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -69,12 +70,17 @@ function once<T>(build: () => Promise<T>): () => Promise<T> {
   return () => (built ??= build());
 }
 
-function hostMocha(config: string, summaryPath: string, env: Record<string, string> = {}): Promise<Outcome> {
+/** A node script on the host that writes its counts where DMABUF_TEST_SUMMARY says. */
+function hostScript(what: string, args: string[], summaryPath: string, env: Record<string, string> = {}): Promise<Outcome> {
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [mochaBin, '--config', config], { cwd: root, stdio: 'inherit', env: { ...process.env, DMABUF_TEST_SUMMARY: summaryPath, ...env } });
-    child.on('error', (error) => resolvePromise({ notRun: `mocha did not start: ${error.message}` }));
+    const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, DMABUF_TEST_SUMMARY: summaryPath, ...env } });
+    child.on('error', (error) => resolvePromise({ notRun: `${what} did not start: ${error.message}` }));
     child.on('close', (code) => resolvePromise({ status: code ?? 1, mocha: readSummary(summaryPath) }));
   });
+}
+
+function hostMocha(config: string, summaryPath: string, env: Record<string, string> = {}): Promise<Outcome> {
+  return hostScript('mocha', [mochaBin, '--config', config], summaryPath, env);
 }
 
 /**
@@ -163,6 +169,8 @@ function suites(scratch: string): Suite[] {
   const withoutMoveNotify = noMoveNotifyGenerations();
   const generations = [runner, ...testedGenerations().filter((generation) => generation !== runner)];
   return [
+    // Each of npm run lint's checks (eslint, clang-format, typedoc) counts as one test.
+    { name: 'lint', title: 'lint (eslint, clang-format on native/, typedoc validation)', kernels: [], run: () => hostScript('npm run lint', [join(root, 'scripts', 'lint.js')], join(scratch, 'lint.json')) },
     { name: 'host', title: 'host suite (no dma-buf needed)', kernels: [], run: () => hostMocha('.mocharc.host.json', join(scratch, 'host.json')) },
     ...generations.flatMap((generation): Suite[] => [
       {

@@ -9,7 +9,7 @@ export interface ProgressStream {
 
 export interface ProgressDisplay {
   /** For `onProgress`: a line, and for kernel-build steps the same as data. */
-  onProgress(line: string, progress?: KernelBuildProgress): void;
+  onProgress: (line: string, progress?: KernelBuildProgress) => void;
   /** Ends an updating line so that what follows starts on a line of its own. */
   finish(): void;
   /** How often the build should report its compile phase: often enough for a live line on a terminal. */

@@ -44,7 +44,8 @@ export interface ImporterOps<M> {
   moveNotify?(attachment: Attachment<M>): void;
 }
 
-interface MappingRecord<M> {
+/** An uncached mapping an attachment handed out, and whether a move has invalidated it since. */
+export interface MappingRecord<M> {
   mapping: M;
   invalidated: boolean;
 }

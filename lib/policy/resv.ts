@@ -12,7 +12,8 @@ export function acquireContext(signal?: AbortSignal): WwAcquireContext {
   return new WwAcquireContext(reservationClass, signal);
 }
 
-interface Entry {
+/** A fence in a reservation object, with the usage it was added for. */
+export interface ReservationEntry {
   fence: PolicyFence;
   usage: FenceUsage;
 }
@@ -25,7 +26,7 @@ interface Entry {
  */
 export class ReservationObject {
   readonly mutex: WwMutex;
-  #entries: Entry[] = [];
+  #entries: ReservationEntry[] = [];
   #reserved = 0;
 
   constructor(readonly name = 'resv') {
@@ -103,7 +104,7 @@ export class ReservationObject {
   }
 
   /** Each fence with its usage, for debug views. */
-  entries(): readonly Readonly<Entry>[] {
+  entries(): readonly Readonly<ReservationEntry>[] {
     return this.#entries.map((entry) => ({ ...entry }));
   }
 

@@ -314,7 +314,8 @@ function pruneTree(tree: string): void {
   for (const name of readdirSync(join(tree, 'drivers'))) if (name !== 'dma-buf') rmSync(join(tree, 'drivers', name), { recursive: true, force: true });
 }
 
-interface CacheEntryInfo {
+/** What the cache records about a built kernel (`listCacheEntries`). */
+export interface CacheEntryInfo {
   release: string;
   profile: KernelProfile;
   generation?: KernelGeneration;

@@ -4,6 +4,7 @@
  * and mapping counts, and the messages a worker sends its supervisor.
  */
 import { closeSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import { inspect } from 'node:util';
 
 export class Random {
   #state: number;
@@ -54,7 +55,7 @@ export function judgeError(error: unknown): ErrorVerdict {
 export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
-    return `${error.constructor.name}${code === undefined ? '' : `[${String(code)}]`}: ${error.message.slice(0, 200)}`;
+    return `${error.constructor.name}${code === undefined ? '' : `[${typeof code === 'string' ? code : inspect(code)}]`}: ${error.message.slice(0, 200)}`;
   }
   return `a thrown ${typeof error}: ${String(error).slice(0, 200)}`;
 }

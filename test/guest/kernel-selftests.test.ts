@@ -180,7 +180,7 @@ describe('the kernel\'s own dma-buf selftests, run in the VM', () => {
       const { plan, results } = parseTap(run.stdout);
       if (plan === undefined) {
         // 6.1's program is not TAP: one line of checks per heap, each "OK" or "FAIL (...)".
-        for (const heap of output.matchAll(/^Testing heap: (\S+)\n=+\n((?:  .*\n?)*)/gm)) {
+        for (const heap of output.matchAll(/^Testing heap: (\S+)\n=+\n((?: {2}.*\n?)*)/gm)) {
           for (const check of heap[2]!.matchAll(/^ {2}Testing (.*?):\s+(.*)$/gm)) {
             const vgemSkipped = check[2]!.startsWith('(Could not open vgem - skipping)');
             addCase(this, `${heap[1]}: ${check[1]} (6.1's program, no TAP)${vgemSkipped ? ': OK, its import into vgem skipped by the program (no vgem)' : ''}`, () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fstatSync, readdirSync, readSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DmaBuf, FdChannel, Memfd, pidfdGetFd, type KernelError } from '../../lib';
 import { closeFd } from '../../lib/handle';
@@ -275,7 +276,7 @@ describe('FdChannel', () => {
     a.close();
   });
 
-  for (const [label, path] of [['a file system path', join(require('node:os').tmpdir(), `dmabuf-test-${process.pid}.sock`)], ['an abstract name', `@dmabuf-test-${process.pid}`]] as const) {
+  for (const [label, path] of [['a file system path', join(tmpdir(), `dmabuf-test-${process.pid}.sock`)], ['an abstract name', `@dmabuf-test-${process.pid}`]] as const) {
     it(`listens and connects on ${label}`, async () => {
       const { rmSync } = await import('node:fs');
       rmSync(path, { force: true });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { ftruncateSync, readdirSync, readFileSync } from 'node:fs';
 import { constants, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { FdChannel, heap, SyncFile, udmabuf, type MemfdSegment } from '../../lib';
@@ -169,11 +169,11 @@ describe('the error registry', () => {
   it('has the messages the addon makes for ERR_INVALID_THIS and ERR_ILLEGAL_CONSTRUCTOR', () => {
     const fd = native().memfdCreate('errors-test', 0);
     try {
-      require('node:fs').ftruncateSync(fd, 4096);
+      ftruncateSync(fd, 4096);
       const made = native().mapShared(fd, 4096, true);
       assert.ok(typeof made === 'object');
       const Mapping = made.mapping.constructor as new () => object;
-      const unmap = (Object.getPrototypeOf(made.mapping) as { unmap(): number }).unmap;
+      const unmap = (Object.getPrototypeOf(made.mapping) as { unmap: (this: unknown) => number }).unmap;
       assert.throws(() => unmap.call({}), { name: 'TypeError', code: 'ERR_INVALID_THIS', message: make('ERR_INVALID_THIS').message });
       assert.throws(() => new Mapping(), { name: 'TypeError', code: 'ERR_ILLEGAL_CONSTRUCTOR', message: make('ERR_ILLEGAL_CONSTRUCTOR').message });
       made.mapping.unmap();

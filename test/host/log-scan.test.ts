@@ -72,7 +72,7 @@ describe('kernel log scan', () => {
 
   it('shows the problem lines with the lines that follow', () => {
     const text = describeProblems(warnSplat, scanKernelLog(warnSplat), 3);
-    assert.match(text, /3 \| \[    3\.100200\] WARNING/);
-    assert.match(text, /4 \| \[    3\.100300\] Modules linked in/);
+    assert.match(text, /3 \| \[ {4}3\.100200\] WARNING/);
+    assert.match(text, /4 \| \[ {4}3\.100300\] Modules linked in/);
   });
 });

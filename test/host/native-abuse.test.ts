@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readdirSync } from 'node:fs';
 import { constants } from 'node:os';
 import { native, type NativeBinding } from '../../lib/native';
 
@@ -237,7 +237,7 @@ describe('native classes under abuse', () => {
 
   function aMapping(): { mapping: object; buffer: ArrayBuffer; constructor: new (...args: unknown[]) => object } {
     const fd = native().memfdCreate('abuse', 0);
-    require('node:fs').ftruncateSync(fd, 4096);
+    ftruncateSync(fd, 4096);
     const result = native().mapShared(fd, 4096, true);
     native().closeFd(fd);
     assert.ok(typeof result === 'object');
@@ -281,10 +281,10 @@ describe('native classes under abuse', () => {
     const poller = new (native().Poller)(left, () => {});
     const mappingProto = Object.getPrototypeOf(mapping) as Record<string, unknown>;
     const pollerProto = Object.getPrototypeOf(poller) as Record<string, unknown>;
-    const strangers = [{}, Object.create(mappingProto), Object.create(pollerProto), 5, 'x', null, undefined, Symbol('this'), buffer, () => {}];
+    const strangers: unknown[] = [{}, Object.create(mappingProto), Object.create(pollerProto), 5, 'x', null, undefined, Symbol('this'), buffer, () => {}];
     const calls: [string, (self: unknown) => unknown][] = [
       ['Mapping.unmap', (self) => (mappingProto.unmap as () => unknown).call(self)],
-      ['Mapping.buffer', (self) => Object.getOwnPropertyDescriptor(mappingProto, 'buffer')!.get!.call(self)],
+      ['Mapping.buffer', (self) => Object.getOwnPropertyDescriptor(mappingProto, 'buffer')!.get!.call(self) as unknown],
       ...['start', 'stop', 'close', 'ref', 'unref'].map((method): [string, (self: unknown) => unknown] => [`Poller.${method}`, (self) => (pollerProto[method] as (events: number) => unknown).call(self, 1)]),
     ];
     for (const [label, call] of calls) {

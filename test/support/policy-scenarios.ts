@@ -112,7 +112,7 @@ export async function runScenario(profile: policy.PolicyProfile, dynamicExporter
   const outcomes: StepOutcome[] = [];
   const reached = { pinOnMap: 0, unmapBeforeDetach: 0, revokeOfPinned: 0, revocableUnmapped: 0 };
   /** An error inside an invalidation callback, which cannot throw into the exporter: rethrown after the step. */
-  let callbackError: unknown;
+  let callbackError: Error | undefined;
 
   const withLock = <T>(fn: () => Promise<T> | T) => buffer.resv.withLock(fn);
 
@@ -156,7 +156,7 @@ export async function runScenario(profile: policy.PolicyProfile, dynamicExporter
                   // Inside the callback, with the exporter's lock held: unmap and unpin at once.
                   if (created.mapped) {
                     const { mapping, direction } = mappings.get(created)!;
-                    policy.unmapAttachment(attachment, mapping, direction).catch((error: unknown) => (callbackError = error));
+                    policy.unmapAttachment(attachment, mapping, direction).catch((error: Error) => (callbackError = error));
                     mappings.delete(created);
                     created.mapped = false;
                     reached.revocableUnmapped += 1;

@@ -161,9 +161,8 @@ describe('policy: the review thread\'s scenario under each profile', () => {
     const trace = new Trace();
     let placement: 'device' | 'system' = 'device';
     const notified: string[] = [];
-    let buffer!: policy.PolicyBuffer<string>;
     let pins = 0;
-    buffer = exportBuffer<string>({
+    const buffer: policy.PolicyBuffer<string> = exportBuffer<string>({
       name: 'A',
       size: 4096,
       profile,

@@ -132,8 +132,7 @@ describe('policy: mapping cache and locking by generation (rules 1, 3, 5, 10)', 
   it('6.12 maps a dynamic importer of a static exporter at attach under the lock, and detach unmaps it under the lock; 6.1 does both unlocked', async () => {
     for (const [profile, underLock] of [[profiles.linux61, false], [profiles.linux612, true]] as const) {
       const seen: string[] = [];
-      let buffer!: policy.PolicyBuffer<object>;
-      buffer = exportBuffer({ size: 4096, profile, ops: { cacheSgtMapping: true, map: () => (seen.push(`map ${buffer.resv.locked}`), {}), unmap: () => void seen.push(`unmap ${buffer.resv.locked}`), release: () => undefined } });
+      const buffer: policy.PolicyBuffer<object> = exportBuffer({ size: 4096, profile, ops: { cacheSgtMapping: true, map: () => (seen.push(`map ${buffer.resv.locked}`), {}), unmap: () => void seen.push(`unmap ${buffer.resv.locked}`), release: () => undefined } });
       const importer = await dynamicAttach(buffer, { ops: notify() });
       await detach(buffer, importer);
       assert.deepEqual(seen, [`map ${underLock}`, `unmap ${underLock}`], profile.label);
