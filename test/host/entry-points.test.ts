@@ -167,4 +167,31 @@ describe('entry points', () => {
       assert.deepEqual(JSON.parse(node([join(dir, 'out', output)], dir)), { same: [true, true, true, true], typed: 4 });
     });
   }
+
+  // TypeScript's old resolution reads no export map: typesVersions gives it
+  // the subpaths' types, and the CommonJS it emits runs through the map.
+  it('a CommonJS TypeScript consumer compiles under moduleResolution node10 (typesVersions) and its output runs', function () {
+    this.timeout(120_000);
+    const dir = join(consumer, 'node10');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'consumer.ts'), `
+      import { udmabuf, type KernelError } from 'dmabuf';
+      import { createMovingBuffer, type PolicyProfile } from 'dmabuf/policy';
+      import { run, type VmRunOptions } from 'dmabuf/vm';
+      import { kernelTest, type KernelTestFeatures } from 'dmabuf/kernel-test';
+      const options: VmRunOptions = { command: ['true'] };
+      const typed: [KernelError | undefined, PolicyProfile | undefined, KernelTestFeatures | undefined, number] = [undefined, undefined, undefined, options.command.length];
+      const functions = [udmabuf.create, createMovingBuffer, run, kernelTest.open].map((value) => typeof value === 'function');
+      console.log(JSON.stringify({ functions, typed: typed.length }));
+    `);
+    const config = ts.parseJsonConfigFileContent({
+      compilerOptions: { module: 'commonjs', moduleResolution: 'node10', target: 'es2022', lib: ['es2022', 'esnext.disposable'], strict: true, skipLibCheck: true, types: ['node'], typeRoots: [join(root, 'node_modules', '@types')], outDir: join(dir, 'out') },
+      files: ['consumer.ts'],
+    }, ts.sys, dir);
+    const program = ts.createProgram(config.fileNames, config.options);
+    const emitted = program.emit();
+    const host = { getCanonicalFileName: (name: string) => name, getCurrentDirectory: () => dir, getNewLine: () => '\n' };
+    assert.equal(ts.formatDiagnostics([...ts.getPreEmitDiagnostics(program), ...emitted.diagnostics], host), '');
+    assert.deepEqual(JSON.parse(node([join(dir, 'out', 'consumer.js')], dir)), { functions: [true, true, true, true], typed: 4 });
+  });
 });
