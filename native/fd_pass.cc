@@ -147,16 +147,26 @@ static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   message.msg_controllen = maxFds == 0 ? 0 : CMSG_SPACE(sizeof(int) * maxFds);
   ssize_t received = Restarting([&] { return recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
   if (received < 0) return Errno(env, errno);
+  // CMSG_SPACE rounds up, so the kernel may install more fds than asked
+  // for: those are closed here and reported as lost, never left open.
   size_t count = 0;
+  bool lost = false;
   for (struct cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
     if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
     size_t n = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n && count < maxFds; i++) {
-      memcpy(&out[2 + count++], CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+    for (size_t i = 0; i < n; i++) {
+      int received_fd;
+      memcpy(&received_fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+      if (count < maxFds) {
+        out[2 + count++] = received_fd;
+      } else {
+        close(received_fd);
+        lost = true;
+      }
     }
   }
   out[0] = static_cast<int32_t>(count);
-  out[1] = (message.msg_flags & MSG_CTRUNC) != 0 ? 1 : 0;
+  out[1] = (message.msg_flags & MSG_CTRUNC) != 0 || lost ? 1 : 0;
   return Napi::Number::New(env, static_cast<double>(received));
 }
 

@@ -98,13 +98,28 @@ describe('FdChannel', () => {
       b.close();
     }));
 
-  it('detects fds the kernel dropped (MSG_CTRUNC), and leaks none', () =>
+  // Room for 1 fd is a control buffer of CMSG_SPACE(4) = 24 bytes, which
+  // holds 2: the kernel installs both, and the one beyond the room must be closed.
+  for (const room of [1, 2]) {
+    it(`detects fds the kernel dropped (MSG_CTRUNC) with room for ${room}, and leaks none`, () =>
+      noLeak(async () => {
+        const [a, bFull] = FdChannel.pair();
+        const fd = bFull.detach();
+        const b = FdChannel.fromFd(fd, { maxFdsPerRead: room });
+        using memfd = Memfd.create(4096);
+        await a.send('five', [memfd.fd, memfd.fd, memfd.fd, memfd.fd, memfd.fd]);
+        await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_FDS_LOST' });
+        a.close();
+        b.close();
+      }));
+  }
+
+  it('with room for 1 fd, a message of 2 fds is refused as lost: the second fd the kernel installed is closed, not kept', () =>
     noLeak(async () => {
       const [a, bFull] = FdChannel.pair();
-      const fd = bFull.detach();
-      const b = FdChannel.fromFd(fd, { maxFdsPerRead: 2 });
+      const b = FdChannel.fromFd(bFull.detach(), { maxFdsPerRead: 1 });
       using memfd = Memfd.create(4096);
-      await a.send('five', [memfd.fd, memfd.fd, memfd.fd, memfd.fd, memfd.fd]);
+      await a.send('two', [memfd.fd, memfd.fd]);
       await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_FDS_LOST' });
       a.close();
       b.close();
