@@ -109,7 +109,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
 
   /** Two connected ends. Hand one to a child with `spawn(..., { stdio: [..., end.fd] })`, then close it here. */
   static pair(): [FdChannel, FdChannel] {
-    const fds = native().socketPair();
+    const fds = native().socketPair(native().constants.SOCK_STREAM);
     if (typeof fds === 'number') throw kernelError(fds, 'socketpair');
     return [new FdChannel(fds[0]!), new FdChannel(fds[1]!)];
   }
@@ -269,7 +269,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
         if (bytes < 0 && !peerGone) throw kernelError(bytes, 'recvmsg');
         // Fds come with bytes; a failed recvmsg leaves the out-parameter as the last read wrote it.
         if (bytes > 0) for (let index = 0; index < this.#receivedFds[0]!; index += 1) this.#fdQueue.push(this.#receivedFds[2 + index]!);
-        if (bytes > 0 && this.#receivedFds[1]) {
+        if (bytes > 0 && this.#receivedFds[1]! & native().constants.MSG_CTRUNC) {
           // The kernel dropped fds it had no room for: the frame they belong
           // to can never be whole again.
           this.#fail(codedError('ERR_DMABUF_CHANNEL_FDS_LOST'));

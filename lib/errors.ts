@@ -95,6 +95,8 @@ export const errorCodes = {
   ERR_DMABUF_FENCES_PENDING: define(Error, (mode: string) =>
     `beginCpuAccess('${mode}'): the buffer has unsignalled fences, and the kernel would block this thread until they signal; await waitIdle({ mode: '${mode}' }) first, or pass { block: true }`),
   ERR_DMABUF_CHANNEL_FDS_LOST: define(Error, () => 'recvmsg MSG_CTRUNC: the kernel dropped fds this end had no room for; the channel is unusable'),
+  ERR_DMABUF_SOCKET_FDS_LOST: define(Error, (bytes: Buffer, arrived: number) =>
+    `recvmsg MSG_CTRUNC: the kernel dropped fds of a message for want of room; the ${arrived} that arrived were closed, its ${bytes.length} bytes are error.bytes`, (bytes: Buffer) => ({ bytes })),
   ERR_DMABUF_CHANNEL_TRUNCATED: define(Error, (bytes: number, fds: number) => `the peer closed the channel in the middle of a message (${bytes} bytes and ${fds} fds left over)`),
   ERR_DMABUF_CHANNEL_PROTOCOL: define(Error, (problem: string) => `not an FdChannel message: ${problem}`),
   ERR_DMABUF_CHANNEL_BAD_HANDLE: define(Error, (index: number, kind: string, reason: string) => `message refused: handle ${index} was sent as a ${kind} but is not one (${reason}); its fds were closed`),

@@ -1,6 +1,7 @@
 export { DmaBuf, isDmaBufFd, parseFdinfo, type DmaBufInfo, type DmaBufWaitOptions } from './dmabuf';
 export { SyncFile, SwSyncTimeline, type SyncFileInfo, type FenceInfo, type FenceStatus } from './sync-file';
 export { udmabuf, Udmabuf, UdmabufDevice, Memfd, type MemfdSegment, type CreateOptions as UdmabufCreateOptions } from './udmabuf';
+export { FdSocket, type SocketType, type ReceivedBytes, type FdSocketReceiveOptions } from './fd-socket';
 export { FdChannel, FdChannelServer, pidfdGetFd, maxMessageBytes, type Handle, type ReceivedMessage, type FdChannelEvents, type FdChannelServerEvents } from './channel';
 export type { HandleEventListener } from './events';
 export { inspectProcess, inspectSystem, parseBufinfo, parseBufinfoFence, formatSystemReport, formatProcessReport, type ProcessReport, type SystemReport, type SystemBuffer, type ProcessBuffer, type BufinfoEntry, type BufinfoFence } from './inspect';

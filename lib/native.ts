@@ -33,7 +33,14 @@ export type NativeConstantName =
   /** struct sync_merge_data's name less the NUL: the longest sync_file (or sw_sync fence) name. */
   | 'SYNC_NAME_MAX_BYTES'
   /** include/net/scm.h, not a uapi header: the most fds one SCM_RIGHTS message carries. */
-  | 'SCM_MAX_FD';
+  | 'SCM_MAX_FD'
+  | 'AF_UNIX'
+  | 'SOCK_STREAM'
+  | 'SOCK_SEQPACKET'
+  | 'SOCK_DGRAM'
+  /** recvmsg's flags: fds dropped for want of room (MSG_CTRUNC), a datagram cut to the buffer (MSG_TRUNC). */
+  | 'MSG_CTRUNC'
+  | 'MSG_TRUNC';
 
 /** The values native/dmabuf_test.cc exports from kernel-module/uapi/dmabuf_test.h. */
 export type DmabufTestValueName =
@@ -147,7 +154,10 @@ export interface NativeBinding {
    * find it collected (and unmapped).
    */
   mapShared(fd: number, length: number, writable: boolean, keepAlive?: number[]): { mapping: NativeMapping; buffer: ArrayBuffer } | number;
-  socketPair(): [number, number] | number;
+  /** A connected pair of `type` (SOCK_STREAM, ...), non-blocking and close-on-exec, or -errno. */
+  socketPair(type: number): [number, number] | number;
+  /** [SO_DOMAIN, SO_TYPE] of a socket, or -errno (-ENOTSOCK). */
+  socketInfo(fd: number): [number, number] | number;
   unixListen(address: string, backlog: number): number;
   /** A non-blocking, close-on-exec Unix stream socket. */
   unixSocket(): number;
@@ -155,7 +165,7 @@ export interface NativeBinding {
   unixConnect(fd: number, address: string): number;
   accept(fd: number): number;
   sendFds(fd: number, buffer: Buffer, offset: number, length: number, fds: number[]): number;
-  /** Bytes read or -errno; fdsOut[0] = fds received, fdsOut[1] = 1 when truncated (MSG_CTRUNC), then the fds. Room: fdsOut.length - 2. */
+  /** Bytes read or -errno; fdsOut[0] = fds received, fdsOut[1] = the message's MSG_CTRUNC | MSG_TRUNC flags, then the fds. Room: fdsOut.length - 2. */
   recvFds(fd: number, buffer: Buffer, offset: number, length: number, fdsOut: Int32Array): number;
   pidfdOpen(pid: number): number;
   pidfdGetFd(pidfd: number, targetFd: number): number;

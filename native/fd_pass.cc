@@ -32,9 +32,17 @@ static bool ArgAddress(const Napi::CallbackInfo& info, size_t index, struct sock
   return true;
 }
 
+// socketPair(type): a connected pair of a Unix socket type; the kernel
+// refuses a number that is not one (EINVAL or EPROTONOSUPPORT).
 static Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  int32_t type;
+  if (!ArgInt32(info, 0, "type", &type)) return info.Env().Undefined();
+  if ((type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) != type) {
+    ThrowInvalidValue(info.Env(), "type must be a socket type without flags");
+    return info.Env().Undefined();
+  }
   int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) return Errno(info.Env(), errno);
+  if (socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) return Errno(info.Env(), errno);
   Napi::Array pair = Napi::Array::New(info.Env(), 2);
   pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
   pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
@@ -123,10 +131,11 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
 }
 
 // recvFds(socket, buffer, offset, length, fdsOut): the bytes read, or -errno.
-// fdsOut (an Int32Array of 2 + room) receives the count of fds, whether the
-// kernel truncated them (MSG_CTRUNC: fds were lost; the ones that arrived are
-// there, for the caller to close), then the fds: one array the caller keeps,
-// instead of an object and an array made for every message.
+// fdsOut (an Int32Array of 2 + room) receives the count of fds, the message's
+// MSG_CTRUNC and MSG_TRUNC flags (fds lost: the ones that arrived are there,
+// for the caller to close; a datagram longer than the buffer: its rest is
+// gone), then the fds: one array the caller keeps, instead of an object and
+// an array made for every message.
 static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
@@ -166,8 +175,24 @@ static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
     }
   }
   out[0] = static_cast<int32_t>(count);
-  out[1] = (message.msg_flags & MSG_CTRUNC) != 0 || lost ? 1 : 0;
+  out[1] = (message.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) | (lost ? MSG_CTRUNC : 0);
   return Napi::Number::New(env, static_cast<double>(received));
+}
+
+// socketInfo(fd): [SO_DOMAIN, SO_TYPE] of a socket, or -errno (ENOTSOCK for
+// another file), so that an fd a program already has is known before use.
+static Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgInt32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  int domain, type;
+  socklen_t length = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) < 0) return Errno(info.Env(), errno);
+  length = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) < 0) return Errno(info.Env(), errno);
+  Napi::Array result = Napi::Array::New(info.Env(), 2);
+  result.Set(0u, Napi::Number::New(info.Env(), domain));
+  result.Set(1u, Napi::Number::New(info.Env(), type));
+  return result;
 }
 
 static Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
@@ -191,9 +216,17 @@ void InitFdPass(Napi::Env env, Napi::Object exports) {
   exports.Set("accept", Napi::Function::New(env, Accept));
   exports.Set("sendFds", Napi::Function::New(env, SendFds));
   exports.Set("recvFds", Napi::Function::New(env, RecvFds));
+  exports.Set("socketInfo", Napi::Function::New(env, SocketInfo));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("pidfdGetFd", Napi::Function::New(env, PidfdGetFd));
-  DMABUF_CONSTANT(Constants(exports), SCM_MAX_FD);
+  Napi::Object constants = Constants(exports);
+  DMABUF_CONSTANT(constants, SCM_MAX_FD);
+  DMABUF_CONSTANT(constants, AF_UNIX);
+  DMABUF_CONSTANT(constants, SOCK_STREAM);
+  DMABUF_CONSTANT(constants, SOCK_SEQPACKET);
+  DMABUF_CONSTANT(constants, SOCK_DGRAM);
+  DMABUF_CONSTANT(constants, MSG_CTRUNC);
+  DMABUF_CONSTANT(constants, MSG_TRUNC);
 }
 
 }  // namespace dmabuf

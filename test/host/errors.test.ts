@@ -38,6 +38,7 @@ const sampleArgs: { [C in ErrorCode]: ErrorArgs<C> } = {
   ERR_DMABUF_ACCESS_MISMATCH: ['write', 'read'],
   ERR_DMABUF_FENCES_PENDING: ['read'],
   ERR_DMABUF_CHANNEL_FDS_LOST: [],
+  ERR_DMABUF_SOCKET_FDS_LOST: [Buffer.from('frame'), 1],
   ERR_DMABUF_CHANNEL_TRUNCATED: [5, 1],
   ERR_DMABUF_CHANNEL_PROTOCOL: ['the peer sent bytes without the frame magic'],
   ERR_DMABUF_CHANNEL_BAD_HANDLE: [0, 'dmabuf', 'not a dma-buf'],

@@ -129,13 +129,14 @@ const signatures: Record<string, Kind[]> = {
   syncFileSetDeadline: ['int32', 'deadline'],
   swSyncGetDeadline: ['int32', 'int32'],
   mapShared: ['int32', 'size', 'boolean', 'fds'],
-  socketPair: [],
+  socketPair: ['int32'],
   unixSocket: [],
   unixListen: ['string', 'uint32'],
   unixConnect: ['int32', 'string'],
   accept: ['int32'],
   sendFds: ['int32', 'buffer', 'size', 'size', 'fds'],
   recvFds: ['int32', 'buffer', 'size', 'size', 'int32Array'],
+  socketInfo: ['int32'],
   pidfdOpen: ['int32'],
   pidfdGetFd: ['int32', 'int32'],
   dmabufTestIoctl: ['int32', 'uint32', 'buffer'],
@@ -214,7 +215,7 @@ describe('native bindings under abuse', () => {
   });
 
   it('a list of fds never turns NaN or 1.5 into fd 0 (stdin)', () => {
-    const [a, b] = native().socketPair() as [number, number];
+    const [a, b] = native().socketPair(native().constants.SOCK_STREAM) as [number, number];
     try {
       for (const bad of [NaN, 1.5, -0.5]) {
         assert.throws(() => native().sendFds(a, Buffer.from('x'), 0, 1, [bad]), RangeError);
@@ -229,7 +230,7 @@ describe('native bindings under abuse', () => {
 });
 
 describe('native classes under abuse', () => {
-  const [left, right] = native().socketPair() as [number, number];
+  const [left, right] = native().socketPair(native().constants.SOCK_STREAM) as [number, number];
   after(() => {
     native().closeFd(left);
     native().closeFd(right);

@@ -1,0 +1,181 @@
+import { DmaBuf } from './dmabuf';
+import { check, codedError, kernelError, negativeErrno } from './errors';
+import { closeFd, FdHandle } from './handle';
+import { native } from './native';
+import { SyncFile } from './sync-file';
+import { Memfd } from './udmabuf';
+import * as validate from './validate';
+import { FdWaiter } from './wait';
+
+export type SocketType = 'stream' | 'seqpacket' | 'datagram';
+
+/** What one recvmsg brought. */
+export interface ReceivedBytes {
+  bytes: Buffer;
+  /** The fds that came with the bytes, close-on-exec, in order: the caller's to close (or wrap with `DmaBuf.fromFd`). */
+  fds: number[];
+  /** A seqpacket or datagram message longer than `maxBytes`: the kernel discarded its rest (MSG_TRUNC). */
+  truncated: boolean;
+  /** A stream's peer closed its end: nothing more will come (`bytes` is empty). */
+  ended: boolean;
+}
+
+export interface FdSocketReceiveOptions {
+  /** The most bytes one receive takes; a stream's further bytes wait for the next (default 65536). */
+  maxBytes?: number;
+  /** Room for fds; more than this in one message is ERR_DMABUF_SOCKET_FDS_LOST (default and most: SCM_MAX_FD, 253). */
+  maxFds?: number;
+  signal?: AbortSignal;
+}
+
+const EAGAIN = negativeErrno('EAGAIN');
+const defaultMaxBytes = 64 * 1024;
+
+function socketTypeOf(type: number): SocketType | undefined {
+  const { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM } = native().constants;
+  return type === SOCK_STREAM ? 'stream' : type === SOCK_SEQPACKET ? 'seqpacket' : type === SOCK_DGRAM ? 'datagram' : undefined;
+}
+
+function fdOf(handle: unknown, index: number): number {
+  if (DmaBuf.isDmaBuf(handle) || SyncFile.isSyncFile(handle) || Memfd.isMemfd(handle)) return handle.fd;
+  if (typeof handle !== 'number') throw validate.typeError(`fds[${index}]`, 'a DmaBuf, a SyncFile, a Memfd or an fd', handle);
+  return validate.fd(`fds[${index}]`, handle);
+}
+
+/**
+ * Bytes with fds (SCM_RIGHTS) on any Unix socket, for protocols that are not
+ * FdChannel's (Wayland, PipeWire, a program's own): one `send` is one
+ * sendmsg's worth of message, one `receive` one recvmsg, with the checks the
+ * channel makes (MSG_CTRUNC, close-on-exec, SCM_MAX_FD). Every call passes
+ * MSG_DONTWAIT and waits through libuv, so the socket's own flags are left as
+ * the program that shares it set them.
+ */
+export class FdSocket extends FdHandle {
+  readonly type: SocketType;
+  readonly #waiter: FdWaiter;
+  #sending: Promise<unknown> = Promise.resolve();
+  #receiving: Promise<unknown> = Promise.resolve();
+  readonly #receivedFds = new Int32Array(2 + native().constants.SCM_MAX_FD);
+
+  private constructor(fd: number, type: SocketType) {
+    super(fd, 'FdSocket');
+    this.type = type;
+    this.#waiter = new FdWaiter(fd, 'FdSocket');
+  }
+
+  /** Two connected ends of a new socket pair. */
+  static pair(type: SocketType = 'stream'): [FdSocket, FdSocket] {
+    const { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM } = native().constants;
+    const kind = validate.oneOf('type', type, ['stream', 'seqpacket', 'datagram']);
+    const fds = native().socketPair(kind === 'stream' ? SOCK_STREAM : kind === 'seqpacket' ? SOCK_SEQPACKET : SOCK_DGRAM);
+    if (typeof fds === 'number') throw kernelError(fds, 'socketpair');
+    return [new FdSocket(fds[0], kind), new FdSocket(fds[1], kind)];
+  }
+
+  /**
+   * A Unix socket the program already has. `dup: true` (for a socket another
+   * part of the program goes on using, such as a `net.Socket`'s) leaves that
+   * fd alone and owns a duplicate; otherwise this takes the fd over.
+   */
+  static fromFd(fd: number, options?: { dup?: boolean }): FdSocket {
+    validate.fd('fd', fd);
+    const dup = validate.optionalBoolean('options.dup', validate.options<{ dup: boolean }>('options', options).dup) ?? false;
+    const info = native().socketInfo(fd);
+    if (info === negativeErrno('ENOTSOCK')) throw validate.invalidValue('fd', 'a Unix socket', `fd ${fd}, which is not a socket`);
+    if (typeof info === 'number') throw kernelError(info, 'getsockopt');
+    const [domain, rawType] = info;
+    if (domain !== native().constants.AF_UNIX) throw validate.invalidValue('fd', 'a Unix socket (AF_UNIX)', `fd ${fd}, a socket of domain ${domain}`);
+    const type = socketTypeOf(rawType);
+    if (type === undefined) throw validate.invalidValue('fd', 'a stream, seqpacket or datagram socket', `fd ${fd}, a socket of type ${rawType}`);
+    return new FdSocket(dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd, type);
+  }
+
+  /**
+   * Sends `bytes` with `fds` (DmaBufs, SyncFiles, Memfds or fd numbers, which stay
+   * the caller's). A stream takes every byte, over several sendmsg calls if
+   * it must (the fds go with the first); a seqpacket or datagram socket
+   * takes the whole message in one, or fails (EMSGSIZE). Sends run one at a
+   * time, in call order.
+   */
+  send(bytes: Uint8Array, fds: readonly (DmaBuf | SyncFile | Memfd | number)[] = []): Promise<void> {
+    this.assertOpen('sendmsg');
+    if (!(bytes instanceof Uint8Array)) throw validate.typeError('bytes', 'a Uint8Array or Buffer', bytes);
+    validate.array('fds', fds);
+    if (fds.length > native().constants.SCM_MAX_FD) {
+      throw validate.invalidValue('fds', `at most ${native().constants.SCM_MAX_FD} fds in one message (SCM_MAX_FD)`, `${fds.length} fds`);
+    }
+    // A stream carries ancillary data only with a byte: fds sent with none would be dropped.
+    if (this.type === 'stream' && bytes.length === 0 && fds.length > 0) throw validate.invalidValue('bytes', 'at least one byte to carry the fds on a stream socket', 'an empty buffer');
+    const numbers = fds.map(fdOf);
+    const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const sending = this.#sending.then(() => this.#send(buffer, numbers));
+    this.#sending = sending.catch(() => undefined);
+    return sending;
+  }
+
+  async #send(buffer: Buffer, fds: number[]): Promise<void> {
+    let offset = 0;
+    do {
+      const sent = native().sendFds(this.assertOpen('sendmsg'), buffer, offset, buffer.length - offset, offset === 0 ? fds : []);
+      if (sent === EAGAIN) {
+        await this.#waiter.wait(native().Poller.WRITABLE, 'sendmsg', { wakeOnError: true });
+        continue;
+      }
+      if (sent < 0) {
+        throw kernelError(sent, 'sendmsg', {
+          hint: sent === negativeErrno('EMSGSIZE') ? `a ${this.type} message of ${buffer.length} bytes is more than the socket takes in one` : sent === negativeErrno('EPIPE') ? 'the peer closed its end' : undefined,
+        });
+      }
+      offset += sent;
+    } while (offset < buffer.length);
+  }
+
+  /** One recvmsg's worth: waits (in the event loop) until the socket has something. Receives run one at a time. */
+  receive(options?: FdSocketReceiveOptions): Promise<ReceivedBytes> {
+    this.assertOpen('recvmsg');
+    const opts = validate.options<FdSocketReceiveOptions>('options', options);
+    const maxBytes = opts.maxBytes === undefined ? defaultMaxBytes : validate.integer('options.maxBytes', opts.maxBytes, 1, 2 ** 31 - 1);
+    const maxFds = opts.maxFds === undefined ? native().constants.SCM_MAX_FD : validate.integer('options.maxFds', opts.maxFds, 0, native().constants.SCM_MAX_FD);
+    const signal = validate.optionalSignal('options.signal', opts.signal);
+    const receiving = this.#receiving.then(() => this.#receive(maxBytes, maxFds, signal));
+    this.#receiving = receiving.catch(() => undefined);
+    return receiving;
+  }
+
+  async #receive(maxBytes: number, maxFds: number, signal: AbortSignal | undefined): Promise<ReceivedBytes> {
+    const { MSG_CTRUNC, MSG_TRUNC } = native().constants;
+    const buffer = Buffer.allocUnsafe(maxBytes);
+    const out = maxFds === native().constants.SCM_MAX_FD ? this.#receivedFds : new Int32Array(2 + maxFds);
+    for (;;) {
+      signal?.throwIfAborted();
+      const received = native().recvFds(this.assertOpen('recvmsg'), buffer, 0, maxBytes, out);
+      if (received === EAGAIN) {
+        await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true, signal });
+        continue;
+      }
+      if (received < 0) throw kernelError(received, 'recvmsg', { hint: received === negativeErrno('ECONNRESET') ? 'the peer closed its end with data unread' : undefined });
+      const fds = Array.from(out.subarray(2, 2 + out[0]!));
+      const bytes = Buffer.from(buffer.subarray(0, received));
+      if (out[1]! & MSG_CTRUNC) {
+        for (const fd of fds) closeFd(fd);
+        throw codedError('ERR_DMABUF_SOCKET_FDS_LOST', bytes, fds.length);
+      }
+      return { bytes, fds, truncated: (out[1]! & MSG_TRUNC) !== 0, ended: this.type === 'stream' && received === 0 };
+    }
+  }
+
+  /** Lets the process exit while a receive waits. */
+  unref(): this {
+    this.#waiter.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.#waiter.ref();
+    return this;
+  }
+
+  protected override releaseResources(): void {
+    this.#waiter.close('close');
+  }
+}

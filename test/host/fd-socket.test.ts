@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { fstatSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { FdSocket, Memfd, type SocketType } from '../../lib';
+import { closeFd } from '../../lib/handle';
+import { native } from '../../lib/native';
+
+// Memfds pass through SCM_RIGHTS exactly as dma-bufs do, so these run on
+// the host; test/guest/two-copies.test.ts and the channel's guest tests send
+// real dma-bufs.
+const openFds = () => readdirSync('/proc/self/fd').length;
+/** The file's status flags (O_NONBLOCK, ...), as the kernel reports them. */
+const statusFlags = (fd: number) => /^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+
+async function noLeak(fn: () => Promise<void>): Promise<void> {
+  const before = openFds();
+  await fn();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(openFds(), before, 'open fds before and after');
+}
+
+function contentOf(fd: number, length: number): string {
+  const bytes = Buffer.alloc(length);
+  readSync(fd, bytes, 0, length, 0);
+  return bytes.toString();
+}
+
+describe('FdSocket: bytes with fds on any Unix socket', () => {
+  for (const type of ['stream', 'seqpacket', 'datagram'] as SocketType[]) {
+    it(`${type}: bytes and a memfd arrive, the fd close-on-exec and the same file`, () =>
+      noLeak(async () => {
+        const [a, b] = FdSocket.pair(type);
+        using memfd = Memfd.create(4096);
+        writeSync(memfd.fd, Buffer.from('payload'), 0, 7, 0);
+        await a.send(Buffer.from('hello'), [memfd.fd]);
+        const { bytes, fds, truncated, ended } = await b.receive();
+        assert.equal(bytes.toString(), 'hello');
+        assert.deepEqual([truncated, ended], [false, false]);
+        assert.equal(fds.length, 1);
+        assert.equal(fstatSync(fds[0]!).ino, fstatSync(memfd.fd).ino);
+        assert.equal(contentOf(fds[0]!, 7), 'payload');
+        assert.equal(native().fdFlags(fds[0]!) & 1, 1, 'FD_CLOEXEC');
+        closeFd(fds[0]!);
+        a.close();
+        b.close();
+      }));
+  }
+
+  for (const type of ['seqpacket', 'datagram'] as SocketType[]) {
+    it(`${type}: keeps message boundaries, and a message longer than maxBytes is cut (truncated) without touching the next`, () =>
+      noLeak(async () => {
+        const [a, b] = FdSocket.pair(type);
+        await a.send(Buffer.from('first message'));
+        await a.send(Buffer.from('second'));
+        const cut = await b.receive({ maxBytes: 5 });
+        assert.deepEqual([cut.bytes.toString(), cut.truncated], ['first', true]);
+        const next = await b.receive();
+        assert.deepEqual([next.bytes.toString(), next.truncated], ['second', false]);
+        a.close();
+        b.close();
+      }));
+  }
+
+  it('stream: a receive waits in the event loop until bytes come, and reports the peer\'s end', () =>
+    noLeak(async () => {
+      const [a, b] = FdSocket.pair();
+      const receiving = b.receive();
+      let settled = false;
+      void receiving.finally(() => (settled = true));
+      // A receive that blocked the thread would keep this timer from firing.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(settled, false, 'still waiting, and the timer ran meanwhile');
+      await a.send(Buffer.from('late'));
+      assert.equal((await receiving).bytes.toString(), 'late');
+      a.close();
+      const end = await b.receive();
+      assert.deepEqual([end.bytes.length, end.fds, end.ended], [0, [], true]);
+      b.close();
+    }));
+
+  it('stream: a send larger than the socket buffer goes out whole over several sendmsg calls, in order with the next send', () =>
+    noLeak(async () => {
+      const [a, b] = FdSocket.pair();
+      const big = Buffer.alloc(4 * 1024 * 1024, 0x61);
+      const sending = [a.send(big), a.send(Buffer.from('z'))];
+      const chunks: Buffer[] = [];
+      let total = 0;
+      while (total < big.length + 1) {
+        const { bytes } = await b.receive({ maxBytes: 1 << 20 });
+        chunks.push(bytes);
+        total += bytes.length;
+      }
+      await Promise.all(sending);
+      const all = Buffer.concat(chunks);
+      assert.equal(all.length, big.length + 1);
+      assert.ok(all.subarray(0, big.length).equals(big));
+      assert.equal(all.at(-1), 0x7a);
+      a.close();
+      b.close();
+    }));
+
+  it('more fds than maxFds is ERR_DMABUF_SOCKET_FDS_LOST (MSG_CTRUNC) with the bytes on the error, and the fds that arrived are closed', () =>
+    noLeak(async () => {
+      const [a, b] = FdSocket.pair('seqpacket');
+      const memfds = [Memfd.create(4096), Memfd.create(4096), Memfd.create(4096)];
+      await a.send(Buffer.from('three'), memfds);
+      await assert.rejects(b.receive({ maxFds: 1 }), (error: Error & { code?: string; bytes?: Buffer }) => {
+        assert.equal(error.code, 'ERR_DMABUF_SOCKET_FDS_LOST');
+        assert.equal(error.bytes?.toString(), 'three');
+        return true;
+      });
+      for (const memfd of memfds) memfd.close();
+      a.close();
+      b.close();
+    }));
+
+  it('refuses before sending: 254 fds (SCM_MAX_FD is 253), fds with no byte on a stream, bytes that are not a Uint8Array', () => {
+    const [a, b] = FdSocket.pair();
+    try {
+      assert.throws(() => a.send(Buffer.from('x'), new Array<number>(254).fill(a.fd)), { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' });
+      assert.throws(() => a.send(Buffer.alloc(0), [a.fd]), { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE', message: /at least one byte/ });
+      assert.throws(() => a.send('text' as unknown as Buffer), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      assert.throws(() => a.receive({ maxBytes: 0 }), { name: 'RangeError' });
+      assert.throws(() => a.receive({ maxFds: 254 }), { name: 'RangeError' });
+      assert.throws(() => FdSocket.pair('raw' as SocketType), { code: 'ERR_INVALID_ARG_VALUE' });
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it('fromFd refuses a file that is not a socket and a socket that is not a Unix one, naming the fd', async () => {
+    using memfd = Memfd.create(4096);
+    assert.throws(() => FdSocket.fromFd(memfd.fd), { code: 'ERR_INVALID_ARG_VALUE', message: new RegExp(`fd ${memfd.fd}, which is not a socket`) });
+    const tcp = createServer();
+    await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+    try {
+      const fd = (tcp as unknown as { _handle: { fd: number } })._handle.fd;
+      assert.throws(() => FdSocket.fromFd(fd, { dup: true }), { code: 'ERR_INVALID_ARG_VALUE', message: /a socket of domain 2/ });
+    } finally {
+      tcp.close();
+    }
+  });
+
+  it('fromFd with dup takes a Node net server\'s accepted Unix socket: reads what the Node client wrote, leaves the socket\'s flags and fd alone', async () => {
+    const path = `\0dmabuf-fd-socket-${process.pid}`;
+    // pauseOnConnect: Node does not read the accepted socket, so its bytes are ours.
+    const server: Server = createServer({ pauseOnConnect: true });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    const client = createConnection(path);
+    try {
+      const peer = await accepted;
+      const fd = (peer as unknown as { _handle: { fd: number } })._handle.fd;
+      const flags = statusFlags(fd);
+      assert.ok(flags !== undefined);
+      await noLeak(async () => {
+        using socket = FdSocket.fromFd(fd, { dup: true });
+        assert.equal(socket.type, 'stream');
+        assert.notEqual(socket.fd, fd);
+        client.write('from node');
+        assert.equal((await socket.receive()).bytes.toString(), 'from node');
+      });
+      assert.equal(statusFlags(fd), flags);
+      assert.ok(fstatSync(fd).isSocket(), 'Node\'s fd is still open');
+      peer.destroy();
+    } finally {
+      client.destroy();
+      server.close();
+    }
+  });
+});
