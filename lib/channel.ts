@@ -63,6 +63,14 @@ interface Outgoing {
   reject(error: Error): void;
 }
 
+interface FdBatch {
+  fds: number[];
+  start: number;
+  end: number;
+}
+
+const handleKinds: readonly string[] = ['dmabuf', 'syncfile', 'fd'] satisfies HandleKind[];
+
 interface PendingReceive {
   resolve(received: ReceivedMessage): void;
   reject(error: Error): void;
@@ -87,7 +95,16 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   #reading = false;
   #input = Buffer.alloc(64 * 1024);
   #inputLength = 0;
-  #fdQueue: number[] = [];
+  /**
+   * Fds not yet taken by a frame, with the stream offsets of the read that
+   * brought them: Linux hands a sendmsg's fds to the read of its first
+   * byte, so a frame may take only the fds of the read that covered its
+   * first byte (docs/fd-channel-wire-format.md).
+   */
+  #fdBatches: FdBatch[] = [];
+  /** Bytes read from the stream so far, and the stream offset of the next frame's first byte. */
+  #streamOffset = 0;
+  #frameOffset = 0;
   /** Messages nobody took yet, and refused messages that wait for a `receive()` to reject. */
   #received: (ReceivedMessage | Error)[] = [];
   /** Why the channel failed, for every `receive()` after it. */
@@ -268,7 +285,10 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
         const peerGone = bytes === 0 || bytes === ECONNRESET;
         if (bytes < 0 && !peerGone) throw kernelError(bytes, 'recvmsg');
         // Fds come with bytes; a failed recvmsg leaves the out-parameter as the last read wrote it.
-        if (bytes > 0) for (let index = 0; index < this.#receivedFds[0]!; index += 1) this.#fdQueue.push(this.#receivedFds[2 + index]!);
+        if (bytes > 0 && this.#receivedFds[0]! > 0) {
+          this.#fdBatches.push({ fds: Array.from(this.#receivedFds.subarray(2, 2 + this.#receivedFds[0]!)), start: this.#streamOffset, end: this.#streamOffset + bytes });
+        }
+        if (bytes > 0) this.#streamOffset += bytes;
         if (bytes > 0 && this.#receivedFds[1]! & native().constants.MSG_CTRUNC) {
           // The kernel dropped fds it had no room for: the frame they belong
           // to can never be whole again.
@@ -277,8 +297,9 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
         }
         if (peerGone) {
           this.#peerClosed = true;
-          if (this.#inputLength > 0 || this.#fdQueue.length > 0) {
-            this.#fail(codedError('ERR_DMABUF_CHANNEL_TRUNCATED', this.#inputLength, this.#fdQueue.length));
+          const leftFds = this.#fdBatches.reduce((sum, batch) => sum + batch.fds.length, 0);
+          if (this.#inputLength > 0 || leftFds > 0) {
+            this.#fail(codedError('ERR_DMABUF_CHANNEL_TRUNCATED', this.#inputLength, leftFds));
           } else {
             this.#endOfStream();
           }
@@ -322,12 +343,42 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
         if (this.#input.length < headerSize + jsonLength) this.#growInput(headerSize + jsonLength);
         return;
       }
-      if (this.#fdQueue.length < handleCount) return; // the fds arrive with the frame's first bytes; wait for them
       const json = this.#input.toString('utf8', headerSize, headerSize + jsonLength);
-      const fds = this.#fdQueue.splice(0, handleCount);
+      const fds = this.#takeFds(handleCount);
       this.#input.copy(this.#input, 0, headerSize + jsonLength, this.#inputLength);
       this.#inputLength -= headerSize + jsonLength;
-      this.#accept(json, fds);
+      this.#frameOffset += headerSize + jsonLength;
+      if (typeof fds === 'string') this.#refuse(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', fds));
+      else this.#accept(json, fds);
+    }
+    this.#dropStrayFds();
+  }
+
+  /**
+   * The frame's fds, from the read that covered its first byte; a frame
+   * that came with fewer than it announced is refused (its fds closed),
+   * since no later read can bring them. A string says why.
+   */
+  #takeFds(count: number): number[] | string {
+    this.#dropStrayFds();
+    const batch = this.#fdBatches[0];
+    const covering = batch !== undefined && batch.start <= this.#frameOffset ? batch : undefined;
+    const available = covering?.fds.length ?? 0;
+    if (available < count) {
+      for (const fd of covering?.fds.splice(0) ?? []) closeFd(fd);
+      return `a frame announced ${count} handles and came with ${available} fds; they were closed`;
+    }
+    const fds = count === 0 ? [] : covering!.fds.splice(0, count);
+    if (covering?.fds.length === 0) this.#fdBatches.shift();
+    return fds;
+  }
+
+  /** Fds of a read whose every byte is in frames already taken belong to no frame: a sender that sent more than it announced. */
+  #dropStrayFds(): void {
+    while (this.#fdBatches.length > 0 && this.#fdBatches[0]!.end <= this.#frameOffset) {
+      const stray = this.#fdBatches.shift()!.fds;
+      for (const fd of stray) closeFd(fd);
+      this.#refuse(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', `${stray.length} fds came that no frame announced; they were closed`));
     }
   }
 
@@ -337,6 +388,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     try {
       parsed = JSON.parse(json) as { message: unknown; kinds: HandleKind[] };
       if (!Array.isArray(parsed.kinds) || parsed.kinds.length !== fds.length) problem = 'its handle kinds do not match the fds';
+      else if (parsed.kinds.some((kind) => !handleKinds.includes(kind))) problem = `a handle kind is none of ${handleKinds.join(', ')} (kinds ${JSON.stringify(parsed.kinds)})`;
     } catch (error) {
       problem = `its JSON does not parse (${(error as Error).message})`;
     }
@@ -396,7 +448,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   }
 
   #fail(error: Error): void {
-    for (const fd of this.#fdQueue.splice(0)) closeFd(fd);
+    for (const batch of this.#fdBatches.splice(0)) for (const fd of batch.fds) closeFd(fd);
     this.#inputLength = 0;
     this.#peerClosed = true;
     this.#failure = error;
@@ -409,7 +461,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
 
   protected override releaseResources(): void {
     this.#waiter.close('close');
-    for (const fd of this.#fdQueue.splice(0)) closeFd(fd);
+    for (const batch of this.#fdBatches.splice(0)) for (const fd of batch.fds) closeFd(fd);
     for (const received of this.#received.splice(0)) {
       if (received instanceof Error) continue;
       for (const handle of received.handles) {

@@ -282,6 +282,55 @@ describe('FdChannel', () => {
     }
   });
 
+  /** A frame with `kinds` in its JSON, written under the channel with `fds` on its sendmsg. */
+  function sendRaw(a: FdChannel, kinds: string[], fds: number[]): void {
+    const json = Buffer.from(JSON.stringify({ message: 'raw', kinds }));
+    const frame = rawFrame(json.length, kinds.length, json);
+    assert.equal(native().sendFds(a.fd, frame, 0, frame.length, fds), frame.length);
+  }
+
+  it('a frame that came with fewer fds than it announced is refused at once, and the next frame keeps its own fd', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      sendRaw(a, ['fd'], []);
+      await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_PROTOCOL', message: /announced 1 handles and came with 0 fds/ });
+      await a.send('next', [memfd.fd]);
+      const { message, handles } = await b.receive();
+      assert.equal(message, 'next');
+      assert.equal(fstatSync(handles[0] as number).ino, fstatSync(memfd.fd).ino, 'the next frame\'s own file');
+      closeFd(handles[0] as number);
+      a.close();
+      b.close();
+    }));
+
+  it('fds sent with a frame that announced none are closed as strays, and the next frame keeps its own fd', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using stray = Memfd.create(4096);
+      using memfd = Memfd.create(8192);
+      sendRaw(a, [], [stray.fd, stray.fd]);
+      assert.equal((await b.receive()).message, 'raw', 'the frame itself is whole');
+      await a.send('next', [memfd.fd]);
+      await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_PROTOCOL', message: /2 fds came that no frame announced/ });
+      const { message, handles } = await b.receive();
+      assert.equal(message, 'next');
+      assert.equal(fstatSync(handles[0] as number).size, 8192, 'the next frame\'s own file, not a stray');
+      closeFd(handles[0] as number);
+      a.close();
+      b.close();
+    }));
+
+  it('a handle kind the channel does not know is refused, not taken as a plain fd', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      sendRaw(a, ['gem'], [memfd.fd]);
+      await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_PROTOCOL', message: /none of dmabuf, syncfile, fd/ });
+      a.close();
+      b.close();
+    }));
+
   it('rejects pending receives and sends when closed', async () => {
     const [a, b] = FdChannel.pair();
     const pending = b.receive();
