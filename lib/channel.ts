@@ -1,7 +1,7 @@
 import { DmaBuf } from './dmabuf';
 import { check, codedError, errnoError, kernelError, negativeErrno } from './errors';
 import { EventedFdHandle } from './events';
-import { closeFd } from './handle';
+import { closeFd, closeFds, duplicateFds } from './handle';
 import { native } from './native';
 import { SyncFile } from './sync-file';
 import * as validate from './validate';
@@ -58,6 +58,7 @@ function kindOf(handle: Handle, index: number): { kind: HandleKind; fd: number }
 interface Outgoing {
   frame: Buffer;
   offset: number;
+  /** Duplicates of the caller's fds until they are sent: the caller may close a handle once send() returns. */
   fds: number[];
   resolve(): void;
   reject(error: Error): void;
@@ -206,8 +207,9 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
       if (sent < 0 && sent !== EAGAIN) return Promise.reject(sendError(sent));
       offset = Math.max(sent, 0);
     }
+    const queuedFds = offset === 0 ? duplicateFds(fds) : [];
     return new Promise<void>((resolve, reject) => {
-      this.#outgoing.push({ frame, offset, fds, resolve, reject });
+      this.#outgoing.push({ frame, offset, fds: queuedFds, resolve, reject });
       void this.#flush();
     });
   }
@@ -253,17 +255,22 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
         }
         if (sent < 0) {
           this.#outgoing.shift();
+          closeFds(next.fds);
           next.reject(sendError(sent));
           continue;
         }
         next.offset += sent;
+        if (sent > 0) next.fds = closeFds(next.fds);
         if (next.offset === next.frame.length) {
           this.#outgoing.shift();
           next.resolve();
         }
       }
     } catch (error) {
-      for (const pending of this.#outgoing.splice(0)) pending.reject(error as Error);
+      for (const pending of this.#outgoing.splice(0)) {
+        closeFds(pending.fds);
+        pending.reject(error as Error);
+      }
     } finally {
       this.#writing = false;
     }
@@ -328,7 +335,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   }
 
   #parseFrames(): void {
-    while (this.#inputLength >= headerSize) {
+    while (this.#inputLength >= headerSize && !this.closed) {
       if (this.#input.readUInt32LE(0) !== frameMagic) {
         this.#fail(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', 'the peer sent bytes without the frame magic'));
         return;
@@ -341,7 +348,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
       }
       if (this.#inputLength < headerSize + jsonLength) {
         if (this.#input.length < headerSize + jsonLength) this.#growInput(headerSize + jsonLength);
-        return;
+        break;
       }
       const json = this.#input.toString('utf8', headerSize, headerSize + jsonLength);
       const fds = this.#takeFds(handleCount);
@@ -351,7 +358,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
       if (typeof fds === 'string') this.#refuse(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', fds));
       else this.#accept(json, fds);
     }
-    this.#dropStrayFds();
+    if (!this.closed) this.#dropStrayFds();
   }
 
   /**
@@ -365,7 +372,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     const covering = batch !== undefined && batch.start <= this.#frameOffset ? batch : undefined;
     const available = covering?.fds.length ?? 0;
     if (available < count) {
-      for (const fd of covering?.fds.splice(0) ?? []) closeFd(fd);
+      if (covering) for (const fd of this.#fdBatches.shift()!.fds) closeFd(fd);
       return `a frame announced ${count} handles and came with ${available} fds; they were closed`;
     }
     const fds = count === 0 ? [] : covering!.fds.splice(0, count);
@@ -377,6 +384,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   #dropStrayFds(): void {
     while (this.#fdBatches.length > 0 && this.#fdBatches[0]!.end <= this.#frameOffset) {
       const stray = this.#fdBatches.shift()!.fds;
+      if (stray.length === 0) continue;
       for (const fd of stray) closeFd(fd);
       this.#refuse(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', `${stray.length} fds came that no frame announced; they were closed`));
     }
@@ -424,21 +432,22 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   }
 
   #deliver(): void {
-    while (this.#received.length > 0) {
+    // Each item leaves the queue before anyone hears of it: a listener that
+    // calls receive() or close() must find the queue without it.
+    while (this.#received.length > 0 && !this.closed) {
       const next = this.#received[0]!;
+      const receiver = this.#receivers.shift();
       if (next instanceof Error) {
-        const receiver = this.#receivers.shift();
-        if (receiver) receiver.reject(next);
-        else if (this.listenerCount('error') > 0 || this.listenerCount('message') > 0) this.emitError(next);
-        else return;
+        if (!receiver && this.listenerCount('error') === 0 && this.listenerCount('message') === 0) return;
         this.#received.shift();
+        if (receiver) receiver.reject(next);
+        else this.emitError(next);
         continue;
       }
-      const receiver = this.#receivers.shift();
-      if (receiver) receiver.resolve(next);
-      else if (this.listenerCount('message') > 0) this.emit('message', next);
-      else return;
+      if (!receiver && this.listenerCount('message') === 0) return;
       this.#received.shift();
+      if (receiver) receiver.resolve(next);
+      else this.emit('message', next);
     }
   }
 
@@ -471,7 +480,10 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     }
     const closed = errnoError('ECANCELED', 'close', { hint: 'the channel was closed' });
     for (const receiver of this.#receivers.splice(0)) receiver.reject(closed);
-    for (const pending of this.#outgoing.splice(0)) pending.reject(closed);
+    for (const pending of this.#outgoing.splice(0)) {
+      closeFds(pending.fds);
+      pending.reject(closed);
+    }
   }
 }
 
@@ -518,36 +530,44 @@ export class FdChannelServer extends EventedFdHandle<FdChannelServerEvents> {
     const server = new FdChannelServer(fd, path);
     server.onListenersChanged((event, added) => {
       if (event === 'connection' && added) void server.#acceptLoop();
+      // A loop left waiting would take the next connection from accept().
+      else if (event === 'connection' && server.listenerCount('connection') === 0) server.#stopAccepting?.abort();
     });
     return server;
   }
 
   /** The next connection. */
-  async accept(): Promise<FdChannel> {
+  /** The next connection; `signal` gives up waiting (the promise rejects with its reason). */
+  async accept(options?: { signal?: AbortSignal }): Promise<FdChannel> {
+    const signal = validate.optionalSignal('options.signal', validate.options<{ signal: AbortSignal }>('options', options).signal);
     for (;;) {
+      signal?.throwIfAborted();
       const fd = native().accept(this.assertOpen('accept'));
       if (fd >= 0) return FdChannel.fromFd(fd);
       if (fd !== EAGAIN) throw kernelError(fd, 'accept');
-      await this.#waiter.wait(native().Poller.READABLE, 'accept', { wakeOnError: true });
+      await this.#waiter.wait(native().Poller.READABLE, 'accept', { wakeOnError: true, signal });
     }
   }
 
   #accepting = false;
+  #stopAccepting: AbortController | undefined;
 
   async #acceptLoop(): Promise<void> {
     if (this.#accepting) return;
     this.#accepting = true;
     try {
       while (!this.closed && this.listenerCount('connection') > 0) {
-        const channel = await this.accept();
-        // The last listener left while this connection was being accepted.
-        if (this.listenerCount('connection') > 0) this.emit('connection', channel);
-        else channel.close();
+        this.#stopAccepting = new AbortController();
+        const channel = await this.accept({ signal: this.#stopAccepting.signal });
+        this.emit('connection', channel);
       }
     } catch (error) {
-      if (!this.closed) this.emitError(error as Error);
+      if (!this.closed && !this.#stopAccepting?.signal.aborted) this.emitError(error as Error);
     } finally {
       this.#accepting = false;
+      this.#stopAccepting = undefined;
+      // A listener added while this loop was being stopped needs a loop of its own.
+      if (!this.closed && this.listenerCount('connection') > 0) void this.#acceptLoop();
     }
   }
 

@@ -18,6 +18,24 @@ export function closeFd(fd: number): void {
   native().closeFd(fd);
 }
 
+/** Duplicates, close-on-exec, of fds a send keeps past its call; closes what it made if one fails. */
+export function duplicateFds(fds: readonly number[]): number[] {
+  const copies: number[] = [];
+  try {
+    for (const fd of fds) copies.push(check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)'));
+  } catch (error) {
+    closeFds(copies);
+    throw error;
+  }
+  return copies;
+}
+
+/** Closes the fds and returns none left. */
+export function closeFds(fds: readonly number[]): number[] {
+  for (const fd of fds) closeFd(fd);
+  return [];
+}
+
 /** The error every method of a closed handle throws, as Node's FileHandle does: EBADF. */
 export function closedError(what: string, syscall: string): KernelError {
   return errnoError('EBADF', syscall, { hint: `${what} is closed` });

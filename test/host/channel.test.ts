@@ -200,7 +200,8 @@ describe('FdChannel', () => {
       await a.send('before');
       sendLie(a, memfd);
       await a.send('after');
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      // The channel reads in libuv's poll phase; setImmediate runs right after it.
+      for (let turn = 0; turn < 3; turn += 1) await new Promise((resolve) => setImmediate(resolve));
       assert.equal((await b.receive()).message, 'before');
       await assert.rejects(b.receive(), { code: 'ERR_DMABUF_CHANNEL_BAD_HANDLE' });
       assert.equal((await b.receive()).message, 'after');
@@ -262,7 +263,8 @@ describe('FdChannel', () => {
       using theirs = second.lib.Memfd.create(4096);
       assert.equal(theirs instanceof Memfd, false);
       assert.equal(Memfd.isMemfd(theirs), true);
-      assert.equal(second.lib.Memfd.isMemfd(Memfd.create(4096)), true);
+      using ours = Memfd.create(4096);
+      assert.equal(second.lib.Memfd.isMemfd(ours), true);
       assert.equal(Memfd.isMemfd({ fd: 3 }), false);
       assert.equal(DmaBuf.isDmaBuf(theirs), false, 'a Memfd is not a DmaBuf in any copy');
       await noLeak(async () => {
@@ -331,6 +333,58 @@ describe('FdChannel', () => {
       b.close();
     }));
 
+  it('a message listener that calls receive() gets the next message, not its own again, and none is lost', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      for (const n of [1, 2, 3]) await a.send(n);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const seen: unknown[] = [];
+      const inner = new Promise<unknown>((resolve) => {
+        b.once('message', ({ message }) => {
+          seen.push(message);
+          resolve(b.receive().then((next) => next.message));
+        });
+      });
+      seen.push(await inner);
+      seen.push((await b.receive()).message);
+      assert.deepEqual(seen, [1, 2, 3]);
+      a.close();
+      b.close();
+    }));
+
+  it('a message listener that closes the channel keeps the handles it was given, and hears of no later message', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      await a.send('m1', [memfd.fd]);
+      await a.send('m2', [memfd.fd]);
+      const given: number[] = [];
+      const inode = await new Promise<number>((resolve) => {
+        b.on('message', ({ handles }) => {
+          given.push(handles[0] as number);
+          b.close();
+          resolve(fstatSync(handles[0] as number).ino);
+        });
+      });
+      assert.equal(inode, fstatSync(memfd.fd).ino, 'the handle is open after close()');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(given.length, 1);
+      closeFd(given[0]!);
+      a.close();
+    }));
+
+  it('a frame that announced 2 handles and came with 1 fd is refused once, with nothing reported as a stray', () =>
+    noLeak(async () => {
+      const [a, b] = FdChannel.pair();
+      using memfd = Memfd.create(4096);
+      sendRaw(a, ['fd', 'fd'], [memfd.fd]);
+      await assert.rejects(b.receive(), { message: /announced 2 handles and came with 1 fds/ });
+      await a.send('next');
+      assert.equal((await b.receive()).message, 'next', 'no stray error came between');
+      a.close();
+      b.close();
+    }));
+
   it('rejects pending receives and sends when closed', async () => {
     const [a, b] = FdChannel.pair();
     const pending = b.receive();
@@ -361,6 +415,21 @@ describe('FdChannel', () => {
       }
     });
   }
+
+  it('a server whose last connection listener left leaves the next connection to accept()', async () => {
+    const path = `@dmabuf-accept-after-off-${process.pid}`;
+    using server = FdChannel.listen(path);
+    const listener = (channel: FdChannel) => channel.close();
+    server.on('connection', listener);
+    await new Promise((resolve) => setImmediate(resolve));
+    server.off('connection', listener);
+    await new Promise((resolve) => setImmediate(resolve));
+    const accepting = server.accept();
+    using client = await FdChannel.connect(path);
+    using accepted = await accepting;
+    await client.send('to accept()');
+    assert.equal((await accepted.receive()).message, 'to accept()');
+  });
 
   it('says nothing listens when connecting to nowhere, and leaks no socket', () =>
     noLeak(async () => {
