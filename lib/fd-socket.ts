@@ -1,6 +1,6 @@
 import { DmaBuf } from './dmabuf';
 import { check, codedError, kernelError, negativeErrno } from './errors';
-import { closeFd, FdHandle } from './handle';
+import { closeFd, closeFds, duplicateFds, FdHandle } from './handle';
 import { native } from './native';
 import { SyncFile } from './sync-file';
 import { Memfd } from './udmabuf';
@@ -16,7 +16,12 @@ export interface ReceivedBytes {
   fds: number[];
   /** A seqpacket or datagram message longer than `maxBytes`: the kernel discarded its rest (MSG_TRUNC). */
   truncated: boolean;
-  /** A stream's peer closed its end: nothing more will come (`bytes` is empty). */
+  /**
+   * A stream's peer closed its end: nothing more will come (`bytes` is
+   * empty). A seqpacket socket cannot say: recvmsg reads its peer's close
+   * as an empty message, every time, so a protocol over one ends by its
+   * own messages.
+   */
   ended: boolean;
 }
 
@@ -54,6 +59,7 @@ export class FdSocket extends FdHandle {
   readonly type: SocketType;
   readonly #waiter: FdWaiter;
   #sending: Promise<unknown> = Promise.resolve();
+  #queuedSends = 0;
   #receiving: Promise<unknown> = Promise.resolve();
   readonly #receivedFds = new Int32Array(2 + native().constants.SCM_MAX_FD);
 
@@ -107,27 +113,51 @@ export class FdSocket extends FdHandle {
     // A stream carries ancillary data only with a byte: fds sent with none would be dropped.
     if (this.type === 'stream' && bytes.length === 0 && fds.length > 0) throw validate.invalidValue('bytes', 'at least one byte to carry the fds on a stream socket', 'an empty buffer');
     const numbers = fds.map(fdOf);
-    const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const sending = this.#sending.then(() => this.#send(buffer, numbers));
+    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let offset = 0;
+    if (this.#queuedSends === 0) {
+      // Nothing queued: the first sendmsg goes out in this call, while the
+      // caller's handles are surely open and its bytes as given.
+      const sent = native().sendFds(this.fd, view, 0, view.length, numbers);
+      if (sent === view.length) return Promise.resolve();
+      if (sent < 0 && sent !== EAGAIN) return Promise.reject(this.#sendError(sent, view.length));
+      offset = Math.max(sent, 0);
+    }
+    // What waits is the message's own: a copy of the bytes left, duplicates
+    // of fds not yet sent (the caller may close a handle once send() returns).
+    const rest = Buffer.from(view.subarray(offset));
+    const queuedFds = offset === 0 ? duplicateFds(numbers) : [];
+    this.#queuedSends += 1;
+    const sending = this.#sending.then(() => this.#send(rest, queuedFds, view.length)).finally(() => {
+      this.#queuedSends -= 1;
+    });
     this.#sending = sending.catch(() => undefined);
     return sending;
   }
 
-  async #send(buffer: Buffer, fds: number[]): Promise<void> {
+  async #send(buffer: Buffer, fds: number[], messageLength: number): Promise<void> {
     let offset = 0;
-    do {
-      const sent = native().sendFds(this.assertOpen('sendmsg'), buffer, offset, buffer.length - offset, offset === 0 ? fds : []);
-      if (sent === EAGAIN) {
-        await this.#waiter.wait(native().Poller.WRITABLE, 'sendmsg', { wakeOnError: true });
-        continue;
+    try {
+      for (;;) {
+        const sent = native().sendFds(this.assertOpen('sendmsg'), buffer, offset, buffer.length - offset, fds);
+        if (sent === EAGAIN) {
+          await this.#waiter.wait(native().Poller.WRITABLE, 'sendmsg', { wakeOnError: true });
+          continue;
+        }
+        if (sent < 0) throw this.#sendError(sent, messageLength);
+        offset += sent;
+        fds = closeFds(fds);
+        if (offset >= buffer.length) return;
       }
-      if (sent < 0) {
-        throw kernelError(sent, 'sendmsg', {
-          hint: sent === negativeErrno('EMSGSIZE') ? `a ${this.type} message of ${buffer.length} bytes is more than the socket takes in one` : sent === negativeErrno('EPIPE') ? 'the peer closed its end' : undefined,
-        });
-      }
-      offset += sent;
-    } while (offset < buffer.length);
+    } finally {
+      closeFds(fds);
+    }
+  }
+
+  #sendError(result: number, length: number): Error {
+    return kernelError(result, 'sendmsg', {
+      hint: result === negativeErrno('EMSGSIZE') ? `a ${this.type} message of ${length} bytes is more than the socket takes in one` : result === negativeErrno('EPIPE') ? 'the peer closed its end' : undefined,
+    });
   }
 
   /** One recvmsg's worth: waits (in the event loop) until the socket has something. Receives run one at a time. */
@@ -137,9 +167,24 @@ export class FdSocket extends FdHandle {
     const maxBytes = opts.maxBytes === undefined ? defaultMaxBytes : validate.integer('options.maxBytes', opts.maxBytes, 1, 2 ** 31 - 1);
     const maxFds = opts.maxFds === undefined ? native().constants.SCM_MAX_FD : validate.integer('options.maxFds', opts.maxFds, 0, native().constants.SCM_MAX_FD);
     const signal = validate.optionalSignal('options.signal', opts.signal);
-    const receiving = this.#receiving.then(() => this.#receive(maxBytes, maxFds, signal));
+    signal?.throwIfAborted();
+    let started = false;
+    const receiving = this.#receiving.then(() => {
+      started = true;
+      return this.#receive(maxBytes, maxFds, signal);
+    });
     this.#receiving = receiving.catch(() => undefined);
-    return receiving;
+    if (!signal) return receiving;
+    // Queued behind another receive, it gives up at once on abort (and will
+    // consume nothing: #receive checks the signal first); once reading, the
+    // wait itself answers the signal.
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        if (!started) reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      receiving.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   async #receive(maxBytes: number, maxFds: number, signal: AbortSignal | undefined): Promise<ReceivedBytes> {

@@ -99,6 +99,49 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
       b.close();
     }));
 
+  it('a send queued behind a full socket sends the file it was given even when the caller closes the handle at once', () =>
+    noLeak(async () => {
+      const [a, b] = FdSocket.pair('seqpacket');
+      // Filled under the FdSocket until sendmsg says EAGAIN, so that the next send waits in the queue.
+      const filler = Buffer.alloc(16 * 1024);
+      let filled = 0;
+      while (native().sendFds(a.fd, filler, 0, filler.length, []) === filler.length) filled += 1;
+      assert.ok(filled > 0);
+      const given = Memfd.create(4096);
+      const sending = a.send(Buffer.from('fd'), [given]);
+      given.close();
+      using reusing = Memfd.create(8192); // may take the closed fd's number
+      const received: number[] = [];
+      for (;;) {
+        const { bytes, fds } = await b.receive({ maxBytes: filler.length });
+        received.push(...fds);
+        if (bytes.toString() === 'fd') break;
+      }
+      await sending;
+      assert.equal(received.length, 1);
+      assert.equal(fstatSync(received[0]!).size, 4096, 'the memfd given to send(), not the one that reused its number');
+      assert.notEqual(fstatSync(received[0]!).ino, fstatSync(reusing.fd).ino);
+      closeFd(received[0]!);
+      a.close();
+      b.close();
+    }));
+
+  it('a receive queued behind another gives up at once when its signal aborts, and takes nothing', () =>
+    noLeak(async () => {
+      const [a, b] = FdSocket.pair('datagram');
+      const first = b.receive();
+      const controller = new AbortController();
+      const second = b.receive({ signal: controller.signal });
+      controller.abort(new Error('given up'));
+      await assert.rejects(second, /given up/);
+      await a.send(Buffer.from('one'));
+      await a.send(Buffer.from('two'));
+      assert.equal((await first).bytes.toString(), 'one');
+      assert.equal((await b.receive()).bytes.toString(), 'two', 'the aborted receive took nothing');
+      a.close();
+      b.close();
+    }));
+
   it('more fds than maxFds is ERR_DMABUF_SOCKET_FDS_LOST (MSG_CTRUNC) with the bytes on the error, and the fds that arrived are closed', () =>
     noLeak(async () => {
       const [a, b] = FdSocket.pair('seqpacket');
