@@ -151,9 +151,13 @@ static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   struct msghdr message = {};
   message.msg_iov = &vector;
   message.msg_iovlen = 1;
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * SCM_MAX_FD)];
+  // Room besides the fds for what a shared socket may add before them
+  // (SO_PASSCRED's credentials, SO_PASSPIDFD's pidfd, a short SO_PASSSEC
+  // label): without it they would take the fds' room (MSG_CTRUNC).
+  constexpr size_t kOtherControl = CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) + CMSG_SPACE(256);
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * SCM_MAX_FD) + kOtherControl];
   message.msg_control = control;
-  message.msg_controllen = maxFds == 0 ? 0 : CMSG_SPACE(sizeof(int) * maxFds);
+  message.msg_controllen = (maxFds == 0 ? 0 : CMSG_SPACE(sizeof(int) * maxFds)) + kOtherControl;
   ssize_t received = Restarting([&] { return recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
   if (received < 0) return Errno(env, errno);
   // CMSG_SPACE rounds up, so the kernel may install more fds than asked
