@@ -524,6 +524,8 @@ export class KernelTestDevice extends EventedFdHandle<KernelTestDeviceEvents> {
     try {
       while (!this.closed && this.#listening()) {
         for (const event of this.readEvents()) this.emit(event.type, event);
+        // A once() listener, or an off() in one, may have been the last.
+        if (!this.#listening()) break;
         this.#stopReading = new AbortController();
         await this.#waiter.wait(native().Poller.READABLE, 'read', { signal: this.#stopReading.signal });
       }
