@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { fstatSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { FdSocket, Memfd, type SocketType } from '../../lib';
 import { closeFd } from '../../lib/handle';
 import { native } from '../../lib/native';
@@ -156,6 +158,29 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
       a.close();
       b.close();
     }));
+
+  it('on a socket with SO_PASSCRED (the credentials share the control buffer), a message\'s one fd arrives with room for one', function () {
+    this.timeout(30_000);
+    // Python sets the option (Node has no setsockopt), sends one fd, and execs
+    // Node with the receiving end as fd 3.
+    const node = `
+      const { FdSocket } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'))});
+      const socket = FdSocket.fromFd(3);
+      socket.receive({ maxFds: 1 }).then(({ bytes, fds }) => { console.log(JSON.stringify({ bytes: bytes.toString(), fds: fds.length })); socket.close(); },
+        (error) => { console.log(JSON.stringify({ error: error.code })); socket.close(); });`;
+    const python = `
+import os, socket, sys
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+b.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+r, w = os.pipe()
+socket.send_fds(a, [b"with creds"], [r])
+os.dup2(b.fileno(), 3)
+os.execvp(sys.argv[1], [sys.argv[1], "-e", sys.argv[2]])
+`;
+    const child = spawnSync('python3', ['-c', python, process.execPath, node], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.deepEqual(JSON.parse(child.stdout), { bytes: 'with creds', fds: 1 });
+  });
 
   it('refuses before sending: 254 fds (SCM_MAX_FD is 253), fds with no byte on a stream, bytes that are not a Uint8Array', () => {
     const [a, b] = FdSocket.pair();
