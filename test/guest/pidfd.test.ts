@@ -4,9 +4,13 @@ import { readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Memfd, pidfdGetFd } from '../../lib';
 import { closeFd } from '../../lib/handle';
+import { copyPackage } from '../support/second-copy';
 import { exited, firstLine, requireVm } from './helpers';
 
-const scripts = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'scripts');
+// The scripts run as uid 65534 from a copy of the package anyone can read:
+// the checkout may sit under a directory only its owner can enter.
+let copy: ReturnType<typeof copyPackage>;
+const scripts = () => join(copy.dir, 'test', 'fixtures', 'scripts');
 const nobody = 65534;
 
 interface Taken {
@@ -20,7 +24,7 @@ interface Taken {
 
 /** pidfdGetFd(pid, fd) in a process of uid/gid 65534, as it reported. */
 function takeAsNobody(pid: number, fd: number): Taken {
-  const result = spawnSync(process.execPath, [join(scripts, 'pidfd-caller.js'), String(pid), String(fd)], { uid: nobody, gid: nobody, encoding: 'utf8' });
+  const result = spawnSync(process.execPath, [join(scripts(), 'pidfd-caller.js'), String(pid), String(fd)], { uid: nobody, gid: nobody, encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
   return JSON.parse(result.stdout) as Taken;
 }
@@ -30,6 +34,10 @@ function takeAsNobody(pid: number, fd: number): Taken {
 // have CAP_SYS_PTRACE. The VM's kernel has no Yama, so those are the rules.
 describe('pidfdGetFd across privilege lines', () => {
   requireVm();
+  before(() => {
+    copy = copyPackage();
+  });
+  after(() => copy.remove());
   let targets: ChildProcess[] = [];
   afterEach(async () => {
     for (const child of targets) child.kill();
@@ -41,7 +49,7 @@ describe('pidfdGetFd across privilege lines', () => {
     // The dumpable one starts as uid 65534 (an exec leaves it dumpable); the
     // other starts as root and drops to 65534 itself.
     const options = mode === 'dumpable' ? { uid: nobody, gid: nobody } : {};
-    const child = spawn(process.execPath, [join(scripts, 'pidfd-target.js'), mode], { ...options, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [join(scripts(), 'pidfd-target.js'), mode], { ...options, stdio: ['ignore', 'pipe', 'inherit'] });
     targets.push(child);
     const started = JSON.parse(await firstLine(child)) as { pid: number; fd: number };
     // Its /proc files (not the directory) belong to its uid while it is dumpable, and to root when it is not.
