@@ -84,9 +84,14 @@ bool ArgListNumber(Napi::Env env, Napi::Value value, const std::string& name, do
 // An array of at most maxLength fds (integers 0 to 2^31-1).
 bool ArgFdList(const Napi::CallbackInfo& info, size_t index, const char* name, size_t maxLength, std::vector<int>* out);
 // An Int32Array of at least minLength elements, for results written in place.
-bool ArgInt32Array(const Napi::CallbackInfo& info, size_t index, const char* name, size_t minLength, Napi::Int32Array* out);
+bool ArgInt32Array(const Napi::CallbackInfo& info, size_t index, const char* name, size_t minLength, int32_t** data, size_t* length);
 // A Buffer (or any Uint8Array) the call may read or write in place.
 bool ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name, char** data, size_t* length);
+
+// recvmsg with fds, as recvFds and the poller's reads make it: the bytes read
+// or -errno. out gets the count of fds, the MSG_CTRUNC and MSG_TRUNC flags,
+// then the fds, `stride` elements apart (room for maxFds of them).
+long long ReceiveWithFds(int fd, char* data, size_t length, int32_t* out, size_t maxFds, size_t stride);
 
 // The `this` of a native class's method. napi_unwrap alone takes any wrapped
 // object, of any class, as a T: a method borrowed onto another class's

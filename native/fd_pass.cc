@@ -130,22 +130,7 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
   return Result(env, Restarting([&] { return sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT); }));
 }
 
-// recvFds(socket, buffer, offset, length, fdsOut): the bytes read, or -errno.
-// fdsOut (an Int32Array of 2 + room) receives the count of fds, the message's
-// MSG_CTRUNC and MSG_TRUNC flags (fds lost: the ones that arrived are there,
-// for the caller to close; a datagram longer than the buffer: its rest is
-// gone), then the fds: one array the caller keeps, instead of an object and
-// an array made for every message.
-static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int32_t fd;
-  char* data;
-  size_t length;
-  Napi::Int32Array out;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length) || !ArgInt32Array(info, 4, "fdsOut", 2, &out)) {
-    return env.Undefined();
-  }
-  size_t maxFds = out.ElementLength() - 2;
+long long ReceiveWithFds(int fd, char* data, size_t length, int32_t* out, size_t maxFds, size_t stride) {
   if (maxFds > SCM_MAX_FD) maxFds = SCM_MAX_FD;
   struct iovec vector = {data, length};
   struct msghdr message = {};
@@ -159,7 +144,7 @@ static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   message.msg_control = control;
   message.msg_controllen = (maxFds == 0 ? 0 : CMSG_SPACE(sizeof(int) * maxFds)) + kOtherControl;
   ssize_t received = Restarting([&] { return recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
-  if (received < 0) return Errno(env, errno);
+  if (received < 0) return -errno;
   // CMSG_SPACE rounds up, so the kernel may install more fds than asked
   // for: those are closed here and reported as lost, never left open.
   size_t count = 0;
@@ -171,7 +156,7 @@ static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
       int received_fd;
       memcpy(&received_fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
       if (count < maxFds) {
-        out[2 + count++] = received_fd;
+        out[2 + stride * count++] = received_fd;
       } else {
         close(received_fd);
         lost = true;
@@ -180,7 +165,26 @@ static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   }
   out[0] = static_cast<int32_t>(count);
   out[1] = (message.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) | (lost ? MSG_CTRUNC : 0);
-  return Napi::Number::New(env, static_cast<double>(received));
+  return received;
+}
+
+// recvFds(socket, buffer, offset, length, fdsOut): the bytes read, or -errno.
+// fdsOut (an Int32Array of 2 + room) receives the count of fds, the message's
+// MSG_CTRUNC and MSG_TRUNC flags (fds lost: the ones that arrived are there,
+// for the caller to close; a datagram longer than the buffer: its rest is
+// gone), then the fds: one array the caller keeps, instead of an object and
+// an array made for every message.
+static Napi::Value RecvFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  char* data;
+  size_t length;
+  int32_t* out;
+  size_t outLength;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferRange(info, 1, &data, &length) || !ArgInt32Array(info, 4, "fdsOut", 2, &out, &outLength)) {
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(ReceiveWithFds(fd, data, length, out, outLength - 2, 1)));
 }
 
 // socketInfo(fd): [SO_DOMAIN, SO_TYPE] of a socket, or -errno (ENOTSOCK for

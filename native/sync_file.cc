@@ -103,8 +103,9 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
 // the caller's Int32Array and the return value stays 0 or -errno.
 static Napi::Value Status(const Napi::CallbackInfo& info) {
   int32_t fd;
-  Napi::Int32Array status;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgInt32Array(info, 1, "status", 1, &status)) return info.Env().Undefined();
+  int32_t* status;
+  size_t length;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgInt32Array(info, 1, "status", 1, &status, &length)) return info.Env().Undefined();
   struct sync_file_info header = {};
   if (ioctl(fd, SYNC_IOC_FILE_INFO, &header) < 0) return Errno(info.Env(), errno);
   status[0] = header.status;
