@@ -116,14 +116,15 @@ export class DmaBuf extends FdHandle {
   /** Size in bytes, fixed for the buffer's life. */
   readonly size: number;
   #inode: number | undefined;
-  #mapping = new SharedMapping();
+  /** Made on first map: most received buffers are never mapped here. */
+  #mapping: SharedMapping | undefined;
   #waiter: FdWaiter | undefined;
   #cpuAccess: AccessMode | undefined;
 
   /** Takes ownership of an fd already known to be a dma-buf. Use `DmaBuf.fromFd` for anything else. */
   // A creator that knows the size passes it, saving an fstat per buffer.
-  protected constructor(fd: number, size?: number) {
-    super(fd, 'DmaBuf');
+  protected constructor(fd: number, size?: number, owned = false) {
+    super(fd, 'DmaBuf', owned);
     this.size = size ?? fstatSync(fd).size;
   }
 
@@ -133,8 +134,8 @@ export class DmaBuf extends FdHandle {
   }
 
   /** @internal Wraps an fd the library just received from the kernel as a dma-buf. */
-  static adopt(fd: number, size?: number): DmaBuf {
-    return new DmaBuf(fd, size);
+  static adopt(fd: number, size?: number, options?: { owned: boolean }): DmaBuf {
+    return new DmaBuf(fd, size, options?.owned);
   }
 
   /** The inode that identifies this buffer across fds and processes. */
@@ -210,9 +211,9 @@ export class DmaBuf extends FdHandle {
         if (refusal) throw refusal;
       }
       const keepAlive = sources.flatMap((source) => source.mappingKeepAlive());
-      return this.#mapping.view(fd, this.size, keepAlive.length > 0 ? keepAlive : undefined);
+      return (this.#mapping ??= new SharedMapping()).view(fd, this.size, keepAlive.length > 0 ? keepAlive : undefined);
     }
-    return this.#mapping.view(fd, this.size, this.mappingKeepAlive());
+    return (this.#mapping ??= new SharedMapping()).view(fd, this.size, this.mappingKeepAlive());
   }
 
   /** @internal True for a Udmabuf, which knows its own memfds and rules. */
@@ -365,7 +366,7 @@ export class DmaBuf extends FdHandle {
 
   protected override releaseResources(): void {
     this.#waiter?.close('poll');
-    this.#mapping.release();
+    this.#mapping?.release();
     this.#cpuAccess = undefined;
   }
 }

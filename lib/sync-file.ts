@@ -50,8 +50,8 @@ function statusOf(code: number): FenceStatus {
 export class SyncFile extends FdHandle {
   #waiter: FdWaiter | undefined;
 
-  private constructor(fd: number) {
-    super(fd, 'SyncFile');
+  private constructor(fd: number, owned = false) {
+    super(fd, 'SyncFile', owned);
   }
 
   /** Whether `value` is a SyncFile, made by this copy of the package or another (where `instanceof` answers false). */
@@ -60,8 +60,8 @@ export class SyncFile extends FdHandle {
   }
 
   /** @internal Wraps an fd the kernel just returned as a sync_file. */
-  static adopt(fd: number): SyncFile {
-    return new SyncFile(fd);
+  static adopt(fd: number, options?: { owned: boolean }): SyncFile {
+    return new SyncFile(fd, options?.owned);
   }
 
   /**
