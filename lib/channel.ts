@@ -55,6 +55,14 @@ function kindOf(handle: Handle, index: number): { kind: HandleKind; fd: number }
   return { kind: 'fd', fd: validate.fd(`handles[${index}]`, handle) };
 }
 
+/** Why a received fd is not the kind its frame declared, or undefined: DmaBuf.fromFd's and SyncFile.fromFd's checks, from what the read found. */
+function checkReceived(kind: HandleKind, received: ReceivedFd): Error | undefined {
+  if (kind === 'fd') return undefined;
+  if (kind === 'dmabuf') return received.magic === native().constants.DMA_BUF_MAGIC ? undefined : codedError('ERR_DMABUF_NOT_A_DMABUF', received.fd, received.magic);
+  const probe = native().syncFileInfo(received.fd);
+  return typeof probe === 'number' ? kernelError(probe, 'ioctl(SYNC_IOC_FILE_INFO)', { hint: probe === negativeErrno('ENOTTY') ? `fd ${received.fd} is not a sync_file` : undefined }) : undefined;
+}
+
 interface Outgoing {
   frame: Buffer;
   offset: number;
@@ -64,13 +72,24 @@ interface Outgoing {
   reject(error: Error): void;
 }
 
+/** A received fd, as the poller's read found it: its file system's magic (0 if fstatfs failed) and size. */
+interface ReceivedFd {
+  fd: number;
+  magic: number;
+  size: number;
+}
+
 interface FdBatch {
-  fds: number[];
+  fds: ReceivedFd[];
   start: number;
   end: number;
 }
 
 const handleKinds: readonly string[] = ['dmabuf', 'syncfile', 'fd'] satisfies HandleKind[];
+
+function isHandleKind(kind: unknown): kind is HandleKind {
+  return kind === 'dmabuf' || kind === 'syncfile' || kind === 'fd';
+}
 
 interface PendingReceive {
   resolve(received: ReceivedMessage): void;
@@ -93,7 +112,6 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   #waiter: FdWaiter;
   #outgoing: Outgoing[] = [];
   #writing = false;
-  #reading = false;
   #input = Buffer.alloc(64 * 1024);
   #inputLength = 0;
   /**
@@ -112,17 +130,18 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   #failure: Error | undefined;
   #receivers: PendingReceive[] = [];
   #peerClosed = false;
-  /** recvFds's out-parameter: count, truncated, then room for the fds of one read. */
-  readonly #receivedFds: Int32Array;
+  /** The poller's read: offset in, then bytes, fd count, flags and the fds (lib/native.ts). */
+  readonly #io: Int32Array;
 
   private constructor(fd: number, options: { maxFdsPerRead?: number } = {}) {
     super(fd, 'FdChannel', ['message', 'error', 'close']);
     this.#waiter = new FdWaiter(fd, 'FdChannel', { drained: true });
-    this.#receivedFds = new Int32Array(2 + (options.maxFdsPerRead ?? native().constants.SCM_MAX_FD));
+    this.#io = new Int32Array(4 + native().Poller.FD_STRIDE * (options.maxFdsPerRead ?? native().constants.SCM_MAX_FD));
     this.onListenersChanged((event, added) => {
       if (event === 'message' && added) this.#deliver();
     });
-    void this.#readLoop(); // it catches its own errors and fails the channel with them
+    this.#waiter.receiveInto(this.#input, this.#io);
+    this.#waiter.watchReadable(() => this.#onReadable());
   }
 
   /** Two connected ends. Hand one to a child with `spawn(..., { stdio: [..., end.fd] })`, then close it here. */
@@ -188,17 +207,25 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     if (handles.length > native().constants.SCM_MAX_FD) {
       throw validate.invalidValue('handles', `at most ${native().constants.SCM_MAX_FD} handles in one message (SCM_MAX_FD)`, `${handles.length} handles`);
     }
-    const described = handles.map(kindOf);
-    const json = JSON.stringify({ message, kinds: described.map((item) => item.kind) }) ?? 'null';
+    const fds: number[] = [];
+    let kinds = '';
+    for (let index = 0; index < handles.length; index += 1) {
+      const { kind, fd } = kindOf(handles[index]!, index);
+      fds.push(fd);
+      kinds += index === 0 ? `"${kind}"` : `,"${kind}"`;
+    }
+    // The frame's JSON is {"message":...,"kinds":[...]}, written as a string
+    // around the message's own: no wrapper object for JSON.stringify to walk.
+    const body = JSON.stringify(message);
+    const json = body === undefined ? `{"kinds":[${kinds}]}` : `{"message":${body},"kinds":[${kinds}]}`;
     const jsonLength = Buffer.byteLength(json);
     if (jsonLength > maxMessageBytes) throw validate.invalidValue('message', `at most ${maxMessageBytes} bytes of JSON`, `${jsonLength} bytes`);
     // One buffer, header and JSON written in place: no intermediate copy.
     const frame = Buffer.allocUnsafe(headerSize + jsonLength);
     frame.writeUInt32LE(frameMagic, 0);
     frame.writeUInt32LE(jsonLength, 4);
-    frame.writeUInt32LE(described.length, 8);
+    frame.writeUInt32LE(fds.length, 8);
     frame.write(json, headerSize);
-    const fds = described.map((item) => item.fd);
     let offset = 0;
     if (this.#outgoing.length === 0) {
       // Nothing queued: the common case goes out in this call, with no queue.
@@ -276,27 +303,34 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     }
   }
 
-  async #readLoop(): Promise<void> {
-    if (this.#reading) return;
-    this.#reading = true;
+  /**
+   * Runs in the poll callback whenever the socket is readable: reads until
+   * the socket is drained, parses and delivers what came. No promise stands
+   * between the kernel's readiness and the message.
+   */
+  #onReadable(): void {
+    const io = this.#io;
+    const { NOT_READ, FD_STRIDE } = native().Poller;
     try {
-      while (!this.closed && !this.#peerClosed) {
-        if (this.#inputLength === this.#input.length) this.#growInput(this.#input.length * 2);
-        const bytes = native().recvFds(this.fd, this.#input, this.#inputLength, this.#input.length - this.#inputLength, this.#receivedFds);
-        if (bytes === EAGAIN) {
-          await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true });
-          continue;
-        }
+      for (let made = io[1]!; !this.closed && !this.#peerClosed; made = NOT_READ) {
+        // The poll's own read, or (after an error status, or a full buffer) one made now.
+        io[1] = NOT_READ;
+        const bytes = made !== NOT_READ ? made : this.#waiter.receiveNow();
+        io[1] = NOT_READ;
+        if (bytes === EAGAIN) return;
         // A peer that ends with unread input resets the connection: that is
         // the peer gone, as an end of stream is, not a failure of this side.
         const peerGone = bytes === 0 || bytes === ECONNRESET;
         if (bytes < 0 && !peerGone) throw kernelError(bytes, 'recvmsg');
-        // Fds come with bytes; a failed recvmsg leaves the out-parameter as the last read wrote it.
-        if (bytes > 0 && this.#receivedFds[0]! > 0) {
-          this.#fdBatches.push({ fds: Array.from(this.#receivedFds.subarray(2, 2 + this.#receivedFds[0]!)), start: this.#streamOffset, end: this.#streamOffset + bytes });
+        if (bytes > 0 && io[2]! > 0) {
+          const fds: ReceivedFd[] = [];
+          for (let index = 0, at = 4; index < io[2]!; index += 1, at += FD_STRIDE) {
+            fds.push({ fd: io[at]!, magic: io[at + 1]! >>> 0, size: (io[at + 2]! >>> 0) + (io[at + 3]! >>> 0) * 2 ** 32 });
+          }
+          this.#fdBatches.push({ fds, start: this.#streamOffset, end: this.#streamOffset + bytes });
         }
         if (bytes > 0) this.#streamOffset += bytes;
-        if (bytes > 0 && this.#receivedFds[1]! & native().constants.MSG_CTRUNC) {
+        if (bytes > 0 && io[3]! & native().constants.MSG_CTRUNC) {
           // The kernel dropped fds it had no room for: the frame they belong
           // to can never be whole again.
           this.#fail(codedError('ERR_DMABUF_CHANNEL_FDS_LOST'));
@@ -304,6 +338,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
         }
         if (peerGone) {
           this.#peerClosed = true;
+          this.#waiter.stopWatching();
           const leftFds = this.#fdBatches.reduce((sum, batch) => sum + batch.fds.length, 0);
           if (this.#inputLength > 0 || leftFds > 0) {
             this.#fail(codedError('ERR_DMABUF_CHANNEL_TRUNCATED', this.#inputLength, leftFds));
@@ -315,16 +350,23 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
         const drained = this.#inputLength + bytes < this.#input.length;
         this.#inputLength += bytes;
         this.#parseFrames();
+        this.#readyToRead();
         // A stream socket that gave less than asked for was empty a moment
-        // ago: wait for the (level-triggered) poll instead of spending a
-        // recvmsg on EAGAIN.
-        if (drained && !this.closed && !this.#peerClosed) await this.#waiter.wait(native().Poller.READABLE, 'recvmsg', { wakeOnError: true });
+        // ago: the (level-triggered) poll calls again when more comes,
+        // without a recvmsg spent on EAGAIN.
+        if (drained) return;
       }
     } catch (error) {
-      if (!this.closed && (error as { code?: string }).code !== 'ECANCELED') this.#fail(error as Error);
+      if (!this.closed) this.#fail(error as Error);
     } finally {
-      this.#reading = false;
+      if (!this.closed) this.#readyToRead();
     }
+  }
+
+  /** The next read goes after what is kept, into room that is never empty (a read of 0 bytes would look like the end of the stream). */
+  #readyToRead(): void {
+    if (this.#inputLength === this.#input.length) this.#growInput(this.#input.length * 2);
+    this.#io[0] = this.#inputLength;
   }
 
   /** Room for `size` bytes of input, keeping what was read. */
@@ -332,6 +374,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     const grown = Buffer.alloc(size);
     this.#input.copy(grown, 0, 0, this.#inputLength);
     this.#input = grown;
+    this.#waiter.receiveInto(grown, this.#io);
   }
 
   #parseFrames(): void {
@@ -352,7 +395,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
       }
       const json = this.#input.toString('utf8', headerSize, headerSize + jsonLength);
       const fds = this.#takeFds(handleCount);
-      this.#input.copy(this.#input, 0, headerSize + jsonLength, this.#inputLength);
+      if (this.#inputLength > headerSize + jsonLength) this.#input.copy(this.#input, 0, headerSize + jsonLength, this.#inputLength);
       this.#inputLength -= headerSize + jsonLength;
       this.#frameOffset += headerSize + jsonLength;
       if (typeof fds === 'string') this.#refuse(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', fds));
@@ -366,13 +409,13 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
    * that came with fewer than it announced is refused (its fds closed),
    * since no later read can bring them. A string says why.
    */
-  #takeFds(count: number): number[] | string {
+  #takeFds(count: number): ReceivedFd[] | string {
     this.#dropStrayFds();
     const batch = this.#fdBatches[0];
     const covering = batch !== undefined && batch.start <= this.#frameOffset ? batch : undefined;
     const available = covering?.fds.length ?? 0;
     if (available < count) {
-      if (covering) for (const fd of this.#fdBatches.shift()!.fds) closeFd(fd);
+      if (covering) for (const item of this.#fdBatches.shift()!.fds) closeFd(item.fd);
       return `a frame announced ${count} handles and came with ${available} fds; they were closed`;
     }
     const fds = count === 0 ? [] : covering!.fds.splice(0, count);
@@ -385,23 +428,23 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     while (this.#fdBatches.length > 0 && this.#fdBatches[0]!.end <= this.#frameOffset) {
       const stray = this.#fdBatches.shift()!.fds;
       if (stray.length === 0) continue;
-      for (const fd of stray) closeFd(fd);
+      for (const item of stray) closeFd(item.fd);
       this.#refuse(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', `${stray.length} fds came that no frame announced; they were closed`));
     }
   }
 
-  #accept(json: string, fds: number[]): void {
+  #accept(json: string, fds: ReceivedFd[]): void {
     let parsed: { message: unknown; kinds: HandleKind[] } | undefined;
     let problem: string | undefined;
     try {
       parsed = JSON.parse(json) as { message: unknown; kinds: HandleKind[] };
       if (!Array.isArray(parsed.kinds) || parsed.kinds.length !== fds.length) problem = 'its handle kinds do not match the fds';
-      else if (parsed.kinds.some((kind) => !handleKinds.includes(kind))) problem = `a handle kind is none of ${handleKinds.join(', ')} (kinds ${JSON.stringify(parsed.kinds)})`;
+      else if (!parsed.kinds.every(isHandleKind)) problem = `a handle kind is none of ${handleKinds.join(', ')} (kinds ${JSON.stringify(parsed.kinds)})`;
     } catch (error) {
       problem = `its JSON does not parse (${(error as Error).message})`;
     }
     if (parsed === undefined || problem !== undefined) {
-      for (const fd of fds) closeFd(fd);
+      for (const item of fds) closeFd(item.fd);
       this.#refuse(codedError('ERR_DMABUF_CHANNEL_PROTOCOL', problem!));
       return;
     }
@@ -410,14 +453,20 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     const handles: Handle[] = [];
     for (let index = 0; index < fds.length; index += 1) {
       const kind = parsed.kinds[index];
-      try {
-        handles.push(kind === 'dmabuf' ? DmaBuf.fromFd(fds[index]!) : kind === 'syncfile' ? SyncFile.fromFd(fds[index]!) : fds[index]!);
-      } catch (error) {
-        for (const handle of handles) if (typeof handle !== 'number') handle.detach();
-        for (const fd of fds) closeFd(fd);
-        this.#refuse(codedError('ERR_DMABUF_CHANNEL_BAD_HANDLE', index, kind, (error as Error).message));
+      const problem = checkReceived(kind!, fds[index]!);
+      if (problem) {
+        for (const item of fds) closeFd(item.fd);
+        this.#refuse(codedError('ERR_DMABUF_CHANNEL_BAD_HANDLE', index, kind, problem.message));
         return;
       }
+    }
+    // The poller's read made the addon count every fd as this
+    // environment's: a handle takes that over, and a plain fd stays the
+    // channel's (closed if a worker ends with it queued) until delivered.
+    for (let index = 0; index < fds.length; index += 1) {
+      const { fd, size } = fds[index]!;
+      const kind = parsed.kinds[index];
+      handles.push(kind === 'dmabuf' ? DmaBuf.adopt(fd, size, { owned: true }) : kind === 'syncfile' ? SyncFile.adopt(fd, { owned: true }) : fd);
     }
     this.#received.push({ message: parsed.message, handles });
     this.#deliver();
@@ -446,6 +495,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
       }
       if (!receiver && this.listenerCount('message') === 0) return;
       this.#received.shift();
+      for (const handle of next.handles) if (typeof handle === 'number') native().disownFd(handle);
       if (receiver) receiver.resolve(next);
       else this.emit('message', next);
     }
@@ -457,7 +507,8 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   }
 
   #fail(error: Error): void {
-    for (const batch of this.#fdBatches.splice(0)) for (const fd of batch.fds) closeFd(fd);
+    this.#waiter.stopWatching();
+    for (const batch of this.#fdBatches.splice(0)) for (const item of batch.fds) closeFd(item.fd);
     this.#inputLength = 0;
     this.#peerClosed = true;
     this.#failure = error;
@@ -470,7 +521,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
 
   protected override releaseResources(): void {
     this.#waiter.close('close');
-    for (const batch of this.#fdBatches.splice(0)) for (const fd of batch.fds) closeFd(fd);
+    for (const batch of this.#fdBatches.splice(0)) for (const item of batch.fds) closeFd(item.fd);
     for (const received of this.#received.splice(0)) {
       if (received instanceof Error) continue;
       for (const handle of received.handles) {

@@ -100,6 +100,14 @@ export interface NativePoller {
   close(): void;
   ref(): void;
   unref(): void;
+  /**
+   * From now on each readable event first makes one recvmsg into `buffer`
+   * at `io[0]`; the callback finds the result in `io` (native/poller.cc
+   * gives the layout). Received fds are owned by the environment (ownFd).
+   */
+  receiveInto(buffer: Buffer, io: Int32Array): void;
+  /** The same read, now; returns io[1]. */
+  receiveNow(): number;
 }
 
 /**
@@ -181,6 +189,10 @@ export interface NativeBinding {
     new (fd: number, callback: (status: number, events: number) => void): NativePoller;
     READABLE: number;
     WRITABLE: number;
+    /** io[1] when no read was made (an error status, or not readable). */
+    NOT_READ: number;
+    /** Elements per received fd in io: fd, fs magic, size low and high 32 bits. */
+    FD_STRIDE: number;
   };
 }
 

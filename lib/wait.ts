@@ -1,4 +1,4 @@
-import { errnoError, kernelError } from './errors';
+import { errnoError, kernelError, negativeErrno } from './errors';
 import { native, type NativePoller } from './native';
 
 export interface WaitOptions {
@@ -50,6 +50,9 @@ export class FdWaiter {
   #armedEvents = 0;
   #unref = false;
   readonly #drained: boolean;
+  /** Called from the poll callback itself while set: see watchReadable(). */
+  #reader: ((status: number) => void) | undefined;
+  #receiveInto: { buffer: Buffer; io: Int32Array } | undefined;
 
   constructor(
     private readonly fd: number,
@@ -90,6 +93,47 @@ export class FdWaiter {
     });
   }
 
+  /**
+   * Keeps the poll armed for reading and calls `onReadable` from libuv's
+   * callback itself, with libuv's status (0, or -errno when it reported an
+   * error: the reader's next syscall learns the real one). A reader that
+   * drains the fd on each call needs no promise and no microtask per event,
+   * which is most of what a message costs an event-loop program.
+   */
+  watchReadable(onReadable: (status: number) => void): void {
+    this.#reader = onReadable;
+    this.#arm();
+  }
+
+  stopWatching(): void {
+    this.#reader = undefined;
+    this.#arm();
+  }
+
+  /**
+   * Has the poll make the reader's recvmsg before calling it (the native
+   * Poller's receiveInto): for a socket, one call into JavaScript per
+   * message and none out of it. Called again when the buffer grows.
+   */
+  receiveInto(buffer: Buffer, io: Int32Array): void {
+    this.#receiveInto = { buffer, io };
+    this.#poller?.receiveInto(buffer, io);
+  }
+
+  /** The poller's read, made now (receiveInto's layout); -EBADF once closed. */
+  receiveNow(): number {
+    if (this.#closed) return negativeErrno('EBADF');
+    this.#ensurePoller();
+    return this.#poller!.receiveNow();
+  }
+
+  #ensurePoller(): void {
+    if (this.#poller) return;
+    this.#poller = new (native().Poller)(this.fd, (status, ready) => this.#onEvent(status, ready));
+    if (this.#unref) this.#poller.unref();
+    if (this.#receiveInto) this.#poller.receiveInto(this.#receiveInto.buffer, this.#receiveInto.io);
+  }
+
   #remove(pending: PendingWait): void {
     pending.cleanup();
     this.#pending.delete(pending);
@@ -98,7 +142,7 @@ export class FdWaiter {
 
   #arm(): void {
     if (this.#closed) return;
-    let events = 0;
+    let events = this.#reader ? native().Poller.READABLE : 0;
     for (const pending of this.#pending) events |= pending.events;
     if (events === this.#armedEvents) return;
     if (events === 0) {
@@ -106,11 +150,8 @@ export class FdWaiter {
       this.#poller?.stop();
       return;
     }
-    if (!this.#poller) {
-      this.#poller = new (native().Poller)(this.fd, (status, ready) => this.#onEvent(status, ready));
-      if (this.#unref) this.#poller.unref();
-    }
-    const status = this.#poller.start(events, this.#drained);
+    this.#ensurePoller();
+    const status = this.#poller!.start(events, this.#drained);
     this.#armedEvents = status === 0 ? events : 0;
     if (status !== 0) this.#onEvent(status, 0);
   }
@@ -119,16 +160,19 @@ export class FdWaiter {
     // The native poll stopped itself unless it stays armed (and it never
     // stays armed after an error).
     if (!this.#drained || status !== 0) this.#armedEvents = 0;
-    for (const pending of [...this.#pending]) {
+    let woken = false;
+    for (const pending of this.#pending.size > 0 ? [...this.#pending] : []) {
       if (status === 0 && (ready & pending.events) === 0) continue;
+      woken = true;
       pending.cleanup();
       this.#pending.delete(pending);
       if (status === 0 || pending.wakeOnError) pending.resolve(ready);
       else pending.reject(kernelError(status, 'poll', { hint: `libuv reported the error polling ${this.what}` }));
     }
+    if (this.#reader && (status !== 0 || ready & native().Poller.READABLE)) this.#reader(status);
     // The woken waits resume in microtasks queued above, and a drained fd's
     // owner waits again in them; deciding after they ran keeps the poll armed.
-    if (this.#drained) queueMicrotask(() => this.#arm());
+    if (this.#drained && woken) queueMicrotask(() => this.#arm());
     else this.#arm();
   }
 
@@ -147,6 +191,7 @@ export class FdWaiter {
   close(syscall: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#reader = undefined;
     this.#poller?.close();
     this.#poller = undefined;
     this.#armedEvents = 0;

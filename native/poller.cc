@@ -7,7 +7,16 @@
 // event that is still true would otherwise fire on every loop turn. A socket
 // whose reader drains it on every event asks to stay armed instead, which
 // spares an epoll_ctl removal and re-add per message.
+//
+// A socket's reader may also ask the poll to make its recvmsg (receiveInto):
+// each message then costs one call into JavaScript and none back, where a
+// recvFds call from the callback costs a dozen napi calls (about 14 us under
+// TCG, against 3 us for the syscall itself).
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <uv.h>
+
+#include <climits>
 
 #include "addon.h"
 
@@ -22,10 +31,14 @@ class Poller : public Napi::ObjectWrap<Poller> {
     Napi::Function constructor = DefineClass(env, "Poller", {
                                                                 StaticValue("READABLE", Napi::Number::New(env, UV_READABLE)),
                                                                 StaticValue("WRITABLE", Napi::Number::New(env, UV_WRITABLE)),
+                                                                StaticValue("NOT_READ", Napi::Number::New(env, kNotRead)),
+                                                                StaticValue("FD_STRIDE", Napi::Number::New(env, kFdStride)),
                                                             });
     DefineMethod<Poller, &Poller::Start>(env, constructor, "start");
     DefineMethod<Poller, &Poller::Stop>(env, constructor, "stop");
     DefineMethod<Poller, &Poller::Close>(env, constructor, "close");
+    DefineMethod<Poller, &Poller::ReceiveInto>(env, constructor, "receiveInto");
+    DefineMethod<Poller, &Poller::ReceiveNow>(env, constructor, "receiveNow");
     DefineMethod<Poller, &Poller::RefLoop>(env, constructor, "ref");
     DefineMethod<Poller, &Poller::UnrefLoop>(env, constructor, "unref");
     return constructor;
@@ -55,6 +68,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     }
     handle->data = this;
     handle_ = handle;
+    fd_ = fd;
     callback_ = Napi::Persistent(callback);
     // A worker thread's teardown does not close handles it does not know;
     // a live poll would keep its loop from ending.
@@ -78,6 +92,64 @@ class Poller : public Napi::ObjectWrap<Poller> {
       Ref();
     }
     return Napi::Number::New(info.Env(), status);
+  }
+
+  // receiveInto(buffer, io): from now on each readable event first reads
+  // into buffer at io[0] (the reader keeps it at the end of its input); the
+  // callback finds in io[1] the bytes read or -errno (kNotRead when none was
+  // made), in io[2] and io[3] the count of fds and the message's flags, then
+  // for each fd four elements: the fd, its file system magic (0 if fstatfs
+  // failed), and its size's low and high 32 bits (fstat): a dma-buf
+  // is known and wrapped without another call. Received fds belong to the
+  // environment from then on (ownedFds), as an FdHandle's do.
+  Napi::Value ReceiveInto(const Napi::CallbackInfo& info) {
+    char* data;
+    size_t length;
+    int32_t* io;
+    size_t ioLength;
+    if (!ArgBuffer(info, 0, "buffer", &data, &length) || !ArgInt32Array(info, 1, "io", 4, &io, &ioLength)) return info.Env().Undefined();
+    buffer_ = Napi::Persistent(info[0].As<Napi::Object>());
+    ioArray_ = Napi::Persistent(info[1].As<Napi::Object>());
+    data_ = data;
+    length_ = length;
+    io_ = io;
+    maxFds_ = (ioLength - 4) / kFdStride;
+    io_[1] = kNotRead;
+    return info.Env().Undefined();
+  }
+
+  // The same read, now: for a reader that filled its buffer and wants the rest.
+  Napi::Value ReceiveNow(const Napi::CallbackInfo& info) {
+    if (io_ == nullptr) return Errno(info.Env(), EINVAL);
+    if (handle_ == nullptr) return Errno(info.Env(), EBADF);
+    Receive();
+    return Napi::Number::New(info.Env(), io_[1]);
+  }
+
+  void Receive() {
+    int32_t offset = io_[0];
+    if (offset < 0 || static_cast<size_t>(offset) >= length_) {
+      io_[1] = -ENOBUFS;
+      io_[2] = 0;
+      return;
+    }
+    long long received = ReceiveWithFds(fd_, data_ + offset, length_ - offset, io_ + 2, maxFds_, kFdStride);
+    io_[1] = static_cast<int32_t>(received);
+    if (received < 0) {
+      io_[2] = 0;
+      return;
+    }
+    AddonData* data = DataOf(Env());
+    for (int32_t i = 0; i < io_[2]; i++) {
+      int32_t* item = io_ + 4 + kFdStride * i;
+      data->ownedFds.insert(item[0]);
+      struct statfs fs;
+      item[1] = fstatfs(item[0], &fs) == 0 ? static_cast<int32_t>(static_cast<uint32_t>(fs.f_type)) : 0;
+      struct stat st;
+      uint64_t size = fstat(item[0], &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+      item[2] = static_cast<int32_t>(static_cast<uint32_t>(size));
+      item[3] = static_cast<int32_t>(static_cast<uint32_t>(size >> 32));
+    }
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
@@ -118,6 +190,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     if (handle_ == nullptr) return;
     StopPolling();
     handle_->data = nullptr;
+    io_ = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     handle_ = nullptr;
   }
@@ -138,6 +211,13 @@ class Poller : public Napi::ObjectWrap<Poller> {
     Napi::Object keepAlive = self->Value();
     (void)keepAlive;
     if (self->oneShot_ || status != 0) self->StopPolling();
+    if (self->io_ != nullptr) {
+      if (status == 0 && (events & UV_READABLE)) {
+        self->Receive();
+      } else {
+        self->io_[1] = kNotRead;
+      }
+    }
     // Status and events are handed on as they are; the callback may close us.
     Napi::FunctionReference& callback = self->callback_;
     if (!callback.IsEmpty()) {
@@ -145,7 +225,17 @@ class Poller : public Napi::ObjectWrap<Poller> {
     }
   }
 
+  static constexpr int32_t kNotRead = INT32_MIN;
+  static constexpr size_t kFdStride = 4;
+
   uv_poll_t* handle_ = nullptr;
+  int fd_ = -1;
+  Napi::ObjectReference buffer_;
+  Napi::ObjectReference ioArray_;
+  char* data_ = nullptr;
+  size_t length_ = 0;
+  int32_t* io_ = nullptr;
+  size_t maxFds_ = 0;
   bool active_ = false;
   bool oneShot_ = true;
   bool cleanupHookAdded_ = false;

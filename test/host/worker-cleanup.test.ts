@@ -14,9 +14,10 @@ interface Held {
 }
 
 // The worker opens a memfd and keeps a view of its mapping, a channel pair
-// (both ends polling for messages), and a listening server with an accept
-// loop, and detaches one memfd's fd; then it ends without closing anything.
-const workerBody = (ending: 'exit' | 'terminate') => `
+// (both ends polling for messages, one with a received fd queued), and a
+// listening server with an accept loop, and detaches one memfd's fd; then
+// it ends without closing anything.
+const workerBody = (ending: 'exit' | 'terminate') => `(async () => {
   const { FdChannel, Memfd } = require(${JSON.stringify(compiled)});
   const { parentPort } = require('node:worker_threads');
   const memfd = Memfd.create(8192);
@@ -27,13 +28,21 @@ const workerBody = (ending: 'exit' | 'terminate') => `
   server.on('connection', () => {});
   const detachedFd = Memfd.create(4096).detach();
   globalThis.held = [memfd, view, left, right, server];
+  // A message nobody received yet, with a Memfd's fd as a plain fd: once
+  // the channel has read it, the fd is open in this process and queued.
+  const fs = require('node:fs');
+  const openBefore = fs.readdirSync('/proc/self/fd').length;
+  const queued = Memfd.create(4096);
+  void left.send('queued', [queued.fd]);
+  queued.close();
+  while (fs.readdirSync('/proc/self/fd').length !== openBefore + 1) await new Promise((resolve) => setImmediate(resolve));
   // Measured here, before ending: after process.exit() the parent may only
   // see the message once the worker is already gone.
-  const fs = require('node:fs');
   const memfdInode = fs.fstatSync(memfd.fd).ino;
   const mappedInWorker = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((line) => line.split(/\\s+/)[4] === String(memfdInode)).length;
   parentPort.postMessage({ memfdInode, detachedFd, mappedInWorker, fdsInWorker: fs.readdirSync('/proc/self/fd').length });
-  ${ending === 'exit' ? 'process.exit(0);' : ''}`;
+  ${ending === 'exit' ? 'process.exit(0);' : ''}
+})();`;
 
 function openFds(): Set<string> {
   return new Set(readdirSync('/proc/self/fd'));
