@@ -1,15 +1,15 @@
 /**
  * The far end of the fd-passing benchmark, in its own Node process: echoes
- * every message with an fd of its own, through FdChannel (argv[2] 'channel',
+ * every message with a dma-buf of its own (a 4 KiB udmabuf), through FdChannel (argv[2] 'channel',
  * the socket is fd 3) or usocket (argv[2] 'usocket', argv[3] the socket path,
  * argv[4] where usocket is installed).
  */
 import { closeSync } from 'node:fs';
-import { FdChannel, Memfd } from '../lib';
+import { FdChannel, udmabuf, type DmaBuf } from '../lib';
 
 async function channelPeer(): Promise<void> {
   const channel = FdChannel.fromFd(3);
-  using memfd = Memfd.create(4096);
+  using buffer = udmabuf.create(4096);
   for (;;) {
     let received;
     try {
@@ -17,8 +17,8 @@ async function channelPeer(): Promise<void> {
     } catch {
       break; // the benchmark closed its end
     }
-    closeSync(received.handles[0] as number);
-    await channel.send('pong', [memfd.fd]);
+    (received.handles[0] as DmaBuf).close();
+    await channel.send('pong', [buffer]);
   }
   channel.close();
 }
@@ -30,10 +30,10 @@ interface USocketLike {
   connect(path: string, connected: () => void): void;
 }
 
-function usocketPeer(path: string, installedAt: string): void {
+function usocketPeer(path: string, installedAt: string, frameBytes: number): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { USocket } = require(require.resolve('usocket', { paths: [installedAt] })) as { USocket: new () => USocketLike };
-  const memfd = Memfd.create(4096);
+  const buffer = udmabuf.create(4096);
   const socket = new USocket();
   socket.on('end', () => process.exit(0));
   socket.on('close', () => process.exit(0));
@@ -44,14 +44,14 @@ function usocketPeer(path: string, installedAt: string): void {
   socket.connect(path, () => {
     socket.on('readable', () => {
       for (;;) {
-        const message = socket.read(16, 1);
+        const message = socket.read(frameBytes, 1);
         if (!message) return;
         for (const fd of message.fds) closeSync(fd);
-        socket.write({ data: Buffer.alloc(16, 1), fds: [memfd.fd] });
+        socket.write({ data: Buffer.alloc(frameBytes, 1), fds: [buffer.fd] });
       }
     });
   });
 }
 
-if (process.argv[2] === 'usocket') usocketPeer(process.argv[3]!, process.argv[4]!);
+if (process.argv[2] === 'usocket') usocketPeer(process.argv[3]!, process.argv[4]!, Number(process.argv[5]));
 else void channelPeer();

@@ -1,20 +1,26 @@
 // SPDX-License-Identifier: MIT
 /*
  * The C baseline for fd passing: two processes (socketpair + fork) send a
- * 16-byte message carrying one fd back and forth; each side closes the fd it
- * received and sends its own. The pair lives for the whole session, as the
+ * FRAME_BYTES message carrying one udmabuf (a dma-buf) back and forth; each
+ * side closes the dma-buf it received and sends its own. The pair lives for the whole session, as the
  * JavaScript peers do: every line of stdin is a number of round trips, run
  * and answered with one JSON line {"workload","ops","seconds"}.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/udmabuf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The bytes of the JavaScript row's frame: a 12-byte header and {"message":"ping","kinds":["dmabuf"]}. */
+#define FRAME_BYTES 50
 
 static void die(const char *what)
 {
@@ -22,9 +28,30 @@ static void die(const char *what)
 	exit(1);
 }
 
+/* A 4 KiB dma-buf of each side's own, as the JavaScript peers hold one. */
+static int make_udmabuf(void)
+{
+	struct udmabuf_create create = { 0 };
+	int dev, memfd, buf;
+
+	dev = open("/dev/udmabuf", O_RDWR | O_CLOEXEC);
+	memfd = memfd_create("pingpong", MFD_ALLOW_SEALING | MFD_CLOEXEC);
+	if (dev < 0 || memfd < 0 || ftruncate(memfd, 4096) < 0 || fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		die("udmabuf setup");
+	create.memfd = memfd;
+	create.flags = UDMABUF_FLAGS_CLOEXEC;
+	create.size = 4096;
+	buf = ioctl(dev, UDMABUF_CREATE, &create);
+	if (buf < 0)
+		die("UDMABUF_CREATE");
+	close(memfd);
+	close(dev);
+	return buf;
+}
+
 static void send_fd(int sock, int fd)
 {
-	char data[16] = "ping";
+	char data[FRAME_BYTES] = "ping";
 	char control[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec vector = { data, sizeof(data) };
 	struct msghdr message = { .msg_iov = &vector, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
@@ -41,7 +68,7 @@ static void send_fd(int sock, int fd)
 /* Returns 0 at end of stream: the other side has finished the session. */
 static int receive_fd(int sock)
 {
-	char data[16];
+	char data[FRAME_BYTES];
 	char control[CMSG_SPACE(sizeof(int))];
 	struct iovec vector = { data, sizeof(data) };
 	struct msghdr message = { .msg_iov = &vector, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
@@ -64,23 +91,25 @@ static int receive_fd(int sock)
 
 int main(void)
 {
-	int pair[2], memfd = memfd_create("pingpong", MFD_CLOEXEC);
+	int pair[2], buf;
 	struct timespec start, end;
 	long iterations, i;
 
-	if (memfd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
-		die("setup");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+		die("socketpair");
 	if (fork() == 0) {
 		close(pair[0]);
+		buf = make_udmabuf();
 		while (receive_fd(pair[1]))
-			send_fd(pair[1], memfd);
+			send_fd(pair[1], buf);
 		_exit(0);
 	}
 	close(pair[1]);
+	buf = make_udmabuf();
 	while (scanf("%ld", &iterations) == 1) {
 		clock_gettime(CLOCK_MONOTONIC, &start);
 		for (i = 0; i < iterations; i++) {
-			send_fd(pair[0], memfd);
+			send_fd(pair[0], buf);
 			if (!receive_fd(pair[0]))
 				die("peer ended");
 		}

@@ -13,7 +13,7 @@ import { closeSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FdChannel, Memfd, SwSyncTimeline, udmabuf } from '../lib';
+import { FdChannel, SwSyncTimeline, udmabuf, type DmaBuf } from '../lib';
 import { measureRow, timed, type Measurement, type Row, type Session } from './measure';
 
 interface Workload {
@@ -147,27 +147,34 @@ const workloads: Record<string, Workload> = {
     },
   },
   fdpass: { iterations: 2000, c: { binary: 'pingpong' }, open: channelSession },
-  // Node's own stream sockets doing the same ping-pong without fds: the floor
-  // an event-loop round trip sets. A reference row: no C counterpart, no ratio.
+  // Node's own stream sockets doing the same ping-pong, the same bytes, without
+  // fds: what an event-loop round trip costs. A reference row: no C counterpart.
   'fdpass-node-net': { iterations: 2000, open: netSession },
   ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 2000, c: { binary: 'pingpong' }, open: usocketSession } as Workload } : {}),
 };
+
+/**
+ * The bytes of the FdChannel row's frame (docs/fd-channel-wire-format.md: a
+ * 12-byte header, then the JSON): the other rows send as many, so that every
+ * row moves the same bytes and differs only in what carries them.
+ */
+const frameBytes = 12 + Buffer.byteLength(JSON.stringify({ message: 'ping', kinds: ['dmabuf'] }));
 
 async function channelSession(): Promise<Session> {
   const [mine, theirs] = FdChannel.pair();
   const child = spawnPeer('FdChannel', [peer, 'channel'], ['ignore', 'inherit', 'inherit', theirs.fd]);
   theirs.close();
-  const memfd = Memfd.create(4096);
+  const buffer = udmabuf.create(4096);
   return {
     run: (iterations) => timed(iterations, async () => {
       for (let index = 0; index < iterations; index += 1) {
-        await mine.send('ping', [memfd.fd]);
-        closeSync((await mine.receive()).handles[0] as number);
+        await mine.send('ping', [buffer]);
+        ((await mine.receive()).handles[0] as DmaBuf).close();
       }
     }),
     async close() {
       mine.close();
-      memfd.close();
+      buffer.close();
       await child.close();
     },
   };
@@ -180,10 +187,11 @@ async function netSession(): Promise<Session> {
   await new Promise<void>((resolve) => server.listen(path, resolve));
   const child = spawnPeer('net', ['-e', `const s = require('node:net').connect(${JSON.stringify(path)}); s.on('data', (d) => s.write(d)); s.on('end', () => s.end());`], 'inherit');
   const socket = await new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const frame = Buffer.alloc(frameBytes, 1);
   return {
     run: (iterations) => timed(iterations, async () => {
       for (let index = 0; index < iterations; index += 1) {
-        socket.write('ping');
+        socket.write(frame);
         await new Promise((resolve) => socket.once('data', resolve));
       }
     }),
@@ -213,13 +221,13 @@ async function usocketSession(): Promise<Session> {
   rmSync(path, { force: true });
   const server = new UServer();
   await new Promise<void>((resolve) => server.listen(path, resolve));
-  const child = spawnPeer('usocket', [peer, 'usocket', path, installedAt], 'inherit');
+  const child = spawnPeer('usocket', [peer, 'usocket', path, installedAt, String(frameBytes)], 'inherit');
   const connection = await new Promise<USocketLike>((resolve) => server.on('connection', resolve));
-  const memfd = Memfd.create(4096);
+  const buffer = udmabuf.create(4096);
   let pending: (() => void) | undefined;
   connection.on('readable', () => {
     for (;;) {
-      const message = connection.read(16, 1);
+      const message = connection.read(frameBytes, 1);
       if (!message) return;
       for (const fd of message.fds) closeSync(fd);
       pending?.();
@@ -227,7 +235,7 @@ async function usocketSession(): Promise<Session> {
   });
   const roundTrip = () => new Promise<void>((resolve) => {
     pending = resolve;
-    connection.write({ data: Buffer.alloc(16, 2), fds: [memfd.fd] });
+    connection.write({ data: Buffer.alloc(frameBytes, 2), fds: [buffer.fd] });
   });
   return {
     run: (iterations) => timed(iterations, async () => {
@@ -242,7 +250,7 @@ async function usocketSession(): Promise<Session> {
       connection.on('error', () => undefined);
       server.on('error', () => undefined);
       await child.close('SIGKILL');
-      memfd.close();
+      buffer.close();
       rmSync(path, { force: true });
     },
   };

@@ -22,9 +22,9 @@ const descriptions: Record<string, { label: string; unit: string; scale: number;
   create: { label: 'udmabuf create+close (64 KiB)', unit: 'buffers/s', scale: 1, target: 0.8 },
   memcpy: { label: 'memcpy into a mapped 16 MiB udmabuf', unit: 'MiB/s', scale: 1 / (1024 * 1024), target: 0.9 },
   fence: { label: 'fence import+export+signal+wait round trip', unit: 'round trips/s', scale: 1, target: 0.8 },
-  fdpass: { label: 'fd passing round trip, FdChannel (2 processes)', unit: 'round trips/s', scale: 1, target: 0.8 },
-  'fdpass-node-net': { label: 'reference: the same round trip without fds, Node net sockets (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'reference' },
-  'fdpass-usocket': { label: 'fd passing round trip, usocket (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'peer' },
+  fdpass: { label: 'round trip with one DmaBuf each way, FdChannel (2 processes, 50-byte frames)', unit: 'round trips/s', scale: 1, target: 0 },
+  'fdpass-node-net': { label: 'reference: the same 50-byte round trip without fds, Node net sockets (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'reference' },
+  'fdpass-usocket': { label: 'round trip with one dma-buf fd each way, usocket (2 processes, 50 bytes)', unit: 'round trips/s', scale: 1, target: 0, role: 'peer' },
 };
 
 /**
@@ -70,7 +70,16 @@ export function formatTable(rows: readonly Row[], release: string): { table: str
     const target = description.target > 0 ? `≥ ${description.target}` : (description.role ?? '');
     lines.push(`| ${description.label} | ${row.iterations} | ${format(row.js)} | ${row.c ? format(row.c) : '—'} | ${ratio} | ${target} |`);
   }
+  const toNet = channelToNet(rows);
+  if (toNet) lines.push('', `FdChannel with one DmaBuf each way / Node net with none, medians of this boot: ${toNet}`);
   return { table: lines.join('\n'), failedLibraryRow };
+}
+
+/** The fd-passing row's median over the Node net reference's, both of one boot; undefined when either is missing. */
+export function channelToNet(rows: readonly Row[]): string | undefined {
+  const channel = rows.find((row) => row.workload === 'fdpass')?.js;
+  const net = rows.find((row) => row.workload === 'fdpass-node-net')?.js;
+  return channel && net ? (channel.median / net.median).toFixed(2) : undefined;
 }
 
 /**
@@ -94,6 +103,7 @@ export function formatKernelColumns(results: ReadonlyArray<{ kernel: string; rel
     });
     lines.push(`| ${description.label} | ${cells.join(' | ')} |`);
   }
+  lines.push(`| FdChannel / Node net (medians, same boot) | ${results.map((result) => channelToNet(result.rows) ?? '—').join(' | ')} |`);
   return lines.join('\n');
 }
 
