@@ -47,40 +47,51 @@ static bool WholeIn(double value, double min, double max) {
   return value == std::trunc(value) && value >= min && value <= max;
 }
 
+// napi_get_value_double refuses what is not a number by itself: one napi
+// call per number, where a type check first made two.
 bool ArgListNumber(Napi::Env env, Napi::Value value, const std::string& name, double min, double max, const char* expected, double* out) {
-  if (!value.IsNumber()) return WrongType(env, name, expected);
-  double number = value.As<Napi::Number>().DoubleValue();
+  double number;
+  if (napi_get_value_double(env, value, &number) != napi_ok) return WrongType(env, name, expected);
   if (!WholeIn(number, min, max)) return OutOfRange(env, name, expected);
   *out = number;
   return true;
 }
 
+// The common case, a whole number in range, in one napi call and with no
+// string made: the names and expectations are built only to throw.
+static bool WholeNumber(napi_env env, napi_value value, double min, double max, double* out) {
+  return napi_get_value_double(env, value, out) == napi_ok && WholeIn(*out, min, max);
+}
+
 bool ArgInt32(const Napi::CallbackInfo& info, size_t index, const char* name, int32_t* out) {
   double value;
-  if (!ArgListNumber(info.Env(), info[index], name, INT32_MIN, INT32_MAX, "a 32-bit integer", &value)) return false;
+  if (!WholeNumber(info.Env(), info[index], INT32_MIN, INT32_MAX, &value) && !ArgListNumber(info.Env(), info[index], name, INT32_MIN, INT32_MAX, "a 32-bit integer", &value)) return false;
   *out = static_cast<int32_t>(value);
   return true;
 }
 
 bool ArgUint32(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t* out, uint32_t max) {
   double value;
-  std::string expected = max == UINT32_MAX ? "an unsigned 32-bit integer" : "an integer from 0 to " + std::to_string(max);
-  if (!ArgListNumber(info.Env(), info[index], name, 0, max, expected.c_str(), &value)) return false;
+  if (!WholeNumber(info.Env(), info[index], 0, max, &value)) {
+    std::string expected = max == UINT32_MAX ? "an unsigned 32-bit integer" : "an integer from 0 to " + std::to_string(max);
+    if (!ArgListNumber(info.Env(), info[index], name, 0, max, expected.c_str(), &value)) return false;
+  }
   *out = static_cast<uint32_t>(value);
   return true;
 }
 
 bool ArgSize(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t* out) {
   double value;
-  if (!ArgListNumber(info.Env(), info[index], name, 0, 9007199254740991.0, "a non-negative safe integer", &value)) return false;
+  if (!WholeNumber(info.Env(), info[index], 0, 9007199254740991.0, &value) && !ArgListNumber(info.Env(), info[index], name, 0, 9007199254740991.0, "a non-negative safe integer", &value)) return false;
   *out = static_cast<uint64_t>(value);
   return true;
 }
 
 bool ArgFdList(const Napi::CallbackInfo& info, size_t index, const char* name, size_t maxLength, std::vector<int>* out) {
-  if (!info[index].IsArray()) return Fail(info, name, "an array of fds");
+  // napi_get_array_length refuses what is not an array.
+  uint32_t length;
+  if (napi_get_array_length(info.Env(), info[index], &length) != napi_ok) return Fail(info, name, "an array of fds");
   Napi::Array list = info[index].As<Napi::Array>();
-  uint32_t length = list.Length();
   if (length > maxLength) return ThrowInvalidValue(info.Env(), std::string("argument ") + name + " must hold at most " + std::to_string(maxLength) + " fds");
   out->clear();
   out->reserve(length);
@@ -89,7 +100,7 @@ bool ArgFdList(const Napi::CallbackInfo& info, size_t index, const char* name, s
     Napi::Value item = list.Get(i);
     if (info.Env().IsExceptionPending()) return false;
     double fd;
-    if (!ArgListNumber(info.Env(), item, std::string(name) + "[" + std::to_string(i) + "]", 0, INT32_MAX, "an fd (an integer from 0 to 2^31-1)", &fd)) return false;
+    if (!WholeNumber(info.Env(), item, 0, INT32_MAX, &fd) && !ArgListNumber(info.Env(), item, std::string(name) + "[" + std::to_string(i) + "]", 0, INT32_MAX, "an fd (an integer from 0 to 2^31-1)", &fd)) return false;
     out->push_back(static_cast<int>(fd));
   }
   return true;
