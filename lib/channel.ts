@@ -113,6 +113,8 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
   #outgoing: Outgoing[] = [];
   #writing = false;
   #input = Buffer.alloc(64 * 1024);
+  /** Where a small frame is written before its sendmsg. */
+  readonly #scratch = Buffer.allocUnsafe(4096);
   #inputLength = 0;
   /**
    * Fds not yet taken by a frame, with the stream offsets of the read that
@@ -218,14 +220,17 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     // around the message's own: no wrapper object for JSON.stringify to walk.
     const body = JSON.stringify(message);
     const json = body === undefined ? `{"kinds":[${kinds}]}` : `{"message":${body},"kinds":[${kinds}]}`;
-    const jsonLength = Buffer.byteLength(json);
+    // A JSON that surely fits (3 bytes per UTF-16 unit at most) is written
+    // into the channel's scratch buffer, which is copied only if the frame
+    // has to wait; a larger one gets a buffer of its own.
+    const scratch = json.length * 3 <= this.#scratch.length - headerSize ? this.#scratch : undefined;
+    const jsonLength = scratch ? scratch.write(json, headerSize) : Buffer.byteLength(json);
     if (jsonLength > maxMessageBytes) throw validate.invalidValue('message', `at most ${maxMessageBytes} bytes of JSON`, `${jsonLength} bytes`);
-    // One buffer, header and JSON written in place: no intermediate copy.
-    const frame = Buffer.allocUnsafe(headerSize + jsonLength);
+    const frame = scratch ? scratch.subarray(0, headerSize + jsonLength) : Buffer.allocUnsafe(headerSize + jsonLength);
     frame.writeUInt32LE(frameMagic, 0);
     frame.writeUInt32LE(jsonLength, 4);
     frame.writeUInt32LE(fds.length, 8);
-    frame.write(json, headerSize);
+    if (!scratch) frame.write(json, headerSize);
     let offset = 0;
     if (this.#outgoing.length === 0) {
       // Nothing queued: the common case goes out in this call, with no queue.
@@ -235,8 +240,9 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
       offset = Math.max(sent, 0);
     }
     const queuedFds = offset === 0 ? duplicateFds(fds) : [];
+    const kept = scratch ? Buffer.from(frame) : frame;
     return new Promise<void>((resolve, reject) => {
-      this.#outgoing.push({ frame, offset, fds: queuedFds, resolve, reject });
+      this.#outgoing.push({ frame: kept, offset, fds: queuedFds, resolve, reject });
       void this.#flush();
     });
   }
