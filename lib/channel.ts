@@ -3,7 +3,7 @@ import { check, codedError, errnoError, kernelError, negativeErrno } from './err
 import { EventedFdHandle } from './events';
 import { closeFd, closeFds, duplicateFds } from './handle';
 import { native } from './native';
-import { SyncFile } from './sync-file';
+import { probeSyncFile, SyncFile } from './sync-file';
 import * as validate from './validate';
 import { FdWaiter } from './wait';
 
@@ -59,8 +59,8 @@ function kindOf(handle: Handle, index: number): { kind: HandleKind; fd: number }
 function checkReceived(kind: HandleKind, received: ReceivedFd): Error | undefined {
   if (kind === 'fd') return undefined;
   if (kind === 'dmabuf') return received.magic === native().constants.DMA_BUF_MAGIC ? undefined : codedError('ERR_DMABUF_NOT_A_DMABUF', received.fd, received.magic);
-  const probe = native().syncFileInfo(received.fd);
-  return typeof probe === 'number' ? kernelError(probe, 'ioctl(SYNC_IOC_FILE_INFO)', { hint: probe === negativeErrno('ENOTTY') ? `fd ${received.fd} is not a sync_file` : undefined }) : undefined;
+  const probe = probeSyncFile(received.fd);
+  return probe < 0 ? kernelError(probe, 'ioctl(SYNC_IOC_FILE_INFO)', { hint: probe === negativeErrno('ENOTTY') ? `fd ${received.fd} is not a sync_file` : undefined }) : undefined;
 }
 
 interface Outgoing {

@@ -33,6 +33,14 @@ export interface SyncFileInfo {
 const infoSyscall = 'ioctl(SYNC_IOC_FILE_INFO)';
 // One slot for every status read: the calls are synchronous, so none overlap.
 const statusSlot = new Int32Array(1);
+
+/**
+ * 0 if fd is a sync_file, else -errno (ENOTTY for another file): the
+ * status-only SYNC_IOC_FILE_INFO, with no object made for its answer.
+ */
+export function probeSyncFile(fd: number): number {
+  return native().syncFileStatus(fd, statusSlot);
+}
 // The kernel reads the deadline as a signed ktime_t.
 const maxDeadlineNs = (1n << 63n) - 1n;
 const setDeadlineSyscall = 'ioctl(SYNC_IOC_SET_DEADLINE)';
@@ -72,10 +80,8 @@ export class SyncFile extends FdHandle {
     validate.fd('fd', fd);
     const { dup } = validate.options<{ dup: boolean }>('options', options);
     validate.optionalBoolean('options.dup', dup);
-    const probe = native().syncFileInfo(fd);
-    if (typeof probe === 'number') {
-      throw kernelError(probe, infoSyscall, { hint: probe === negativeErrno('ENOTTY') ? `fd ${fd} is not a sync_file` : undefined });
-    }
+    const probe = probeSyncFile(fd);
+    if (probe < 0) throw kernelError(probe, infoSyscall, { hint: probe === negativeErrno('ENOTTY') ? `fd ${fd} is not a sync_file` : undefined });
     return new SyncFile(dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd);
   }
 
