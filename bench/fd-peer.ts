@@ -1,11 +1,15 @@
 /**
  * The far end of the fd-passing benchmark, in its own Node process: echoes
- * every message with a dma-buf of its own (a 4 KiB udmabuf), through FdChannel (argv[2] 'channel',
- * the socket is fd 3) or usocket (argv[2] 'usocket', argv[3] the socket path,
- * argv[4] where usocket is installed).
+ * every message with a dma-buf of its own (a 4 KiB udmabuf), through
+ * FdChannel (argv[2] 'channel', the socket is fd 3), the addon's primitives
+ * alone (argv[2] 'floor', argv[3] the frame's bytes, the socket is fd 3) or
+ * usocket (argv[2] 'usocket', argv[3] the socket path, argv[4] where usocket
+ * is installed, argv[5] the frame's bytes).
  */
 import { closeSync } from 'node:fs';
 import { FdChannel, udmabuf, type DmaBuf } from '../lib';
+import { native } from '../lib/native';
+import { primitivesEndpoint } from './primitives';
 
 async function channelPeer(): Promise<void> {
   const channel = FdChannel.fromFd(3);
@@ -53,5 +57,13 @@ function usocketPeer(path: string, installedAt: string, frameBytes: number): voi
   });
 }
 
+/** The floor row's far end: the addon's primitives alone, as bench/guest.ts's floorSession uses them. */
+function floorPeer(frameBytes: number): void {
+  const buffer = udmabuf.create(4096);
+  const reply = Buffer.alloc(frameBytes, 1);
+  primitivesEndpoint(3, () => native().sendFds(3, reply, 0, reply.length, [buffer.fd]), () => buffer.close());
+}
+
 if (process.argv[2] === 'usocket') usocketPeer(process.argv[3]!, process.argv[4]!, Number(process.argv[5]));
+else if (process.argv[2] === 'floor') floorPeer(Number(process.argv[3]));
 else void channelPeer();

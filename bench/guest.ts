@@ -14,6 +14,8 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FdChannel, SwSyncTimeline, udmabuf, type DmaBuf } from '../lib';
+import { primitivesEndpoint } from './primitives';
+import { native } from '../lib/native';
 import { measureRow, timed, type Measurement, type Row, type Session } from './measure';
 
 interface Workload {
@@ -150,6 +152,9 @@ const workloads: Record<string, Workload> = {
   // Node's own stream sockets doing the same ping-pong, the same bytes, without
   // fds: what an event-loop round trip costs. A reference row: no C counterpart.
   'fdpass-node-net': { iterations: 2000, open: netSession },
+  // What the addon's primitives alone reach on the same path (a Poller that
+  // reads, closeFd, sendFds, no framing or JSON): the floor under FdChannel.
+  'fdpass-floor': { iterations: 2000, open: floorSession },
   ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 2000, c: { binary: 'pingpong' }, open: usocketSession } as Workload } : {}),
 };
 
@@ -174,6 +179,35 @@ async function channelSession(): Promise<Session> {
     }),
     async close() {
       mine.close();
+      buffer.close();
+      await child.close();
+    },
+  };
+}
+
+async function floorSession(): Promise<Session> {
+  const [mine, theirs] = native().socketPair(native().constants.SOCK_STREAM) as [number, number];
+  const child = spawnPeer('floor', [peer, 'floor', String(frameBytes)], ['ignore', 'inherit', 'inherit', theirs]);
+  native().closeFd(theirs);
+  const buffer = udmabuf.create(4096);
+  const frame = Buffer.alloc(frameBytes, 2);
+  let left = 0;
+  let done: (() => void) | undefined;
+  const send = () => native().sendFds(mine, frame, 0, frame.length, [buffer.fd]);
+  const endpoint = primitivesEndpoint(mine, () => {
+    left -= 1;
+    if (left > 0) send();
+    else done?.();
+  }, () => undefined);
+  return {
+    run: (iterations) => timed(iterations, () => new Promise<void>((resolve) => {
+      done = resolve;
+      left = iterations;
+      send();
+    })),
+    async close() {
+      endpoint.close();
+      native().closeFd(mine);
       buffer.close();
       await child.close();
     },

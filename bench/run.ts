@@ -24,6 +24,7 @@ const descriptions: Record<string, { label: string; unit: string; scale: number;
   fence: { label: 'fence import+export+signal+wait round trip', unit: 'round trips/s', scale: 1, target: 0.8 },
   fdpass: { label: 'round trip with one DmaBuf each way, FdChannel (2 processes, 50-byte frames)', unit: 'round trips/s', scale: 1, target: 0 },
   'fdpass-node-net': { label: 'reference: the same 50-byte round trip without fds, Node net sockets (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'reference' },
+  'fdpass-floor': { label: 'reference: the addon\'s primitives alone on that path, one dma-buf fd each way, no framing (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'reference' },
   'fdpass-usocket': { label: 'round trip with one dma-buf fd each way, usocket (2 processes, 50 bytes)', unit: 'round trips/s', scale: 1, target: 0, role: 'peer' },
 };
 
@@ -108,7 +109,7 @@ export function formatKernelColumns(results: ReadonlyArray<{ kernel: string; rel
 }
 
 /** `--kernel 6.1|6.12|7.2|all` (repeatable) picks the kernels; every other argument goes to the guest. */
-function parseArguments(argv: readonly string[]): { kernels: KernelGeneration[]; guestArgs: string[] } {
+export function parseArguments(argv: readonly string[]): { kernels: KernelGeneration[]; guestArgs: string[] } {
   const kernels: KernelGeneration[] = [];
   const guestArgs: string[] = [];
   for (let index = 0; index < argv.length; index += 1) {
