@@ -72,6 +72,16 @@ interface Outgoing {
   reject(error: Error): void;
 }
 
+/**
+ * The message's plain fds become the caller's: the addon stops counting them
+ * as this environment's, or a worker's teardown would close numbers the
+ * caller may have closed and reused since.
+ */
+function handOver(received: ReceivedMessage): ReceivedMessage {
+  for (const handle of received.handles) if (typeof handle === 'number') native().disownFd(handle);
+  return received;
+}
+
 /** A received fd, as the poller's read found it: its file system's magic (0 if fstatfs failed) and size. */
 interface ReceivedFd {
   fd: number;
@@ -252,7 +262,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     this.assertOpen('recvmsg');
     const queued = this.#received.shift();
     if (queued instanceof Error) return Promise.reject(queued);
-    if (queued) return Promise.resolve(queued as ReceivedMessage<T>);
+    if (queued) return Promise.resolve(handOver(queued) as ReceivedMessage<T>);
     if (this.#peerClosed) return Promise.reject(this.#failure ?? peerClosedError());
     return new Promise<ReceivedMessage<T>>((resolve, reject) => {
       this.#receivers.push({ resolve: resolve as (received: ReceivedMessage) => void, reject });
@@ -501,7 +511,7 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
       }
       if (!receiver && this.listenerCount('message') === 0) return;
       this.#received.shift();
-      for (const handle of next.handles) if (typeof handle === 'number') native().disownFd(handle);
+      handOver(next);
       if (receiver) receiver.resolve(next);
       else this.emit('message', next);
     }

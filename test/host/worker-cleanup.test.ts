@@ -86,3 +86,56 @@ describe('a worker thread that ends holding buffers, channels and mappings', () 
     });
   }
 });
+
+// Each way a received plain fd reaches the worker's code. The worker hands
+// the fd on (fds are the process's, so the parent can use it) and ends: the
+// fd was the caller's from delivery on, so the teardown must leave it open.
+const handedOverBody = (way: 'listener' | 'pending receive()' | 'queued receive()') => `(async () => {
+  const { FdChannel, Memfd } = require(${JSON.stringify(compiled)});
+  const { parentPort } = require('node:worker_threads');
+  const fs = require('node:fs');
+  const [left, right] = FdChannel.pair();
+  const memfd = Memfd.create(4096);
+  let received;
+  if (${JSON.stringify(way)} === 'listener') {
+    const message = new Promise((resolve) => right.once('message', resolve));
+    await left.send('fd', [memfd.fd]);
+    received = await message;
+  } else if (${JSON.stringify(way)} === 'pending receive()') {
+    const message = right.receive();
+    await left.send('fd', [memfd.fd]);
+    received = await message;
+  } else {
+    const openBefore = fs.readdirSync('/proc/self/fd').length;
+    await left.send('fd', [memfd.fd]);
+    // The channel has read the message (its fd is open here) before receive() asks for it.
+    while (fs.readdirSync('/proc/self/fd').length !== openBefore + 1) await new Promise((resolve) => setImmediate(resolve));
+    received = await right.receive();
+  }
+  parentPort.postMessage({ fd: received.handles[0], inode: fs.fstatSync(memfd.fd).ino });
+  left.close();
+  right.close();
+  memfd.close();
+})();`;
+
+describe('a worker thread that was handed a plain fd by an FdChannel', () => {
+  for (const way of ['listener', 'pending receive()', 'queued receive()'] as const) {
+    it(`leaves open, when it ends, the fd a ${way} gave it`, async () => {
+      const { fd, inode } = await new Promise<{ fd: number; inode: number }>((resolve, reject) => {
+        const worker = new Worker(handedOverBody(way), { eval: true });
+        let reported: { fd: number; inode: number } | undefined;
+        worker.on('message', (message: { fd: number; inode: number }) => (reported = message));
+        worker.on('error', reject);
+        worker.on('exit', () => (reported ? resolve(reported) : reject(new Error('the worker ended before reporting'))));
+      });
+      let found: number | string;
+      try {
+        found = fstatSync(fd).ino;
+      } catch (error) {
+        found = (error as NodeJS.ErrnoException).code!;
+      }
+      if (typeof found === 'number') closeSync(fd);
+      assert.equal(found, inode, `fd ${fd} is still the memfd that was sent`);
+    });
+  }
+});
