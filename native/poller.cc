@@ -110,38 +110,69 @@ class Poller : public Napi::ObjectWrap<Poller> {
     if (!ArgBuffer(info, 0, "buffer", &data, &length) || !ArgInt32Array(info, 1, "io", 4, &io, &ioLength)) return info.Env().Undefined();
     buffer_ = Napi::Persistent(info[0].As<Napi::Object>());
     ioArray_ = Napi::Persistent(info[1].As<Napi::Object>());
-    data_ = data;
-    length_ = length;
-    io_ = io;
-    maxFds_ = (ioLength - 4) / kFdStride;
-    io_[1] = kNotRead;
+    receiving_ = handle_ != nullptr;
+    io[1] = kNotRead;
     return info.Env().Undefined();
   }
 
   // The same read, now: for a reader that filled its buffer and wants the rest.
   Napi::Value ReceiveNow(const Napi::CallbackInfo& info) {
-    if (io_ == nullptr) return Errno(info.Env(), EINVAL);
+    if (ioArray_.IsEmpty()) return Errno(info.Env(), EINVAL);
     if (handle_ == nullptr) return Errno(info.Env(), EBADF);
-    Receive();
-    return Napi::Number::New(info.Env(), io_[1]);
+    Arrays arrays;
+    if (!ArraysNow(&arrays)) return Errno(info.Env(), ENOBUFS);
+    Receive(arrays);
+    return Napi::Number::New(info.Env(), arrays.io[1]);
   }
 
-  void Receive() {
-    int32_t offset = io_[0];
-    if (offset < 0 || static_cast<size_t>(offset) >= length_) {
-      io_[1] = -ENOBUFS;
-      io_[2] = 0;
+  // The arrays' memory, looked up again for every read: an ArrayBuffer
+  // transferred away since receiveInto (detached) took its memory with it,
+  // and one resized smaller gave some back, so pointers kept from the call
+  // would write into memory that is no longer theirs.
+  struct Arrays {
+    char* data;
+    size_t length;
+    int32_t* io;
+    size_t maxFds;
+  };
+
+  bool ArraysNow(Arrays* out) {
+    napi_env env = Env();
+    napi_value buffer, io;
+    napi_typedarray_type type;
+    void* start;
+    size_t ioLength;
+    if (napi_get_reference_value(env, ioArray_, &io) != napi_ok ||
+        napi_get_typedarray_info(env, io, &type, &ioLength, &start, nullptr, nullptr) != napi_ok || ioLength < 4) {
+      return false;
+    }
+    out->io = static_cast<int32_t*>(start);
+    out->maxFds = (ioLength - 4) / kFdStride;
+    if (napi_get_reference_value(env, buffer_, &buffer) != napi_ok ||
+        napi_get_typedarray_info(env, buffer, &type, &out->length, &start, nullptr, nullptr) != napi_ok) {
+      out->length = 0;
+    }
+    out->data = static_cast<char*>(start);
+    return true;
+  }
+
+  void Receive(const Arrays& arrays) {
+    int32_t* io = arrays.io;
+    int32_t offset = io[0];
+    if (offset < 0 || static_cast<size_t>(offset) >= arrays.length) {
+      io[1] = -ENOBUFS;
+      io[2] = 0;
       return;
     }
-    long long received = ReceiveWithFds(fd_, data_ + offset, length_ - offset, io_ + 2, maxFds_, kFdStride);
-    io_[1] = static_cast<int32_t>(received);
+    long long received = ReceiveWithFds(fd_, arrays.data + offset, arrays.length - offset, io + 2, arrays.maxFds, kFdStride);
+    io[1] = static_cast<int32_t>(received);
     if (received < 0) {
-      io_[2] = 0;
+      io[2] = 0;
       return;
     }
     AddonData* data = DataOf(Env());
-    for (int32_t i = 0; i < io_[2]; i++) {
-      int32_t* item = io_ + 4 + kFdStride * i;
+    for (int32_t i = 0; i < io[2]; i++) {
+      int32_t* item = io + 4 + kFdStride * i;
       data->ownedFds.insert(item[0]);
       struct statfs fs;
       item[1] = fstatfs(item[0], &fs) == 0 ? static_cast<int32_t>(static_cast<uint32_t>(fs.f_type)) : 0;
@@ -190,7 +221,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     if (handle_ == nullptr) return;
     StopPolling();
     handle_->data = nullptr;
-    io_ = nullptr;
+    receiving_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     handle_ = nullptr;
   }
@@ -211,11 +242,12 @@ class Poller : public Napi::ObjectWrap<Poller> {
     Napi::Object keepAlive = self->Value();
     (void)keepAlive;
     if (self->oneShot_ || status != 0) self->StopPolling();
-    if (self->io_ != nullptr) {
+    Arrays arrays;
+    if (self->receiving_ && self->ArraysNow(&arrays)) {
       if (status == 0 && (events & UV_READABLE)) {
-        self->Receive();
+        self->Receive(arrays);
       } else {
-        self->io_[1] = kNotRead;
+        arrays.io[1] = kNotRead;
       }
     }
     // Status and events are handed on as they are; the callback may close us.
@@ -232,10 +264,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
   int fd_ = -1;
   Napi::ObjectReference buffer_;
   Napi::ObjectReference ioArray_;
-  char* data_ = nullptr;
-  size_t length_ = 0;
-  int32_t* io_ = nullptr;
-  size_t maxFds_ = 0;
+  bool receiving_ = false;
   bool active_ = false;
   bool oneShot_ = true;
   bool cleanupHookAdded_ = false;

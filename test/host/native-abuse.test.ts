@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { closeSync, ftruncateSync, openSync, readdirSync } from 'node:fs';
 import { constants } from 'node:os';
+import { join } from 'node:path';
 import { native, type NativeBinding } from '../../lib/native';
 
 // Every binding of the addon, called as JavaScript outside the library could
@@ -299,6 +301,46 @@ describe('native classes under abuse', () => {
     assert.equal((mapping as { unmap(): number }).unmap(), 0);
     assert.equal(poller.start(1), 0);
     poller.close();
+  });
+
+  it('Poller.receiveInto: an io array shrunk, or a buffer transferred away, after the call is not written, and the process lives', () => {
+    // In a child: before the fix each read wrote through the pointers that
+    // receiveInto kept, into the shrunk array's released pages (SIGSEGV) or
+    // into the memory the transfer moved to another ArrayBuffer.
+    const script = `
+      const { native } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'native.js'))});
+      const n = native();
+      const results = [];
+      function readOnce(prepare, done) {
+        const [left, right] = n.socketPair(n.constants.SOCK_STREAM);
+        const { buffer, io, afterCall } = prepare();
+        const poller = new n.Poller(left, () => {
+          poller.close();
+          n.closeFd(left);
+          n.closeFd(right);
+          done();
+        });
+        poller.receiveInto(buffer, io);
+        afterCall();
+        poller.start(n.Poller.READABLE, true);
+        n.sendFds(right, Buffer.from('hello'), 0, 5, []);
+      }
+      const resizable = new ArrayBuffer(4096, { maxByteLength: 1 << 20 });
+      const shrunk = new Int32Array(resizable);
+      readOnce(() => ({ buffer: Buffer.alloc(4096), io: shrunk, afterCall: () => resizable.resize(0) }), () => {
+        results.push(shrunk.length);
+        const io = new Int32Array(8);
+        const buffer = Buffer.alloc(4096);
+        let moved;
+        readOnce(() => ({ buffer, io, afterCall: () => { moved = new Uint8Array(structuredClone(buffer.buffer, { transfer: [buffer.buffer] })).fill(7); } }), () => {
+          results.push(io[1], moved.every((byte) => byte === 7));
+          process.stdout.write(JSON.stringify(results));
+        });
+      });`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10000 });
+    assert.equal(child.signal, null, `the child was killed by ${child.signal}`);
+    assert.equal(child.status, 0, child.stderr);
+    assert.deepEqual(JSON.parse(child.stdout), [0, -constants.errno.ENOBUFS, true], 'io shrunk to 0 elements; then the read refused with ENOBUFS and the transferred bytes untouched');
   });
 });
 
