@@ -23,6 +23,8 @@ interface Workload {
   open(): Promise<Session>;
   /** The C counterpart, as bench/run.ts built it; none for a reference row. */
   c?: { binary: 'baseline' | 'pingpong'; workload?: string };
+  /** Reference sessions measured in this row's rounds (Row.alongside). */
+  alongside?: Record<string, () => Promise<Session>>;
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -148,13 +150,11 @@ const workloads: Record<string, Workload> = {
       };
     },
   },
-  fdpass: { iterations: 2000, c: { binary: 'pingpong' }, open: channelSession },
-  // Node's own stream sockets doing the same ping-pong, the same bytes, without
-  // fds: what an event-loop round trip costs. A reference row: no C counterpart.
-  'fdpass-node-net': { iterations: 2000, open: netSession },
-  // What the addon's primitives alone reach on the same path (a Poller that
-  // reads, closeFd, sendFds, no framing or JSON): the floor under FdChannel.
-  'fdpass-floor': { iterations: 2000, open: floorSession },
+  // Measured alongside, in the same rounds: Node's own stream sockets doing
+  // the same ping-pong with the same bytes and no fds (what an event-loop
+  // round trip costs), and the addon's primitives alone on the channel's
+  // path (a Poller that reads, closeFd, sendFds; no framing or JSON).
+  fdpass: { iterations: 2000, c: { binary: 'pingpong' }, open: channelSession, alongside: { 'node-net': netSession, floor: floorSession } },
   ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 2000, c: { binary: 'pingpong' }, open: usocketSession } as Workload } : {}),
 };
 
@@ -363,7 +363,7 @@ async function main(): Promise<void> {
     const workload = workloads[name];
     if (!workload) throw new Error(`no workload ${name}`);
     const sides = [() => workload.open(), ...(workload.c ? [() => cSession(workload.c!)] : [])];
-    process.stdout.write(`${JSON.stringify(await measureRow(name, workload.iterations, sides))}\n`);
+    process.stdout.write(`${JSON.stringify(await measureRow(name, workload.iterations, sides, workload.alongside))}\n`);
     // usocket's server cannot be closed without risking its assertion: the
     // row is written (stdout is a pipe, written synchronously), so end here.
     process.exit(0);

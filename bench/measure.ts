@@ -36,6 +36,13 @@ export interface Row {
   js?: Spread;
   /** Absent for a reference row: it has no C counterpart. */
   c?: Spread;
+  /**
+   * Reference sessions measured in the same rounds as this row's sides,
+   * alternating with them: a ratio between them never mixes moments of a
+   * boot (Node net's median moved from 1.8k to 3.3k round trips/s between
+   * two boots, and between two rows of one).
+   */
+  alongside?: Record<string, Spread>;
   /** Set when the row could not be measured: why its process ended. */
   error?: string;
 }
@@ -58,21 +65,30 @@ export function spread(values: readonly number[]): Spread {
  * runs `warmupRounds` unmeasured rounds and `rounds` measured ones of
  * `iterations` each, the sides alternating within a round, and closes them.
  */
-export async function measureRow(workload: string, iterations: number, open: ReadonlyArray<() => Promise<Session> | Session>): Promise<Row> {
+export async function measureRow(
+  workload: string,
+  iterations: number,
+  open: ReadonlyArray<() => Promise<Session> | Session>,
+  alongside: Readonly<Record<string, () => Promise<Session>>> = {},
+): Promise<Row> {
   const sides: Session[] = [];
+  const alongsideNames = Object.keys(alongside);
   try {
-    for (const opener of open) sides.push(await opener());
+    for (const opener of [...open, ...Object.values(alongside)]) sides.push(await opener());
     const rates = sides.map((): number[] => []);
     for (let round = 0; round < warmupRounds + rounds; round += 1) {
       for (const [index, side] of sides.entries()) {
         const { ops, seconds } = await side.run(iterations);
         if (round >= warmupRounds) rates[index]!.push(ops / seconds);
         // Progress on stderr: under TCG on a busy host a row can take minutes.
-        process.stderr.write(`bench: ${workload} ${round < warmupRounds ? 'warm-up' : 'round'} ${round + 1}/${warmupRounds + rounds} ${index === 0 ? 'js' : 'c'} ${seconds.toFixed(2)} s\n`);
+        const name = index === 0 ? 'js' : index < open.length ? 'c' : alongsideNames[index - open.length]!;
+        process.stderr.write(`bench: ${workload} ${round < warmupRounds ? 'warm-up' : 'round'} ${round + 1}/${warmupRounds + rounds} ${name} ${seconds.toFixed(2)} s\n`);
       }
     }
-    const [js, c] = rates.map(spread);
-    return { workload, iterations, js, ...(c ? { c } : {}) };
+    const spreads = rates.map(spread);
+    const [js, c] = spreads.slice(0, open.length);
+    const measuredAlongside = Object.fromEntries(alongsideNames.map((name, index) => [name, spreads[open.length + index]!]));
+    return { workload, iterations, js, ...(c ? { c } : {}), ...(alongsideNames.length > 0 ? { alongside: measuredAlongside } : {}) };
   } finally {
     for (const side of sides) await side.close();
   }

@@ -23,9 +23,14 @@ const descriptions: Record<string, { label: string; unit: string; scale: number;
   memcpy: { label: 'memcpy into a mapped 16 MiB udmabuf', unit: 'MiB/s', scale: 1 / (1024 * 1024), target: 0.9 },
   fence: { label: 'fence import+export+signal+wait round trip', unit: 'round trips/s', scale: 1, target: 0.8 },
   fdpass: { label: 'round trip with one DmaBuf each way, FdChannel (2 processes, 50-byte frames)', unit: 'round trips/s', scale: 1, target: 0 },
-  'fdpass-node-net': { label: 'reference: the same 50-byte round trip without fds, Node net sockets (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'reference' },
-  'fdpass-floor': { label: 'reference: the addon\'s primitives alone on that path, one dma-buf fd each way, no framing (2 processes)', unit: 'round trips/s', scale: 1, target: 0, role: 'reference' },
+
   'fdpass-usocket': { label: 'round trip with one dma-buf fd each way, usocket (2 processes, 50 bytes)', unit: 'round trips/s', scale: 1, target: 0, role: 'peer' },
+};
+
+/** Rows measured alongside another, in its rounds (Row.alongside): no C counterpart, no ratio. */
+const alongsideLabels: Record<string, string> = {
+  'node-net': 'reference, in the same rounds: the same 50-byte round trip without fds, Node net sockets (2 processes)',
+  floor: "reference, in the same rounds: the addon's primitives alone on that path, a dma-buf fd each way, no framing (2 processes)",
 };
 
 /**
@@ -70,16 +75,20 @@ export function formatTable(rows: readonly Row[], release: string): { table: str
     const ratio = row.c && description.role !== 'reference' ? (row.js.median / row.c.median).toFixed(2) : '—';
     const target = description.target > 0 ? `≥ ${description.target}` : (description.role ?? '');
     lines.push(`| ${description.label} | ${row.iterations} | ${format(row.js)} | ${row.c ? format(row.c) : '—'} | ${ratio} | ${target} |`);
+    for (const [name, values] of Object.entries(row.alongside ?? {})) {
+      lines.push(`| ${alongsideLabels[name] ?? name} | ${row.iterations} | ${format(values)} | — | — | reference |`);
+    }
   }
   const toNet = channelToNet(rows);
-  if (toNet) lines.push('', `FdChannel with one DmaBuf each way / Node net with none, medians of this boot: ${toNet}`);
+  if (toNet) lines.push('', `FdChannel with one DmaBuf each way / Node net with none, medians of the same rounds: ${toNet}`);
   return { table: lines.join('\n'), failedLibraryRow };
 }
 
-/** The fd-passing row's median over the Node net reference's, both of one boot; undefined when either is missing. */
+/** The fd-passing row's median over the Node net reference's, measured in the same rounds; undefined when either is missing. */
 export function channelToNet(rows: readonly Row[]): string | undefined {
-  const channel = rows.find((row) => row.workload === 'fdpass')?.js;
-  const net = rows.find((row) => row.workload === 'fdpass-node-net')?.js;
+  const row = rows.find((candidate) => candidate.workload === 'fdpass');
+  const channel = row?.js;
+  const net = row?.alongside?.['node-net'];
   return channel && net ? (channel.median / net.median).toFixed(2) : undefined;
 }
 
@@ -103,8 +112,13 @@ export function formatKernelColumns(results: ReadonlyArray<{ kernel: string; rel
       return `${scaled.toFixed(scaled >= 100 ? 0 : 1)} ${description.unit}${ratio}`;
     });
     lines.push(`| ${description.label} | ${cells.join(' | ')} |`);
+    for (const name of Object.keys(alongsideLabels)) {
+      const alongside = results.map((result) => result.rows.find((candidate) => candidate.workload === workload)?.alongside?.[name]);
+      if (alongside.every((values) => values === undefined)) continue;
+      lines.push(`| ${alongsideLabels[name]} | ${alongside.map((values) => (values ? `${values.median.toFixed(0)} ${description.unit}` : '—')).join(' | ')} |`);
+    }
   }
-  lines.push(`| FdChannel / Node net (medians, same boot) | ${results.map((result) => channelToNet(result.rows) ?? '—').join(' | ')} |`);
+  lines.push(`| FdChannel / Node net (medians, same rounds) | ${results.map((result) => channelToNet(result.rows) ?? '—').join(' | ')} |`);
   return lines.join('\n');
 }
 

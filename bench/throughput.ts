@@ -139,7 +139,7 @@ async function producer(consumers: number, fps: number, seconds: number, warmupS
   const reports = await Promise.all(channels.map(async (channel) => (await channel.receive<ConsumerReport>()).message));
   const drained = process.hrtime.bigint();
   for (const channel of channels) channel.close();
-  await Promise.all(children.map((child) => (child.exitCode !== null ? undefined : new Promise((resolve) => child.once('exit', resolve)))));
+  await Promise.all(children.map((child) => (child.exitCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', resolve)))));
   for (const buffer of ring) buffer.close();
   timeline.close();
   const latencies = reports.flatMap((report) => report.latencies).sort((a, b) => a - b);
