@@ -1,9 +1,9 @@
-import { DmaBuf } from './dmabuf';
+import { DmaBuf, dmaBufRefusal } from './dmabuf';
 import { check, codedError, errnoError, kernelError, negativeErrno } from './errors';
 import { EventedFdHandle } from './events';
 import { closeFd, closeFds, duplicateFds } from './handle';
 import { native } from './native';
-import { probeSyncFile, SyncFile } from './sync-file';
+import { SyncFile, syncFileRefusal } from './sync-file';
 import * as validate from './validate';
 import { FdWaiter } from './wait';
 
@@ -58,9 +58,7 @@ function kindOf(handle: Handle, index: number): { kind: HandleKind; fd: number }
 /** Why a received fd is not the kind its frame declared, or undefined: DmaBuf.fromFd's and SyncFile.fromFd's checks, from what the read found. */
 function checkReceived(kind: HandleKind, received: ReceivedFd): Error | undefined {
   if (kind === 'fd') return undefined;
-  if (kind === 'dmabuf') return received.magic === native().constants.DMA_BUF_MAGIC ? undefined : codedError('ERR_DMABUF_NOT_A_DMABUF', received.fd, received.magic);
-  const probe = probeSyncFile(received.fd);
-  return probe < 0 ? kernelError(probe, 'ioctl(SYNC_IOC_FILE_INFO)', { hint: probe === negativeErrno('ENOTTY') ? `fd ${received.fd} is not a sync_file` : undefined }) : undefined;
+  return kind === 'dmabuf' ? dmaBufRefusal(received.fd, received.magic) : syncFileRefusal(received.fd);
 }
 
 interface Outgoing {
@@ -98,7 +96,7 @@ interface FdBatch {
 const handleKinds: readonly string[] = ['dmabuf', 'syncfile', 'fd'] satisfies HandleKind[];
 
 function isHandleKind(kind: unknown): kind is HandleKind {
-  return kind === 'dmabuf' || kind === 'syncfile' || kind === 'fd';
+  return handleKinds.includes(kind as string);
 }
 
 interface PendingReceive {
@@ -330,7 +328,6 @@ export class FdChannel extends EventedFdHandle<FdChannelEvents> {
     try {
       for (let made = io[1]!; !this.closed && !this.#peerClosed; made = NOT_READ) {
         // The poll's own read, or (after an error status, or a full buffer) one made now.
-        io[1] = NOT_READ;
         const bytes = made !== NOT_READ ? made : this.#waiter.receiveNow();
         io[1] = NOT_READ;
         if (bytes === EAGAIN) return;

@@ -107,6 +107,11 @@ export function isDmaBufFd(fd: number): boolean {
   return magic === native().constants.DMA_BUF_MAGIC;
 }
 
+/** Why an fd whose file system magic is `magic` is not a dma-buf, or undefined when it is: DmaBuf.fromFd's check, and a received fd's. */
+export function dmaBufRefusal(fd: number, magic: number): Error | undefined {
+  return magic === native().constants.DMA_BUF_MAGIC ? undefined : codedError('ERR_DMABUF_NOT_A_DMABUF', fd, magic);
+}
+
 /**
  * A dma-buf: one fd to a buffer an exporter (udmabuf, a dma-heap, a driver)
  * owns. Closing it drops this process's reference; the buffer lives while
@@ -156,7 +161,8 @@ export class DmaBuf extends FdHandle {
     validate.optionalBoolean('options.dup', dup);
     const magic = native().fsMagic(fd);
     if (magic < 0) throw kernelError(magic, 'fstatfs', { hint: `fd ${fd} is not an open file descriptor` });
-    if (magic !== native().constants.DMA_BUF_MAGIC) throw codedError('ERR_DMABUF_NOT_A_DMABUF', fd, magic);
+    const refusal = dmaBufRefusal(fd, magic);
+    if (refusal) throw refusal;
     const owned = dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd;
     try {
       return new DmaBuf(owned);

@@ -38,8 +38,14 @@ const statusSlot = new Int32Array(1);
  * 0 if fd is a sync_file, else -errno (ENOTTY for another file): the
  * status-only SYNC_IOC_FILE_INFO, with no object made for its answer.
  */
-export function probeSyncFile(fd: number): number {
+function probeSyncFile(fd: number): number {
   return native().syncFileStatus(fd, statusSlot);
+}
+
+/** Why fd is not a sync_file, or undefined when it is: SyncFile.fromFd's check, and a received fd's. */
+export function syncFileRefusal(fd: number): Error | undefined {
+  const probe = probeSyncFile(fd);
+  return probe < 0 ? kernelError(probe, infoSyscall, { hint: probe === negativeErrno('ENOTTY') ? `fd ${fd} is not a sync_file` : undefined }) : undefined;
 }
 // The kernel reads the deadline as a signed ktime_t.
 const maxDeadlineNs = (1n << 63n) - 1n;
@@ -80,8 +86,8 @@ export class SyncFile extends FdHandle {
     validate.fd('fd', fd);
     const { dup } = validate.options<{ dup: boolean }>('options', options);
     validate.optionalBoolean('options.dup', dup);
-    const probe = probeSyncFile(fd);
-    if (probe < 0) throw kernelError(probe, infoSyscall, { hint: probe === negativeErrno('ENOTTY') ? `fd ${fd} is not a sync_file` : undefined });
+    const refusal = syncFileRefusal(fd);
+    if (refusal) throw refusal;
     return new SyncFile(dup ? check(native().dupCloexec(fd), 'fcntl(F_DUPFD_CLOEXEC)') : fd);
   }
 
