@@ -57,7 +57,7 @@ export function resolveKernelSource(kernel?: string, env: NodeJS.ProcessEnv = pr
 const labelOf = (source: KernelSource) => source.generation ?? 'custom';
 
 /** Bumped whenever the way a kernel is built changes, so old cache entries are not reused. */
-const buildRecipeVersion = 3;
+const buildRecipeVersion = 4;
 
 export interface BuiltKernel {
   /** The image QEMU boots. */
@@ -66,6 +66,12 @@ export interface BuiltKernel {
   tree?: string;
   /** `uname -r` of the kernel, where known. */
   release?: string;
+  /**
+   * The kernel's own modules (vgem, vkms, vivid and what they need), installed
+   * under `lib/modules/<release>` with their dependency map: load one in the
+   * guest with `modprobe -d <modulesDir> <name>`. Absent for a user's own bzImage.
+   */
+  modulesDir?: string;
   profile?: KernelProfile | 'custom';
   /** The tested generation it was built from; undefined for a source or image of the user's own. */
   generation?: KernelGeneration;
@@ -271,6 +277,12 @@ function compilerCache(): { makeArgs: string[]; env(tree: string): NodeJS.Proces
   };
 }
 
+/** depmod lives in sbin, which a user's PATH often lacks. */
+function depmodPath(): string | undefined {
+  const found = spawnSync('sh', ['-c', 'PATH="$PATH:/usr/sbin:/sbin" command -v depmod'], { encoding: 'utf8' });
+  return found.status === 0 ? found.stdout.trim() || undefined : undefined;
+}
+
 function requireBuildTools(): void {
   const missing = ['make', 'gcc', 'flex', 'bison', 'bc', 'tar', 'xz', 'perl'].filter(
     (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0,
@@ -278,6 +290,7 @@ function requireBuildTools(): void {
   if (missing.length > 0) {
     throw codedError('ERR_DMABUF_VM_SETUP', `Tools needed to build the kernel are missing: ${missing.join(', ')}.`, installHint('make gcc flex bison bc xz-utils perl libelf-dev libssl-dev'));
   }
+  if (!depmodPath()) throw codedError('ERR_DMABUF_VM_SETUP', 'depmod is missing (the kernel\'s modules are installed with their dependency map).', installHint('kmod'));
   if (!existsSync('/usr/include/libelf.h') && !existsSync('/usr/include/elfutils/libelf.h')) {
     throw codedError('ERR_DMABUF_VM_SETUP', 'libelf headers are missing (the x86-64 kernel build needs them for objtool).', installHint('libelf-dev'));
   }
@@ -371,7 +384,8 @@ export function findCachedKernel(profile: KernelProfile = 'base', kernel?: strin
   const bzImage = join(dir, 'bzImage');
   if (!existsSync(join(dir, 'kernel.json')) || !existsSync(bzImage)) return undefined;
   const info = JSON.parse(readFileSync(join(dir, 'kernel.json'), 'utf8')) as CacheEntryInfo;
-  return { bzImage, tree: join(dir, 'tree'), release: info.release, profile, generation: source.generation, cached: true, buildSeconds: info.buildSeconds, compileCpuSeconds: info.compileCpuSeconds };
+  const modulesDir = join(dir, 'modules');
+  return { bzImage, tree: join(dir, 'tree'), modulesDir: existsSync(modulesDir) ? modulesDir : undefined, release: info.release, profile, generation: source.generation, cached: true, buildSeconds: info.buildSeconds, compileCpuSeconds: info.compileCpuSeconds };
 }
 
 /** Bytes under a path, without following links. */
@@ -469,7 +483,11 @@ async function finishStep(step: BuildStep, info: Omit<CacheEntryInfo, 'release' 
   // `make clean` keeps the config, headers, scripts and Module.symvers that
   // out-of-tree modules build against; the uapi headers are exported now,
   // while the whole source is still there.
+  // The in-tree modules are installed first: the clean deletes every .ko and
+  // the prune deletes their sources, and vkms or vivid need about twenty
+  // other modules that only the whole tree can rebuild.
   report(step, 'headers', info.objects);
+  if ((await runLogged('make', ['modules_install', `INSTALL_MOD_PATH=${join(step.scratch, 'modules')}`, 'INSTALL_MOD_STRIP=1', `DEPMOD=${depmodPath() ?? 'depmod'}`], step.tree, step.log)) !== 0) failStep(step, 'make modules_install');
   if ((await runLogged('make', ['clean'], step.tree, step.log)) !== 0) failStep(step, 'make clean');
   if ((await runLogged('make', ['headers'], step.tree, step.log)) !== 0) failStep(step, 'make headers');
   report(step, 'prune', info.objects);

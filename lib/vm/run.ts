@@ -174,6 +174,8 @@ export async function run(options: VmRunOptions): Promise<VmRunResult> {
     LANG: 'C.UTF-8',
     DMABUF_IN_VM: '1',
     DMABUF_VM_RESULTS: guestResults,
+    // The kernel's own modules (vgem, vkms, vivid), for `modprobe -d`.
+    ...(kernel.modulesDir ? { DMABUF_KERNEL_MODULES: kernel.modulesDir } : {}),
     ...(process.env.CI ? { CI: process.env.CI } : {}),
     ...options.env,
   };
