@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # ccache lets the kernel profiles of one source share their objects;
-# debian-archive-keyring verifies Debian's kernel sources (Ubuntu lacks it).
-packages=(qemu-system-x86 make gcc g++ python3 flex bison bc libelf-dev libssl-dev cpio kmod xz-utils perl ccache debian-archive-keyring)
+# debian-archive-keyring verifies Debian's kernel sources (Ubuntu lacks it);
+# libdrm-dev has the DRM uapi headers the addon's GPU buffers are built with.
+packages=(qemu-system-x86 make gcc g++ python3 flex bison bc libelf-dev libssl-dev cpio kmod xz-utils perl ccache debian-archive-keyring libdrm-dev)
 
 missing=()
 for package in "${packages[@]}"; do
