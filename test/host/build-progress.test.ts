@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatLiveProgress, progressDisplay } from '../../lib/cli/progress';
@@ -111,6 +111,8 @@ function fakeKernelTree(dir: string): void {
     // include/make-runs gets the directory of each make run: a tree copied from a compiled one starts with its lines.
     'bzImage:', echo(makeOutput.slice(0, 6).map(([line]) => line)), '\tmkdir -p include/config && echo fake > arch/x86/boot/bzImage && echo 6.99.0-fake > include/config/kernel.release && pwd >> include/make-runs',
     'modules: bzImage', echo(makeOutput.slice(6).map(([line]) => line)),
+    // As the kernel's: the built modules go under $(INSTALL_MOD_PATH)/lib/modules/<release>.
+    'modules_install:', '\tmkdir -p $(INSTALL_MOD_PATH)/lib/modules/6.99.0-fake/kernel && echo fake > $(INSTALL_MOD_PATH)/lib/modules/6.99.0-fake/kernel/dmabuf_selftests.ko',
     'clean:', '\t@true',
     'headers:', '\t@true',
     '',
@@ -136,6 +138,7 @@ describe('kernel build progress from buildKernel, on a stand-in source tree', ()
     const { built, reports } = await build();
     assert.equal(built.cached, false);
     assert.equal(built.release, '6.99.0-fake');
+    assert.ok(existsSync(join(built.modulesDir!, 'lib', 'modules', '6.99.0-fake', 'kernel', 'dmabuf_selftests.ko')), 'the modules are installed into the entry');
     const progress = reports.map((report) => report.progress!);
     assert.deepEqual([...new Set(progress.map((state) => state.phase))], [...kernelBuildPhases]);
     for (const report of reports) assert.equal(report.line, describeBuildProgress(report.progress!));

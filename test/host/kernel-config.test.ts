@@ -49,7 +49,7 @@ describe('kernel config fragments', () => {
     try {
       mkdirSync(join(tree, 'drivers', 'dma-buf'), { recursive: true });
       const write = (text: string) => writeFileSync(join(tree, 'drivers', 'dma-buf', 'Kconfig'), text);
-      write('config DMABUF_MOVE_NOTIFY\n\tbool\nmenuconfig DMABUF_SYSFS_STATS\n  bool\nconfig DMABUF_SELFTESTS\n');
+      write('config DMABUF_MOVE_NOTIFY\n\tbool\nmenuconfig DMABUF_SYSFS_STATS\n  bool\nconfig DMABUF_SELFTESTS\nmenuconfig FB\n');
       assert.equal(eraFragmentFor(declaredSymbols(tree))?.name, eraFragments[0]);
       write('menuconfig KUNIT\nconfig KUNIT_DEBUGFS\nconfig DMABUF_KUNIT_TEST\n');
       assert.equal(eraFragmentFor(declaredSymbols(tree))?.name, eraFragments[1]);
