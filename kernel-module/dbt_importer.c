@@ -311,6 +311,8 @@ int dbt_ioctl_attachment_info(struct dbt_file *f, void __user *uarg)
 		arg.state |= DBT_STATE_REVOKED;
 	if (dbt_attach_revocable(a->attach))
 		arg.state |= DBT_STATE_CORE_REVOCABLE;
+	if (a->dmabuf->ops->pin)
+		arg.state |= DBT_STATE_EXPORTER_DYNAMIC;
 	arg.move_notifies = a->move_notifies;
 	arg.pins = a->pins;
 	arg.nents = a->sgt ? a->nents : 0;

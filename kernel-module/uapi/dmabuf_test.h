@@ -167,6 +167,12 @@ struct dbt_map {
 #define DBT_STATE_REVOKED (1 << 3)
 /* dma_buf_attach_revocable() is true for it (never without "revocable"). */
 #define DBT_STATE_CORE_REVOCABLE (1 << 4)
+/*
+ * The buffer's exporter is dynamic (it has a pin op), whoever exported it:
+ * how the core treats an attachment depends on it, and userspace cannot
+ * otherwise tell a GPU's or camera's exporter from a static one.
+ */
+#define DBT_STATE_EXPORTER_DYNAMIC (1 << 5)
 
 /* DBT_IOCTL_ATTACHMENT_INFO */
 struct dbt_attachment_info {

@@ -205,6 +205,8 @@ export interface AttachmentInfo {
   coreCached: boolean;
   /** dma_buf_attach_revocable() is true for it: what an exporter that demands revocable importers checks (never without the `revocable` feature). */
   coreRevocable: boolean;
+  /** The buffer's exporter has a pin op (dma_buf_is_dynamic()): it may move, and tells importers; a static one never does. */
+  exporterDynamic: boolean;
   pins: number;
   /** DMA segments and bytes of the current mapping (0 when unmapped). */
   segments: number;
@@ -323,6 +325,7 @@ export class TestAttachment extends DeviceObject {
       revoked: (state & dbt().DBT_STATE_REVOKED) !== 0,
       coreCached: (state & dbt().DBT_STATE_CORE_CACHED) !== 0,
       coreRevocable: (state & dbt().DBT_STATE_CORE_REVOCABLE) !== 0,
+      exporterDynamic: (state & dbt().DBT_STATE_EXPORTER_DYNAMIC) !== 0,
       pins,
       segments: nents,
       bytes,

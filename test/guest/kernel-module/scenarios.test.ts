@@ -134,14 +134,16 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     assert.deepEqual(device.readEvents().map((event) => event.attachmentId).sort(), [unmapped.id, mapped.id].sort());
   });
 
-  it('a dynamic importer on a static exporter (udmabuf, the system heap, ours): with core_sgt_cache the core maps once at attach and caches it; without, it maps on demand', () => {
+  it('a dynamic importer on a static exporter (udmabuf, the system heap, ours): the core sees no pin op; with core_sgt_cache it maps once at attach and caches it; without, it maps on demand', () => {
     const cached = features.coreSgtCache;
     using memory = udmabuf.create(16 * pageSize);
     const onUdmabuf = device.attach(memory, { dynamic: true });
+    assert.equal(onUdmabuf.info().exporterDynamic, false, 'udmabuf has no pin op');
     assert.equal(onUdmabuf.info().coreCached, cached);
     assertMapping(onUdmabuf.map('from-device'), 16);
     using fromHeap = heap.allocate('system', 16 * pageSize);
     const onHeap = device.attach(fromHeap, { dynamic: true });
+    assert.equal(onHeap.info().exporterDynamic, false, 'the system heap has no pin op');
     assert.equal(onHeap.info().coreCached, cached);
     assertMapping(onHeap.map(), 16);
     const staticOnHeap = device.attach(fromHeap);
@@ -152,6 +154,7 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     const exporter = device.export({ pages: 2, dynamic: false });
     using _buffer = exporter.dmabuf;
     const onStatic = device.attach(exporter.dmabuf, { dynamic: true });
+    assert.equal(onStatic.info().exporterDynamic, false, 'our static exporter has no pin op');
     assert.deepEqual([exporter.info().mapCalls, exporter.info().pinCalls], [cached ? 1 : 0, 0]);
     onStatic.map('to-device');
     assert.equal(exporter.info().mapCalls, 1);
@@ -186,6 +189,7 @@ describe('kernel module: importers and exporters as the core treats them', () =>
     const exporter = dynamicExporter();
     using _buffer = exporter.dmabuf;
     const dynamic = device.attach(exporter.dmabuf, { dynamic: true });
+    assert.equal(dynamic.info().exporterDynamic, true, 'our dynamic exporter has a pin op');
     dynamic.pin();
     assert.equal(exporter.info().pinCount, 1);
     assert.throws(() => exporter.move(), { code: 'EBUSY', message: /pinned/ });
