@@ -161,7 +161,7 @@ export interface NativeBinding {
    * `mapping.buffer` holds it only weakly, and reading it back later could
    * find it collected (and unmapped).
    */
-  mapShared(fd: number, length: number, writable: boolean, keepAlive?: number[]): { mapping: NativeMapping; buffer: ArrayBuffer } | number;
+  mapShared(fd: number, length: number, writable: boolean, keepAlive?: number[], offset?: number): { mapping: NativeMapping; buffer: ArrayBuffer } | number;
   /** A connected pair of `type` (SOCK_STREAM, ...), non-blocking and close-on-exec, or -errno. */
   socketPair(type: number): [number, number] | number;
   /** [SO_DOMAIN, SO_TYPE] of a socket, or -errno (-ENOTSOCK). */
