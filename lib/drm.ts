@@ -18,7 +18,7 @@ export interface DrmDriver {
   major: number;
   minor: number;
   patchlevel: number;
-  /** The driver's date string; Linux 7.2's drivers no longer have one. */
+  /** The driver's date string; Linux 7.2's drivers no longer have one, and the kernel answers "0". */
   date: string;
   description: string;
 }
@@ -328,6 +328,13 @@ export interface DrmResources {
 
 export type DrmObjectType = 'crtc' | 'connector' | 'plane';
 
+export interface DrmProperty {
+  id: number;
+  value: bigint;
+  /** The enum entry's name for the value, for an enum property. */
+  enumName?: string;
+}
+
 /** One object's new property values in an atomic commit, by property name. */
 export interface AtomicRequest {
   objectId: number;
@@ -437,7 +444,9 @@ export class DrmDevice extends FdHandle {
   getCap(capability: number): number {
     const fd = this.assertOpen('ioctl(DRM_IOCTL_GET_CAP)');
     validate.integer('capability', capability, 0, 0xffffffff);
-    return check(drm('ioctl(DRM_IOCTL_GET_CAP)').getCap(fd, capability), 'ioctl(DRM_IOCTL_GET_CAP)');
+    return check(drm('ioctl(DRM_IOCTL_GET_CAP)').getCap(fd, capability), 'ioctl(DRM_IOCTL_GET_CAP)', (code) =>
+      code === 'ENOTSUP' ? `this driver (${this.driver.name}) has no modesetting, and answers only the caps every driver has (PRIME, TIMESTAMP_MONOTONIC, SYNCOBJ)` : code === 'EINVAL' ? 'the kernel knows no such cap' : undefined,
+    );
   }
 
   /** DRM_IOCTL_SET_CLIENT_CAP: atomic (card node; implies universal planes), writebackConnectors (after atomic). */
@@ -446,7 +455,7 @@ export class DrmDevice extends FdHandle {
     validate.oneOf('cap', cap, ['universalPlanes', 'atomic', 'writebackConnectors']);
     if (typeof value !== 'boolean') throw validate.typeError('value', 'a boolean', value);
     check(drm('ioctl(DRM_IOCTL_SET_CLIENT_CAP)').setClientCap(fd, clientCapValue(cap), value ? 1 : 0), 'ioctl(DRM_IOCTL_SET_CLIENT_CAP)', (code) =>
-      code === 'EOPNOTSUPP' || code === 'EINVAL' ? `this driver (${this.driver.name}) or node does not take ${cap} (atomic needs a modesetting driver's card node; writebackConnectors needs atomic first)` : undefined,
+      code === 'ENOTSUP' || code === 'EINVAL' ? `this driver (${this.driver.name}) or node does not take ${cap} (atomic needs a modesetting driver's card node; writebackConnectors needs atomic first)` : undefined,
     );
   }
 
@@ -512,7 +521,7 @@ export class DrmDevice extends FdHandle {
     const { DRM_CLOEXEC, DRM_RDWR } = binding.constants;
     const flags = DRM_CLOEXEC | (mode === 'read' ? 0 : DRM_RDWR);
     const dmaBufFd = check(binding.primeHandleToFd(fd, handle, flags >>> 0), 'ioctl(DRM_IOCTL_PRIME_HANDLE_TO_FD)', (code) =>
-      code === 'ENOSYS' || code === 'EOPNOTSUPP' ? `this driver (${this.driver.name}) cannot export dma-bufs (DRM_CAP_PRIME)` : undefined,
+      code === 'ENOSYS' || code === 'ENOTSUP' ? `this driver (${this.driver.name}) cannot export dma-bufs (DRM_CAP_PRIME)` : undefined,
     );
     return DmaBuf.adopt(dmaBufFd);
   }
@@ -525,7 +534,7 @@ export class DrmDevice extends FdHandle {
     const fd = this.assertOpen('ioctl(DRM_IOCTL_PRIME_FD_TO_HANDLE)');
     handleOf<DmaBuf>('dmaBuf', dmaBuf, 'DmaBuf', 'a DmaBuf');
     const handle = check(drm('ioctl(DRM_IOCTL_PRIME_FD_TO_HANDLE)').primeFdToHandle(fd, dmaBuf.fd), 'ioctl(DRM_IOCTL_PRIME_FD_TO_HANDLE)', (code) =>
-      code === 'ENOSYS' || code === 'EOPNOTSUPP' ? `this driver (${this.driver.name}) cannot import dma-bufs (DRM_CAP_PRIME)` : undefined,
+      code === 'ENOSYS' || code === 'ENOTSUP' ? `this driver (${this.driver.name}) cannot import dma-bufs (DRM_CAP_PRIME)` : undefined,
     );
     return this.#adopt(handle, false, (onClose) => new GemBuffer(token, this, handle, dmaBuf.size, onClose));
   }
@@ -564,7 +573,7 @@ export class DrmDevice extends FdHandle {
     const fd = this.assertOpen('ioctl(DRM_IOCTL_MODE_GETRESOURCES)');
     const binding = drm('ioctl(DRM_IOCTL_MODE_GETRESOURCES)');
     const res = check(binding.getResources(fd), 'ioctl(DRM_IOCTL_MODE_GETRESOURCES)', (code) =>
-      code === 'EOPNOTSUPP' || code === 'EINVAL' ? `this driver (${this.driver.name}) or node has no modesetting: use a card node of a KMS driver (vkms: CONFIG_DRM_VKMS)` : undefined,
+      code === 'ENOTSUP' || code === 'EINVAL' ? `this driver (${this.driver.name}) or node has no modesetting: use a card node of a KMS driver (vkms: CONFIG_DRM_VKMS)` : undefined,
     );
     const planes = check(binding.getPlaneResources(fd), 'ioctl(DRM_IOCTL_MODE_GETPLANERESOURCES)');
     return {
@@ -644,17 +653,22 @@ export class DrmDevice extends FdHandle {
     );
   }
 
-  /** An object's properties by name: id and current value (DRM_IOCTL_MODE_OBJ_GETPROPERTIES, GETPROPERTY). */
-  properties(objectId: number, objectType: DrmObjectType): Map<string, { id: number; value: bigint }> {
+  /**
+   * An object's properties by name: id, current value and, for an enum, the
+   * name of that value (a plane's `type`: 'Primary', 'Overlay', 'Cursor').
+   */
+  properties(objectId: number, objectType: DrmObjectType): Map<string, DrmProperty> {
     const fd = this.assertOpen('ioctl(DRM_IOCTL_MODE_OBJ_GETPROPERTIES)');
     validate.integer('objectId', objectId, 0, 0xffffffff);
     validate.oneOf('objectType', objectType, objectTypes);
     const binding = drm('ioctl(DRM_IOCTL_MODE_OBJ_GETPROPERTIES)');
     const { ids, values } = check(binding.objectProperties(fd, objectId, objectTypeValue(objectType)), 'ioctl(DRM_IOCTL_MODE_OBJ_GETPROPERTIES)');
-    const result = new Map<string, { id: number; value: bigint }>();
+    const result = new Map<string, DrmProperty>();
     ids.forEach((id, index) => {
       const property = check(binding.getProperty(fd, id), 'ioctl(DRM_IOCTL_MODE_GETPROPERTY)');
-      result.set(property.name, { id, value: values[index]! });
+      const value = values[index]!;
+      const named = property.enums.find((entry) => entry.value === value);
+      result.set(property.name, named ? { id, value, enumName: named.name } : { id, value });
     });
     return result;
   }

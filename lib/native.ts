@@ -161,7 +161,7 @@ export interface NativeDrm {
   addFb2(fd: number, width: number, height: number, format: number, flags: number, planes: number[]): number;
   rmFb(fd: number, fbId: number): number;
   objectProperties(fd: number, objectId: number, objectType: number): { ids: number[]; values: bigint[] } | number;
-  getProperty(fd: number, propertyId: number): { propertyId: number; name: string; flags: number } | number;
+  getProperty(fd: number, propertyId: number): { propertyId: number; name: string; flags: number; enums: { name: string; value: bigint }[] } | number;
   createModeBlob(fd: number, mode: NativeDrmMode): number;
   destroyBlob(fd: number, blobId: number): number;
   /** fencePropIndexes: props (by index) whose value is a pointer the kernel writes an fd through; the fds land in outFences. */

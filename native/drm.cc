@@ -555,19 +555,37 @@ static Napi::Value ObjectProperties(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// A property's name and flags; enum values are not read.
+// A property's name and flags, and an enum's or bitmask's names with their values.
 static Napi::Value GetProperty(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint32_t id;
   if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "propertyId", &id)) return env.Undefined();
-  struct drm_mode_get_property property = {};
-  property.prop_id = id;
-  if (DrmIoctl(fd, DRM_IOCTL_MODE_GETPROPERTY, &property) < 0) return Errno(env, errno);
+  struct drm_mode_get_property counts = {};
+  counts.prop_id = id;
+  if (DrmIoctl(fd, DRM_IOCTL_MODE_GETPROPERTY, &counts) < 0) return Errno(env, errno);
+  // A property's values and enum entries are fixed when the driver makes it.
+  bool named = (counts.flags & (DRM_MODE_PROP_ENUM | DRM_MODE_PROP_BITMASK)) != 0;
+  std::vector<struct drm_mode_property_enum> enums(named ? counts.count_enum_blobs : 0);
+  std::vector<uint64_t> values(named ? counts.count_values : 0);
+  struct drm_mode_get_property property = counts;
+  if (named) {
+    property.enum_blob_ptr = reinterpret_cast<__u64>(enums.data());
+    property.values_ptr = reinterpret_cast<__u64>(values.data());
+    if (DrmIoctl(fd, DRM_IOCTL_MODE_GETPROPERTY, &property) < 0) return Errno(env, errno);
+  }
   Napi::Object result = Napi::Object::New(env);
   result.Set("propertyId", Napi::Number::New(env, property.prop_id));
   result.Set("name", Napi::String::New(env, property.name, strnlen(property.name, sizeof(property.name))));
   result.Set("flags", Napi::Number::New(env, property.flags));
+  Napi::Array list = Napi::Array::New(env, enums.size());
+  for (size_t i = 0; i < enums.size(); i++) {
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("name", Napi::String::New(env, enums[i].name, strnlen(enums[i].name, sizeof(enums[i].name))));
+    entry.Set("value", Napi::BigInt::New(env, static_cast<uint64_t>(enums[i].value)));
+    list.Set(static_cast<uint32_t>(i), entry);
+  }
+  result.Set("enums", list);
   return result;
 }
 
