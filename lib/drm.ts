@@ -66,7 +66,7 @@ interface Owned {
 const token = Symbol('DrmDevice');
 
 function assertToken(given: symbol, what: string): void {
-  if (given !== token) throw new TypeError(`${what} cannot be constructed directly: a DrmDevice makes them`);
+  if (given !== token) throw codedError('ERR_ILLEGAL_CONSTRUCTOR', what, 'a DrmDevice');
 }
 
 /**
