@@ -10,3 +10,4 @@ export type { AccessMode } from './constants';
 export type { WaitOptions } from './wait';
 export { listDevices, formatDevices, type DmaBufDevices } from './devices';
 export { errnoName, kernelError, type KernelError, type LibraryErrno } from './errors';
+export { DrmDevice, GemBuffer, DumbBuffer, VgemFence, Framebuffer, ModeBlob, type DrmNode, type DrmDriver, type DrmMode, type DrmResources, type DrmConnector, type DrmCrtc, type DrmPlane, type DrmEncoder, type AtomicRequest, type AtomicOptions, type DrmClientCap, type DrmObjectType, type DrmProperty } from './drm';

@@ -81,6 +81,94 @@ export type DmabufTestStructTag =
   | 'dbt_fence_signal'
   | 'dbt_event';
 
+/** A display mode as native/drm.cc reads and writes struct drm_mode_modeinfo. */
+export interface NativeDrmMode {
+  clock: number;
+  hdisplay: number;
+  hsyncStart: number;
+  hsyncEnd: number;
+  htotal: number;
+  hskew: number;
+  vdisplay: number;
+  vsyncStart: number;
+  vsyncEnd: number;
+  vtotal: number;
+  vscan: number;
+  vrefresh: number;
+  flags: number;
+  type: number;
+  name: string;
+}
+
+/** The header values native/drm.cc exports (libdrm-dev's drm.h, drm_mode.h, drm_fourcc.h; vgem_drm.h's declared there). */
+export type NativeDrmConstantName =
+  | 'DRM_CAP_DUMB_BUFFER'
+  | 'DRM_CAP_DUMB_PREFERRED_DEPTH'
+  | 'DRM_CAP_PRIME'
+  | 'DRM_PRIME_CAP_IMPORT'
+  | 'DRM_PRIME_CAP_EXPORT'
+  | 'DRM_CAP_TIMESTAMP_MONOTONIC'
+  | 'DRM_CAP_ADDFB2_MODIFIERS'
+  | 'DRM_CAP_SYNCOBJ'
+  | 'DRM_CLIENT_CAP_UNIVERSAL_PLANES'
+  | 'DRM_CLIENT_CAP_ATOMIC'
+  | 'DRM_CLIENT_CAP_WRITEBACK_CONNECTORS'
+  | 'DRM_CLOEXEC'
+  | 'DRM_RDWR'
+  | 'DRM_FORMAT_XRGB8888'
+  | 'DRM_FORMAT_ARGB8888'
+  | 'DRM_MODE_CONNECTOR_VIRTUAL'
+  | 'DRM_MODE_CONNECTOR_WRITEBACK'
+  | 'DRM_MODE_OBJECT_CRTC'
+  | 'DRM_MODE_OBJECT_CONNECTOR'
+  | 'DRM_MODE_OBJECT_PLANE'
+  | 'DRM_MODE_ATOMIC_ALLOW_MODESET'
+  | 'DRM_MODE_ATOMIC_TEST_ONLY'
+  | 'DRM_MODE_TYPE_PREFERRED'
+  | 'VGEM_FENCE_WRITE'
+  | 'DRM_IOCTL_VGEM_FENCE_ATTACH'
+  | 'DRM_IOCTL_VGEM_FENCE_SIGNAL';
+
+/** native/drm.cc: DRM ioctls, each returning its value or -errno (all -ENOTSUP when `available` is false). */
+export interface NativeDrm {
+  /** False when the addon was built without libdrm-dev's headers. */
+  available: boolean;
+  constants: Readonly<Record<NativeDrmConstantName, number>>;
+  /** sizeof the vgem structs as drm.cc declares them. */
+  vgemSizes: Readonly<Record<'drm_vgem_fence_attach' | 'drm_vgem_fence_signal', number>>;
+  version(fd: number): { name: string; major: number; minor: number; patchlevel: number; date: string; description: string } | number;
+  getCap(fd: number, capability: number): number;
+  setClientCap(fd: number, capability: number, value: number): number;
+  createDumb(fd: number, width: number, height: number, bpp: number, flags: number): { handle: number; pitch: number; size: number } | number;
+  /** The fake offset to mmap the device fd at. */
+  mapDumb(fd: number, handle: number): number;
+  destroyDumb(fd: number, handle: number): number;
+  gemClose(fd: number, handle: number): number;
+  primeHandleToFd(fd: number, handle: number, flags: number): number;
+  primeFdToHandle(fd: number, dmaBuf: number): number;
+  /** The fence's id, or -errno. */
+  vgemFenceAttach(fd: number, handle: number, flags: number): number;
+  vgemFenceSignal(fd: number, fence: number, flags: number): number;
+  getResources(fd: number): { fbs: number[]; crtcs: number[]; connectors: number[]; encoders: number[]; minWidth: number; maxWidth: number; minHeight: number; maxHeight: number } | number;
+  getConnector(fd: number, id: number):
+    | { connectorId: number; encoderId: number; connectorType: number; connectorTypeId: number; connection: 'connected' | 'disconnected' | 'unknown'; mmWidth: number; mmHeight: number; encoders: number[]; modes: NativeDrmMode[] }
+    | number;
+  getEncoder(fd: number, id: number): { encoderId: number; encoderType: number; crtcId: number; possibleCrtcs: number; possibleClones: number } | number;
+  getCrtc(fd: number, id: number): { crtcId: number; fbId: number; x: number; y: number; gammaSize: number; mode: NativeDrmMode | null } | number;
+  setCrtc(fd: number, crtcId: number, fbId: number, x: number, y: number, connectorIds: number[], mode: NativeDrmMode | null): number;
+  getPlaneResources(fd: number): number[] | number;
+  getPlane(fd: number, id: number): { planeId: number; crtcId: number; fbId: number; possibleCrtcs: number; formats: number[] } | number;
+  /** planes: [handle, pitch, offset] per plane, flattened (1 to 4 planes). */
+  addFb2(fd: number, width: number, height: number, format: number, flags: number, planes: number[]): number;
+  rmFb(fd: number, fbId: number): number;
+  objectProperties(fd: number, objectId: number, objectType: number): { ids: number[]; values: bigint[] } | number;
+  getProperty(fd: number, propertyId: number): { propertyId: number; name: string; flags: number; enums: { name: string; value: bigint }[] } | number;
+  createModeBlob(fd: number, mode: NativeDrmMode): number;
+  destroyBlob(fd: number, blobId: number): number;
+  /** fencePropIndexes: props (by index) whose value is a pointer the kernel writes an fd through; the fds land in outFences. */
+  atomicCommit(fd: number, flags: number, objectIds: Uint32Array, propCounts: Uint32Array, propIds: Uint32Array, values: BigUint64Array, outFences: Int32Array, fencePropIndexes?: number[]): number;
+}
+
 export interface NativeSyncFileInfo {
   name: string;
   status: number;
@@ -157,12 +245,13 @@ export interface NativeBinding {
   /** sw_sync's SW_SYNC_GET_DEADLINE (Linux 6.12+): the earliest deadline set on the fence, or -errno (-ENOENT: none set). */
   swSyncGetDeadline(timeline: number, fence: number): bigint | number;
   /**
-   * keepAlive: fds the mapping duplicates and holds until it is unmapped. The
+   * keepAlive: fds the mapping duplicates and holds until it is unmapped;
+   * offset: where in the file the mapping starts (page-aligned). The
    * buffer comes back with the mapping, held by the caller from the start:
    * `mapping.buffer` holds it only weakly, and reading it back later could
    * find it collected (and unmapped).
    */
-  mapShared(fd: number, length: number, writable: boolean, keepAlive?: number[]): { mapping: NativeMapping; buffer: ArrayBuffer } | number;
+  mapShared(fd: number, length: number, writable: boolean, keepAlive?: number[], offset?: number): { mapping: NativeMapping; buffer: ArrayBuffer } | number;
   /** A connected pair of `type` (SOCK_STREAM, ...), non-blocking and close-on-exec, or -errno. */
   socketPair(type: number): [number, number] | number;
   /** [SO_DOMAIN, SO_TYPE] of a socket, or -errno (-ENOTSOCK). */
@@ -186,6 +275,8 @@ export interface NativeBinding {
   dmabufTestValues: Record<DmabufTestValueName, number>;
   /** sizeof each of the uapi header's structs, by tag, as the compiler lays it out. */
   dmabufTestSizes: Record<DmabufTestStructTag, number>;
+  /** DRM devices (native/drm.cc). */
+  drm: NativeDrm;
   Poller: {
     new (fd: number, callback: (status: number, events: number) => void): NativePoller;
     READABLE: number;

@@ -109,7 +109,9 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   Napi::Reference<Napi::ArrayBuffer> buffer_;
 };
 
-// mapShared(fd, length, writable, keepAlive?): { mapping, buffer }, or -errno.
+// mapShared(fd, length, writable, keepAlive?, offset?): { mapping, buffer },
+// or -errno. The offset is for files that name buffers by it (a DRM device's
+// dumb buffers, at the fake offset DRM_IOCTL_MODE_MAP_DUMB gives).
 static Napi::Value MapShared(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
@@ -121,6 +123,8 @@ static Napi::Value MapShared(const Napi::CallbackInfo& info) {
   }
   std::vector<int> keepAlive;
   if (info.Length() > 3 && !info[3].IsUndefined() && !ArgFdList(info, 3, "keepAlive", kMaxKeepAlive, &keepAlive)) return env.Undefined();
+  uint64_t offset = 0;
+  if (info.Length() > 4 && !info[4].IsUndefined() && !ArgSize(info, 4, "offset", &offset)) return env.Undefined();
   if (length == 0 || length > SIZE_MAX) return Errno(env, EINVAL);
   int protection = PROT_READ | (info[2].As<Napi::Boolean>().Value() ? PROT_WRITE : 0);
   std::vector<int> held;
@@ -133,7 +137,7 @@ static Napi::Value MapShared(const Napi::CallbackInfo& info) {
     }
     held.push_back(dup);
   }
-  void* address = mmap(nullptr, length, protection, MAP_SHARED, fd, 0);
+  void* address = mmap(nullptr, length, protection, MAP_SHARED, fd, static_cast<off_t>(offset));
   if (address == MAP_FAILED) {
     int error = errno;
     for (int fdHeld : held) close(fdHeld);
