@@ -31,6 +31,7 @@ void InitMapping(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 void InitFdPass(Napi::Env env, Napi::Object exports);
 void InitDmabufTest(Napi::Env env, Napi::Object exports);
+void InitV4l2(Napi::Env env, Napi::Object exports);
 
 // exports.constants, the one table of header values TypeScript needs: each
 // interface's file adds its own headers' macros (test/host/constants.test.ts
