@@ -587,6 +587,7 @@ export class V4l2Device extends FdHandle {
 
   /** How many buffers of a queue are queued and not yet dequeued. */
   queuedCount(options?: V4l2BufferTypeOptions): number {
+    this.assertOpen('queuedCount');
     const type = this.#type(validate.options<V4l2BufferTypeOptions>('options', options));
     let count = 0;
     for (const key of this.#queued.keys()) if (key.startsWith(`${type}:`)) count += 1;
