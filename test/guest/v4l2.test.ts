@@ -485,6 +485,44 @@ describe('V4L2 (vivid)', function () {
         assert.equal(kernelBufferCount(), buffersBefore, "the last close of the node freed the queue's buffers");
       });
 
+      it('bad arguments are TypeErrors or RangeErrors; calls out of order are errors that say what to do first', async () => {
+        await expectNoLeak(() => {
+          using capture = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
+          const format = staticColorbar(capture);
+          const typeError = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' };
+          const invalid = { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' };
+          const outOfRange = { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' };
+          assert.throws(() => capture.requestBuffers('capture' as 'video-capture', 'mmap', 1), invalid);
+          assert.throws(() => capture.requestBuffers('video-capture', 'userptr' as 'mmap', 1), invalid);
+          assert.throws(() => capture.requestBuffers('video-capture', 'mmap', -1), outOfRange);
+          assert.throws(() => capture.queue(0), { code: 'EINVAL', message: /requestBuffers\('video-capture', memory, count\) first/ });
+          assert.throws(() => capture.queue(0, { type: 'video-output' }), { code: 'EINVAL', message: /video-output queue/ });
+          assert.throws(() => capture.setFormat({ width: '320' as unknown as number, height: 180, pixelformat: 'RGB3' }), typeError);
+          assert.throws(() => capture.setFormat({ width: 320, height: 180, pixelformat: 'RGB' }), invalid);
+          assert.throws(() => capture.setFormat({ width: 320, height: 180, pixelformat: 'RGB3', field: 'progressive' as 'none' }), invalid);
+          assert.throws(() => capture.setControl('No Such Control', 1), invalid);
+          assert.throws(() => capture.setControl('Show Border', 1), typeError);
+          assert.throws(() => capture.setControl('Test Pattern', 'Purple'), { ...invalid, message: /'100% Colorbar'/ });
+          assert.throws(() => capture.getControl('String'), { ...invalid, message: /a string control/ });
+          // The driver clamps an integer control to its range rather than refusing it.
+          const dropped = capture.control('Percentage of Dropped Buffers')!;
+          capture.setControl(dropped.name, Number(dropped.maximum) + 50);
+          assert.equal(capture.getControl(dropped.name), Number(dropped.maximum));
+          capture.setControl(dropped.name, 0);
+
+          capture.requestBuffers('video-capture', 'dmabuf', 1);
+          assert.throws(() => capture.queue(0), typeError);
+          assert.throws(() => capture.queue(0, { dmaBuf: {} as DmaBuf }), typeError);
+          assert.throws(() => capture.exportBuffer(0), { code: 'EINVAL', syscall: 'ioctl(VIDIOC_EXPBUF)', message: /not an MMAP buffer/ });
+          assert.throws(() => capture.setFormat({ width: 640, height: 360, pixelformat: 'YUYV' }), { code: 'EBUSY', message: /requestBuffers/ });
+          const granted = capture.requestBuffers('video-capture', 'mmap', 1);
+          using dmaBuf = heap.allocate('system', pageRounded(format.sizeimage));
+          assert.throws(() => capture.queue(0, { dmaBuf }), invalid);
+          assert.throws(() => capture.queue(granted.count), { code: 'EINVAL', syscall: 'ioctl(VIDIOC_QBUF)', message: /beyond the buffers requested/ });
+          capture.requestBuffers('video-capture', 'mmap', 0);
+        });
+      });
+
       it('modprobe -r vivid fails while a node is open (the module is in use), and succeeds once it is closed', () => {
         const capture = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
         try {
