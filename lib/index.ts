@@ -10,4 +10,4 @@ export type { AccessMode } from './constants';
 export type { WaitOptions } from './wait';
 export { listDevices, formatDevices, type DmaBufDevices } from './devices';
 export { errnoName, kernelError, type KernelError, type LibraryErrno } from './errors';
-export { V4l2Device, fourccToString, fourccFromString, type V4l2BufferType, type V4l2Memory, type V4l2Field, type V4l2Capabilities, type V4l2Format, type V4l2FormatRequest, type V4l2FormatDescription, type V4l2InputOrOutput, type V4l2Buffer, type V4l2DequeuedBuffer, type V4l2QueueOptions, type V4l2DequeueOptions, type V4l2Control, type V4l2ControlValue, type V4l2MenuItem, type V4l2FindOptions } from './v4l2';
+export { V4l2Device, fourccToString, fourccFromString, type V4l2BufferType, type V4l2Memory, type V4l2Field, type V4l2Capabilities, type V4l2Format, type V4l2FormatRequest, type V4l2FormatDescription, type V4l2InputOrOutput, type V4l2Buffer, type V4l2DequeuedBuffer, type V4l2QueueOptions, type V4l2DequeueOptions, type V4l2Control, type V4l2ControlValue, type V4l2MenuItem, type V4l2FindOptions, type V4l2BufferTypeOptions, type V4l2ControlType } from './v4l2';

@@ -354,8 +354,11 @@ static Napi::Value SetControl(const Napi::CallbackInfo& info) {
   }
   struct v4l2_ext_control control = {};
   control.id = id;
-  if (is64) control.value64 = value;
-  else control.value = static_cast<__s32>(value);
+  if (is64) {
+    control.value64 = value;
+  } else {
+    control.value = static_cast<__s32>(value);
+  }
   struct v4l2_ext_controls controls = {};
   controls.which = V4L2_CTRL_WHICH_CUR_VAL;
   controls.count = 1;
