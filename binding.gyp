@@ -18,7 +18,8 @@
         "native/poller.cc",
         "native/fd_pass.cc",
         "native/dmabuf_test.cc",
-        "native/drm.cc"
+        "native/drm.cc",
+        "native/v4l2.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

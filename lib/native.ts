@@ -40,7 +40,112 @@ export type NativeConstantName =
   | 'SOCK_DGRAM'
   /** recvmsg's flags: fds dropped for want of room (MSG_CTRUNC), a datagram cut to the buffer (MSG_TRUNC). */
   | 'MSG_CTRUNC'
-  | 'MSG_TRUNC';
+  | 'MSG_TRUNC'
+  /** linux/videodev2.h (native/v4l2.cc). */
+  | 'VIDIOC_S_FMT'
+  | 'VIDIOC_TRY_FMT'
+  | 'V4L2_BUF_TYPE_VIDEO_CAPTURE'
+  | 'V4L2_BUF_TYPE_VIDEO_OUTPUT'
+  | 'V4L2_MEMORY_MMAP'
+  | 'V4L2_MEMORY_DMABUF'
+  | 'V4L2_FIELD_ANY'
+  | 'V4L2_FIELD_NONE'
+  | 'V4L2_FIELD_INTERLACED'
+  | 'V4L2_FIELD_TOP'
+  | 'V4L2_FIELD_BOTTOM'
+  | 'V4L2_FIELD_SEQ_TB'
+  | 'V4L2_FIELD_SEQ_BT'
+  | 'V4L2_FIELD_ALTERNATE'
+  | 'V4L2_FIELD_INTERLACED_TB'
+  | 'V4L2_FIELD_INTERLACED_BT'
+  | 'V4L2_CAP_VIDEO_CAPTURE'
+  | 'V4L2_CAP_VIDEO_OUTPUT'
+  | 'V4L2_CAP_VIDEO_OVERLAY'
+  | 'V4L2_CAP_VBI_CAPTURE'
+  | 'V4L2_CAP_VBI_OUTPUT'
+  | 'V4L2_CAP_SLICED_VBI_CAPTURE'
+  | 'V4L2_CAP_SLICED_VBI_OUTPUT'
+  | 'V4L2_CAP_RDS_CAPTURE'
+  | 'V4L2_CAP_VIDEO_OUTPUT_OVERLAY'
+  | 'V4L2_CAP_HW_FREQ_SEEK'
+  | 'V4L2_CAP_RDS_OUTPUT'
+  | 'V4L2_CAP_VIDEO_CAPTURE_MPLANE'
+  | 'V4L2_CAP_VIDEO_OUTPUT_MPLANE'
+  | 'V4L2_CAP_VIDEO_M2M_MPLANE'
+  | 'V4L2_CAP_VIDEO_M2M'
+  | 'V4L2_CAP_TUNER'
+  | 'V4L2_CAP_AUDIO'
+  | 'V4L2_CAP_RADIO'
+  | 'V4L2_CAP_MODULATOR'
+  | 'V4L2_CAP_SDR_CAPTURE'
+  | 'V4L2_CAP_EXT_PIX_FORMAT'
+  | 'V4L2_CAP_SDR_OUTPUT'
+  | 'V4L2_CAP_META_CAPTURE'
+  | 'V4L2_CAP_READWRITE'
+  | 'V4L2_CAP_STREAMING'
+  | 'V4L2_CAP_META_OUTPUT'
+  | 'V4L2_CAP_TOUCH'
+  | 'V4L2_CAP_IO_MC'
+  | 'V4L2_CAP_DEVICE_CAPS'
+  | 'V4L2_BUF_FLAG_MAPPED'
+  | 'V4L2_BUF_FLAG_QUEUED'
+  | 'V4L2_BUF_FLAG_DONE'
+  | 'V4L2_BUF_FLAG_KEYFRAME'
+  | 'V4L2_BUF_FLAG_PFRAME'
+  | 'V4L2_BUF_FLAG_BFRAME'
+  | 'V4L2_BUF_FLAG_ERROR'
+  | 'V4L2_BUF_FLAG_IN_REQUEST'
+  | 'V4L2_BUF_FLAG_TIMECODE'
+  | 'V4L2_BUF_FLAG_M2M_HOLD_CAPTURE_BUF'
+  | 'V4L2_BUF_FLAG_PREPARED'
+  | 'V4L2_BUF_FLAG_NO_CACHE_INVALIDATE'
+  | 'V4L2_BUF_FLAG_NO_CACHE_CLEAN'
+  | 'V4L2_BUF_FLAG_TIMESTAMP_MASK'
+  | 'V4L2_BUF_FLAG_TIMESTAMP_UNKNOWN'
+  | 'V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC'
+  | 'V4L2_BUF_FLAG_TIMESTAMP_COPY'
+  | 'V4L2_BUF_FLAG_TSTAMP_SRC_MASK'
+  | 'V4L2_BUF_FLAG_TSTAMP_SRC_EOF'
+  | 'V4L2_BUF_FLAG_TSTAMP_SRC_SOE'
+  | 'V4L2_BUF_FLAG_LAST'
+  | 'V4L2_BUF_FLAG_REQUEST_FD'
+  | 'V4L2_BUF_CAP_SUPPORTS_MMAP'
+  | 'V4L2_BUF_CAP_SUPPORTS_USERPTR'
+  | 'V4L2_BUF_CAP_SUPPORTS_DMABUF'
+  | 'V4L2_BUF_CAP_SUPPORTS_REQUESTS'
+  | 'V4L2_BUF_CAP_SUPPORTS_ORPHANED_BUFS'
+  | 'V4L2_BUF_CAP_SUPPORTS_M2M_HOLD_CAPTURE_BUF'
+  | 'V4L2_BUF_CAP_SUPPORTS_MMAP_CACHE_HINTS'
+  | 'V4L2_FMT_FLAG_COMPRESSED'
+  | 'V4L2_FMT_FLAG_EMULATED'
+  | 'V4L2_INPUT_TYPE_TUNER'
+  | 'V4L2_INPUT_TYPE_CAMERA'
+  | 'V4L2_INPUT_TYPE_TOUCH'
+  | 'V4L2_OUTPUT_TYPE_MODULATOR'
+  | 'V4L2_OUTPUT_TYPE_ANALOG'
+  | 'V4L2_OUTPUT_TYPE_ANALOGVGAOVERLAY'
+  | 'V4L2_CTRL_FLAG_NEXT_CTRL'
+  | 'V4L2_CTRL_FLAG_NEXT_COMPOUND'
+  | 'V4L2_CTRL_FLAG_DISABLED'
+  | 'V4L2_CTRL_FLAG_GRABBED'
+  | 'V4L2_CTRL_FLAG_READ_ONLY'
+  | 'V4L2_CTRL_FLAG_UPDATE'
+  | 'V4L2_CTRL_FLAG_INACTIVE'
+  | 'V4L2_CTRL_FLAG_SLIDER'
+  | 'V4L2_CTRL_FLAG_WRITE_ONLY'
+  | 'V4L2_CTRL_FLAG_VOLATILE'
+  | 'V4L2_CTRL_FLAG_HAS_PAYLOAD'
+  | 'V4L2_CTRL_FLAG_EXECUTE_ON_WRITE'
+  | 'V4L2_CTRL_FLAG_MODIFY_LAYOUT'
+  | 'V4L2_CTRL_TYPE_INTEGER'
+  | 'V4L2_CTRL_TYPE_BOOLEAN'
+  | 'V4L2_CTRL_TYPE_MENU'
+  | 'V4L2_CTRL_TYPE_BUTTON'
+  | 'V4L2_CTRL_TYPE_INTEGER64'
+  | 'V4L2_CTRL_TYPE_CTRL_CLASS'
+  | 'V4L2_CTRL_TYPE_STRING'
+  | 'V4L2_CTRL_TYPE_BITMASK'
+  | 'V4L2_CTRL_TYPE_INTEGER_MENU';
 
 /** The values native/dmabuf_test.cc exports from kernel-module/uapi/dmabuf_test.h. */
 export type DmabufTestValueName =
@@ -199,6 +304,76 @@ export interface NativePoller {
   receiveNow(): number;
 }
 
+/** V4L2 (native/v4l2.cc): single-planar formats, buffers and controls. Each returns its value or -errno. */
+export interface NativeV4l2 {
+  queryCapabilities(fd: number): { driver: string; card: string; busInfo: string; version: number; capabilities: number; deviceCaps: number } | number;
+  enumFormat(fd: number, type: number, index: number): { index: number; flags: number; description: string; pixelformat: number } | number;
+  getFormat(fd: number, type: number): NativeV4l2Format | number;
+  /** command: VIDIOC_S_FMT or VIDIOC_TRY_FMT (any other is refused). */
+  setFormat(fd: number, command: number, type: number, width: number, height: number, pixelformat: number, field: number, bytesperline: number, sizeimage: number): NativeV4l2Format | number;
+  enumIo(fd: number, output: boolean, index: number): { index: number; name: string; type: number; capabilities: number; status: number } | number;
+  getIo(fd: number, output: boolean): number;
+  setIo(fd: number, output: boolean, index: number): number;
+  requestBuffers(fd: number, type: number, memory: number, count: number): { count: number; capabilities: number } | number;
+  queryBuffer(fd: number, type: number, memory: number, index: number): NativeV4l2Buffer | number;
+  /** dmaBufFd and length are read for V4L2_MEMORY_DMABUF only. */
+  queueBuffer(fd: number, type: number, memory: number, index: number, dmaBufFd: number, length: number, bytesused: number, field: number): NativeV4l2Buffer | number;
+  /** -EAGAIN when no buffer is done (the device is O_NONBLOCK). */
+  dequeueBuffer(fd: number, type: number, memory: number): NativeV4l2Buffer | number;
+  exportBuffer(fd: number, type: number, index: number, flags: number): number;
+  stream(fd: number, on: boolean, type: number): number;
+  queryControl(fd: number, id: number): NativeV4l2Control | number;
+  queryMenu(fd: number, id: number, index: number): { index: number; name: string; value: bigint } | number;
+  /** A bigint, or -errno as a number. */
+  getControl(fd: number, id: number, is64: boolean): bigint | number;
+  setControl(fd: number, id: number, value: bigint, is64: boolean): number;
+}
+
+export interface NativeV4l2Format {
+  type: number;
+  width: number;
+  height: number;
+  pixelformat: number;
+  field: number;
+  bytesperline: number;
+  sizeimage: number;
+  colorspace: number;
+  quantization: number;
+  xferFunc: number;
+  ycbcrEnc: number;
+}
+
+export interface NativeV4l2Buffer {
+  index: number;
+  type: number;
+  bytesused: number;
+  flags: number;
+  field: number;
+  timestampSec: number;
+  timestampUsec: number;
+  sequence: number;
+  memory: number;
+  /** V4L2_MEMORY_MMAP only. */
+  offset?: number;
+  /** V4L2_MEMORY_DMABUF only. */
+  fd?: number;
+  length: number;
+}
+
+export interface NativeV4l2Control {
+  id: number;
+  type: number;
+  name: string;
+  minimum: bigint;
+  maximum: bigint;
+  step: bigint;
+  defaultValue: bigint;
+  flags: number;
+  elemSize: number;
+  elems: number;
+  nrOfDims: number;
+}
+
 /**
  * The addon's exports. Each call returns its value or a negative errno; a
  * wrong argument type throws a TypeError (TypeScript validates first; those
@@ -277,6 +452,7 @@ export interface NativeBinding {
   dmabufTestSizes: Record<DmabufTestStructTag, number>;
   /** DRM devices (native/drm.cc). */
   drm: NativeDrm;
+  v4l2: NativeV4l2;
   Poller: {
     new (fd: number, callback: (status: number, events: number) => void): NativePoller;
     READABLE: number;

@@ -173,6 +173,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   dmabuf::InitFdPass(env, exports);
   dmabuf::InitDmabufTest(env, exports);
   dmabuf::InitDrm(env, exports);
+  dmabuf::InitV4l2(env, exports);
   // Shared by every caller in this environment: no caller may change a value for the others.
   dmabuf::Constants(exports).Freeze();
   return exports;

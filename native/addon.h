@@ -32,6 +32,7 @@ void InitPoller(Napi::Env env, Napi::Object exports);
 void InitFdPass(Napi::Env env, Napi::Object exports);
 void InitDmabufTest(Napi::Env env, Napi::Object exports);
 void InitDrm(Napi::Env env, Napi::Object exports);
+void InitV4l2(Napi::Env env, Napi::Object exports);
 
 // exports.constants, the one table of header values TypeScript needs: each
 // interface's file adds its own headers' macros (test/host/constants.test.ts

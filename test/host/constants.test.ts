@@ -13,7 +13,7 @@ const root = join(__dirname, '..', '..');
 const table = native().constants;
 
 // The headers native/*.cc include for these values.
-const headers = ['fcntl.h', 'poll.h', 'sys/mman.h', 'linux/magic.h', 'linux/dma-buf.h', 'linux/sync_file.h', 'sys/socket.h'];
+const headers = ['fcntl.h', 'poll.h', 'sys/mman.h', 'linux/magic.h', 'linux/dma-buf.h', 'linux/sync_file.h', 'sys/socket.h', 'linux/videodev2.h'];
 // Values no macro names: the C expression each is derived by. SCM_MAX_FD is
 // in no uapi header (include/net/scm.h), so the running kernel is asked.
 const derived: Record<string, string> = {
