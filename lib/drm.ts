@@ -3,7 +3,7 @@ import { accessModes, type AccessMode } from './constants';
 import { DmaBuf } from './dmabuf';
 import { check, codedError, errnoError, negativeErrno } from './errors';
 import { closedError, closeFd, FdHandle, handleOf, isHandleOf, openFd } from './handle';
-import { native, type NativeDrm, type NativeDrmMode, type NativeMapping } from './native';
+import { native, type NativeDrm, type NativeMapping } from './native';
 import { SyncFile } from './sync-file';
 import * as validate from './validate';
 
@@ -23,7 +23,26 @@ export interface DrmDriver {
   description: string;
 }
 
-export type DrmMode = NativeDrmMode;
+/** A display mode (struct drm_mode_modeinfo): a connector's modes, what a CRTC shows. Timings in pixels and lines, `clock` in kHz. */
+export interface DrmMode {
+  clock: number;
+  hdisplay: number;
+  hsyncStart: number;
+  hsyncEnd: number;
+  htotal: number;
+  hskew: number;
+  vdisplay: number;
+  vsyncStart: number;
+  vsyncEnd: number;
+  vtotal: number;
+  vscan: number;
+  vrefresh: number;
+  /** DRM_MODE_FLAG_* bits. */
+  flags: number;
+  /** DRM_MODE_TYPE_* bits (DRM_MODE_TYPE_PREFERRED marks the preferred mode). */
+  type: number;
+  name: string;
+}
 
 const noHeaders = 'the addon was built without libdrm-dev\'s headers: install libdrm-dev and rebuild (npm rebuild dmabuf)';
 
