@@ -448,12 +448,13 @@ export class DrmDevice extends FdHandle {
     validate.string('driverName', driverName);
     const { node = 'card' } = validate.options<{ node: DrmNode }>('options', options);
     validate.oneOf('options.node', node, ['card', 'render']);
-    const match = DrmDevice.list().find((entry) => entry.driver.name === driverName && entry.node === node);
+    const nodes = DrmDevice.list();
+    const match = nodes.find((entry) => entry.driver.name === driverName && entry.node === node);
     if (!match) {
       const option = { vgem: 'load the vgem module (CONFIG_DRM_VGEM)', vkms: 'load the vkms module (CONFIG_DRM_VKMS)' }[driverName] ?? `load the ${driverName} driver`;
-      const hasOther = DrmDevice.list().some((entry) => entry.driver.name === driverName);
+      const hasOther = nodes.some((entry) => entry.driver.name === driverName);
       throw errnoError('ENODEV', 'open', {
-        hint: hasOther ? `the DRM driver '${driverName}' has no ${node} node (vkms has no render node)` : `no DRM device with driver '${driverName}': ${option}`,
+        hint: hasOther ? `the DRM driver '${driverName}' has no ${node} node (a driver without rendering, such as vkms, has only a card node)` : `no DRM device with driver '${driverName}': ${option}`,
       });
     }
     return DrmDevice.open(match.path);
