@@ -3,7 +3,7 @@ import { accessModes, type AccessMode } from './constants';
 import { DmaBuf } from './dmabuf';
 import { check, codedError, errnoError, negativeErrno } from './errors';
 import { closedError, closeFd, FdHandle, handleOf, isHandleOf, openFd } from './handle';
-import { native, type NativeDrm, type NativeDrmMode, type NativeMapping } from './native';
+import { native, type NativeDrm, type NativeMapping } from './native';
 import { SyncFile } from './sync-file';
 import * as validate from './validate';
 
@@ -23,7 +23,26 @@ export interface DrmDriver {
   description: string;
 }
 
-export type DrmMode = NativeDrmMode;
+/** A display mode (struct drm_mode_modeinfo): a connector's modes, what a CRTC shows. Timings in pixels and lines, `clock` in kHz. */
+export interface DrmMode {
+  clock: number;
+  hdisplay: number;
+  hsyncStart: number;
+  hsyncEnd: number;
+  htotal: number;
+  hskew: number;
+  vdisplay: number;
+  vsyncStart: number;
+  vsyncEnd: number;
+  vtotal: number;
+  vscan: number;
+  vrefresh: number;
+  /** DRM_MODE_FLAG_* bits. */
+  flags: number;
+  /** DRM_MODE_TYPE_* bits (DRM_MODE_TYPE_PREFERRED marks the preferred mode). */
+  type: number;
+  name: string;
+}
 
 const noHeaders = 'the addon was built without libdrm-dev\'s headers: install libdrm-dev and rebuild (npm rebuild dmabuf)';
 
@@ -429,12 +448,13 @@ export class DrmDevice extends FdHandle {
     validate.string('driverName', driverName);
     const { node = 'card' } = validate.options<{ node: DrmNode }>('options', options);
     validate.oneOf('options.node', node, ['card', 'render']);
-    const match = DrmDevice.list().find((entry) => entry.driver.name === driverName && entry.node === node);
+    const nodes = DrmDevice.list();
+    const match = nodes.find((entry) => entry.driver.name === driverName && entry.node === node);
     if (!match) {
       const option = { vgem: 'load the vgem module (CONFIG_DRM_VGEM)', vkms: 'load the vkms module (CONFIG_DRM_VKMS)' }[driverName] ?? `load the ${driverName} driver`;
-      const hasOther = DrmDevice.list().some((entry) => entry.driver.name === driverName);
+      const hasOther = nodes.some((entry) => entry.driver.name === driverName);
       throw errnoError('ENODEV', 'open', {
-        hint: hasOther ? `the DRM driver '${driverName}' has no ${node} node (vkms has no render node)` : `no DRM device with driver '${driverName}': ${option}`,
+        hint: hasOther ? `the DRM driver '${driverName}' has no ${node} node (a driver without rendering, such as vkms, has only a card node)` : `no DRM device with driver '${driverName}': ${option}`,
       });
     }
     return DrmDevice.open(match.path);

@@ -1,4 +1,5 @@
 import bindings from 'bindings';
+import type { DrmMode } from './drm';
 
 /**
  * The names in native().constants: values of the C headers each native/*.cc
@@ -186,25 +187,6 @@ export type DmabufTestStructTag =
   | 'dbt_fence_signal'
   | 'dbt_event';
 
-/** A display mode as native/drm.cc reads and writes struct drm_mode_modeinfo. */
-export interface NativeDrmMode {
-  clock: number;
-  hdisplay: number;
-  hsyncStart: number;
-  hsyncEnd: number;
-  htotal: number;
-  hskew: number;
-  vdisplay: number;
-  vsyncStart: number;
-  vsyncEnd: number;
-  vtotal: number;
-  vscan: number;
-  vrefresh: number;
-  flags: number;
-  type: number;
-  name: string;
-}
-
 /** The header values native/drm.cc exports (libdrm-dev's drm.h, drm_mode.h, drm_fourcc.h; vgem_drm.h's declared there). */
 export type NativeDrmConstantName =
   | 'DRM_CAP_DUMB_BUFFER'
@@ -256,11 +238,11 @@ export interface NativeDrm {
   vgemFenceSignal(fd: number, fence: number, flags: number): number;
   getResources(fd: number): { fbs: number[]; crtcs: number[]; connectors: number[]; encoders: number[]; minWidth: number; maxWidth: number; minHeight: number; maxHeight: number } | number;
   getConnector(fd: number, id: number):
-    | { connectorId: number; encoderId: number; connectorType: number; connectorTypeId: number; connection: 'connected' | 'disconnected' | 'unknown'; mmWidth: number; mmHeight: number; encoders: number[]; modes: NativeDrmMode[] }
+    | { connectorId: number; encoderId: number; connectorType: number; connectorTypeId: number; connection: 'connected' | 'disconnected' | 'unknown'; mmWidth: number; mmHeight: number; encoders: number[]; modes: DrmMode[] }
     | number;
   getEncoder(fd: number, id: number): { encoderId: number; encoderType: number; crtcId: number; possibleCrtcs: number; possibleClones: number } | number;
-  getCrtc(fd: number, id: number): { crtcId: number; fbId: number; x: number; y: number; gammaSize: number; mode: NativeDrmMode | null } | number;
-  setCrtc(fd: number, crtcId: number, fbId: number, x: number, y: number, connectorIds: number[], mode: NativeDrmMode | null): number;
+  getCrtc(fd: number, id: number): { crtcId: number; fbId: number; x: number; y: number; gammaSize: number; mode: DrmMode | null } | number;
+  setCrtc(fd: number, crtcId: number, fbId: number, x: number, y: number, connectorIds: number[], mode: DrmMode | null): number;
   getPlaneResources(fd: number): number[] | number;
   getPlane(fd: number, id: number): { planeId: number; crtcId: number; fbId: number; possibleCrtcs: number; formats: number[] } | number;
   /** planes: [handle, pitch, offset] per plane, flattened (1 to 4 planes). */
@@ -268,7 +250,7 @@ export interface NativeDrm {
   rmFb(fd: number, fbId: number): number;
   objectProperties(fd: number, objectId: number, objectType: number): { ids: number[]; values: bigint[] } | number;
   getProperty(fd: number, propertyId: number): { propertyId: number; name: string; flags: number; enums: { name: string; value: bigint }[] } | number;
-  createModeBlob(fd: number, mode: NativeDrmMode): number;
+  createModeBlob(fd: number, mode: DrmMode): number;
   destroyBlob(fd: number, blobId: number): number;
   /** fencePropIndexes: props (by index) whose value is a pointer the kernel writes an fd through; the fds land in outFences. */
   atomicCommit(fd: number, flags: number, objectIds: Uint32Array, propCounts: Uint32Array, propIds: Uint32Array, values: BigUint64Array, outFences: Int32Array, fencePropIndexes?: number[]): number;

@@ -9,10 +9,10 @@
 #include "addon.h"
 
 #ifdef DMABUF_HAVE_DRM_HEADERS
-#include <fcntl.h>  // drm.h defines DRM_CLOEXEC and DRM_RDWR as O_CLOEXEC and O_RDWR
 #include <drm.h>
 #include <drm_fourcc.h>
 #include <drm_mode.h>
+#include <fcntl.h>  // drm.h defines DRM_CLOEXEC and DRM_RDWR as O_CLOEXEC and O_RDWR
 #include <sys/ioctl.h>
 
 #include <algorithm>
@@ -285,10 +285,20 @@ static bool ReadMode(Napi::Env env, Napi::Value value, struct drm_mode_modeinfo*
   };
   double clock, hdisplay, hsyncStart, hsyncEnd, htotal, hskew, vdisplay, vsyncStart, vsyncEnd, vtotal, vscan, vrefresh, flags, type;
   const Field fields[] = {
-      {"clock", UINT32_MAX, &clock}, {"hdisplay", UINT16_MAX, &hdisplay}, {"hsyncStart", UINT16_MAX, &hsyncStart}, {"hsyncEnd", UINT16_MAX, &hsyncEnd},
-      {"htotal", UINT16_MAX, &htotal}, {"hskew", UINT16_MAX, &hskew}, {"vdisplay", UINT16_MAX, &vdisplay}, {"vsyncStart", UINT16_MAX, &vsyncStart},
-      {"vsyncEnd", UINT16_MAX, &vsyncEnd}, {"vtotal", UINT16_MAX, &vtotal}, {"vscan", UINT16_MAX, &vscan}, {"vrefresh", UINT32_MAX, &vrefresh},
-      {"flags", UINT32_MAX, &flags}, {"type", UINT32_MAX, &type},
+      {"clock", UINT32_MAX, &clock},
+      {"hdisplay", UINT16_MAX, &hdisplay},
+      {"hsyncStart", UINT16_MAX, &hsyncStart},
+      {"hsyncEnd", UINT16_MAX, &hsyncEnd},
+      {"htotal", UINT16_MAX, &htotal},
+      {"hskew", UINT16_MAX, &hskew},
+      {"vdisplay", UINT16_MAX, &vdisplay},
+      {"vsyncStart", UINT16_MAX, &vsyncStart},
+      {"vsyncEnd", UINT16_MAX, &vsyncEnd},
+      {"vtotal", UINT16_MAX, &vtotal},
+      {"vscan", UINT16_MAX, &vscan},
+      {"vrefresh", UINT32_MAX, &vrefresh},
+      {"flags", UINT32_MAX, &flags},
+      {"type", UINT32_MAX, &type},
   };
   for (const Field& field : fields) {
     Napi::Value item = object.Get(field.name);
@@ -323,9 +333,12 @@ static bool ReadMode(Napi::Env env, Napi::Value value, struct drm_mode_modeinfo*
 // header carries: the values are ABI all the same.
 static const char* ConnectionName(uint32_t status) {
   switch (status) {
-    case 1: return "connected";
-    case 2: return "disconnected";
-    default: return "unknown";
+    case 1:
+      return "connected";
+    case 2:
+      return "disconnected";
+    default:
+      return "unknown";
   }
 }
 
@@ -734,31 +747,31 @@ static Napi::Value NotSupported(const Napi::CallbackInfo& info) {
 #define DMABUF_DRM_BIND(name, function) drm.Set(name, Napi::Function::New(env, NotSupported, name));
 #endif
 
-#define DMABUF_DRM_FUNCTIONS(X)                 \
-  X("version", Version)                         \
-  X("getCap", GetCap)                           \
-  X("setClientCap", SetClientCap)               \
-  X("createDumb", CreateDumb)                   \
-  X("mapDumb", MapDumb)                         \
-  X("destroyDumb", DestroyDumb)                 \
-  X("gemClose", GemClose)                       \
-  X("primeHandleToFd", PrimeHandleToFd)         \
-  X("primeFdToHandle", PrimeFdToHandle)         \
-  X("vgemFenceAttach", VgemFenceAttach)         \
-  X("vgemFenceSignal", VgemFenceSignal)         \
-  X("getResources", GetResources)               \
-  X("getConnector", GetConnector)               \
-  X("getEncoder", GetEncoder)                   \
-  X("getCrtc", GetCrtc)                         \
-  X("setCrtc", SetCrtc)                         \
-  X("getPlaneResources", GetPlaneResources)     \
-  X("getPlane", GetPlane)                       \
-  X("addFb2", AddFb2)                           \
-  X("rmFb", RmFb)                               \
-  X("objectProperties", ObjectProperties)       \
-  X("getProperty", GetProperty)                 \
-  X("createModeBlob", CreateModeBlob)           \
-  X("destroyBlob", DestroyBlob)                 \
+#define DMABUF_DRM_FUNCTIONS(X)             \
+  X("version", Version)                     \
+  X("getCap", GetCap)                       \
+  X("setClientCap", SetClientCap)           \
+  X("createDumb", CreateDumb)               \
+  X("mapDumb", MapDumb)                     \
+  X("destroyDumb", DestroyDumb)             \
+  X("gemClose", GemClose)                   \
+  X("primeHandleToFd", PrimeHandleToFd)     \
+  X("primeFdToHandle", PrimeFdToHandle)     \
+  X("vgemFenceAttach", VgemFenceAttach)     \
+  X("vgemFenceSignal", VgemFenceSignal)     \
+  X("getResources", GetResources)           \
+  X("getConnector", GetConnector)           \
+  X("getEncoder", GetEncoder)               \
+  X("getCrtc", GetCrtc)                     \
+  X("setCrtc", SetCrtc)                     \
+  X("getPlaneResources", GetPlaneResources) \
+  X("getPlane", GetPlane)                   \
+  X("addFb2", AddFb2)                       \
+  X("rmFb", RmFb)                           \
+  X("objectProperties", ObjectProperties)   \
+  X("getProperty", GetProperty)             \
+  X("createModeBlob", CreateModeBlob)       \
+  X("destroyBlob", DestroyBlob)             \
   X("atomicCommit", AtomicCommit)
 
 void InitDrm(Napi::Env env, Napi::Object exports) {

@@ -405,6 +405,23 @@ describe('DRM KMS with vkms', () => {
     });
   }
 
+  it('an atomic commit that sets a pointer property (OUT_FENCE_PTR) to a number is refused before the ioctl, so the kernel never writes through it', () => {
+    using card = DrmDevice.find('vkms');
+    card.setClientCap('atomic');
+    const crtcId = card.resources().crtcs[0]!.id;
+    const pointer = card.properties(crtcId, 'crtc').get('OUT_FENCE_PTR')!;
+    assert.ok(pointer, 'the CRTC has OUT_FENCE_PTR');
+    const invalid = { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE', message: /OUT_FENCE_PTR is a pointer/ };
+    const { DRM_MODE_ATOMIC_TEST_ONLY } = drm().constants;
+    const values = BigUint64Array.of(0x1000n);
+    assert.throws(() => drm().atomicCommit(card.fd, DRM_MODE_ATOMIC_TEST_ONLY, Uint32Array.of(crtcId), Uint32Array.of(1), Uint32Array.of(pointer.id), values, new Int32Array(0)), invalid);
+    assert.throws(() => card.atomicCommit([{ objectId: crtcId, objectType: 'crtc', properties: { OUT_FENCE_PTR: 0x1000 } }], { testOnly: true }), invalid);
+    // Named as a fence pointer, it is the addon's own slot, and a test-only commit leaves it -1.
+    const fences = Int32Array.of(7);
+    assert.equal(drm().atomicCommit(card.fd, DRM_MODE_ATOMIC_TEST_ONLY, Uint32Array.of(crtcId), Uint32Array.of(1), Uint32Array.of(pointer.id), values, fences, [0]), 0);
+    assert.equal(fences[0], -1);
+  });
+
   it('the writeback connector captures what the CRTC scans out of an imported heap dma-buf: the XRGB8888 pixels written are the pixels read back, after the out-fence', async () => {
     await expectNoLeak(async () => {
       using card = DrmDevice.find('vkms');
