@@ -37,7 +37,7 @@ function main(): void {
     const index = process.argv.indexOf(`--${name}`);
     return index < 0 ? fallback : Number(process.argv[index + 1]);
   };
-  const frames = value('frames', 120);
+  const frames = value('frames', 60);
   const width = value('width', 640);
   const height = value('height', 480);
   const result: CameraResult = { frames, width, height, zeroCopy: [], copy: [] };
