@@ -108,7 +108,8 @@ describe('kernel module: the exporters and importers of real drivers (udmabuf, t
 
   for (const exporter of exporters) {
     it(`${exporter.name}: a static exporter (no pin op); a dynamic importer's mapping is cached at attach exactly when the core caches; a static importer's map is cached exactly when the core caches and the exporter asks to; all its pages map; no importer is told to move`, () => {
-      const { buffer, release } = exporter.make();
+      const made = exporter.make();
+      const { buffer } = made;
       try {
         const size = pagesOf(buffer) * pageSize;
         const dynamic = device.attach(buffer, { dynamic: true });
@@ -126,7 +127,7 @@ describe('kernel module: the exporters and importers of real drivers (udmabuf, t
         staticImporter.detach();
         dynamic.detach();
       } finally {
-        release();
+        made.release();
       }
     });
   }
