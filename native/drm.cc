@@ -640,7 +640,7 @@ static bool TypedList(const Napi::CallbackInfo& info, size_t index, const char* 
 // value is a pointer the kernel writes an fd through (WRITEBACK_OUT_FENCE_PTR,
 // OUT_FENCE_PTR) is named by its index in fencePropIndexes: its value becomes
 // a pointer made here, and the fd lands in outFences at the same position
-// (-1 if the kernel wrote none).
+// (no fd: -1 as the kernel writes it, -2 if it never took the property).
 static Napi::Value AtomicCommit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
@@ -649,6 +649,13 @@ static Napi::Value AtomicCommit(const Napi::CallbackInfo& info) {
   uint64_t* values = nullptr;
   int32_t* fences = nullptr;
   size_t objectCount, countCount, propCount, valueCount, fenceCount;
+  // Read first: a list's elements may be getters, and JavaScript that runs
+  // must find no pointer into a typed array yet (it could transfer or
+  // rewrite the array under it).
+  std::vector<uint32_t> pointerProps;
+  if (info.Length() > 7 && !info[7].IsUndefined() && !ArgU32List(info, 7, "fencePropIndexes", 16, &pointerProps)) {
+    return env.Undefined();
+  }
   if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "flags", &flags) ||
       !TypedList(info, 2, "objectIds", napi_uint32_array, "a Uint32Array", &objects, &objectCount) ||
       !TypedList(info, 3, "propCounts", napi_uint32_array, "a Uint32Array", &counts, &countCount) ||
@@ -657,19 +664,24 @@ static Napi::Value AtomicCommit(const Napi::CallbackInfo& info) {
       !TypedList(info, 6, "outFences", napi_int32_array, "an Int32Array", &fences, &fenceCount)) {
     return env.Undefined();
   }
+  // Copied: the kernel reads them after the checks, and no JavaScript
+  // memory is trusted to hold still that long.
+  std::vector<uint32_t> objectIds(objects, objects + objectCount);
+  std::vector<uint32_t> propCounts(counts, counts + countCount);
+  std::vector<uint32_t> propIds(props, props + propCount);
   uint64_t total = 0;
-  for (size_t i = 0; i < countCount; i++) total += counts[i];
+  for (size_t i = 0; i < countCount; i++) total += propCounts[i];
   if (countCount != objectCount || valueCount != propCount || total != propCount) {
     ThrowInvalidValue(env, "atomicCommit: one prop count per object, one value per prop, and the counts summing to the props");
     return env.Undefined();
   }
   // Copied: the kernel must never write through a pointer JavaScript chose.
   std::vector<uint64_t> kernelValues(values, values + valueCount);
-  std::vector<int32_t> fenceSlots(fenceCount, -1);
+  // -2, not -1: the kernel writes -1 into a fence slot as soon as it takes
+  // the property (drm_atomic_uapi.c), and a test can then tell that it did.
+  std::vector<int32_t> fenceSlots(fenceCount, -2);
   std::vector<bool> isPointer(propCount, false);
-  if (info.Length() > 7 && !info[7].IsUndefined()) {
-    std::vector<uint32_t> pointerProps;
-    if (!ArgU32List(info, 7, "fencePropIndexes", 16, &pointerProps)) return env.Undefined();
+  {
     if (pointerProps.size() > fenceCount) {
       ThrowInvalidValue(env, "atomicCommit: more fence props than outFences");
       return env.Undefined();
@@ -688,7 +700,7 @@ static Napi::Value AtomicCommit(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < propCount; i++) {
     if (isPointer[i]) continue;
     struct drm_mode_get_property property = {};
-    property.prop_id = props[i];
+    property.prop_id = propIds[i];
     if (DrmIoctl(fd, DRM_IOCTL_MODE_GETPROPERTY, &property) < 0) return Errno(env, errno);
     size_t length = strnlen(property.name, sizeof(property.name));
     if (length >= 4 && memcmp(property.name + length - 4, "_PTR", 4) == 0) {
@@ -699,9 +711,9 @@ static Napi::Value AtomicCommit(const Napi::CallbackInfo& info) {
   struct drm_mode_atomic atomic = {};
   atomic.flags = flags;
   atomic.count_objs = static_cast<__u32>(objectCount);
-  atomic.objs_ptr = reinterpret_cast<__u64>(objects);
-  atomic.count_props_ptr = reinterpret_cast<__u64>(counts);
-  atomic.props_ptr = reinterpret_cast<__u64>(props);
+  atomic.objs_ptr = reinterpret_cast<__u64>(objectIds.data());
+  atomic.count_props_ptr = reinterpret_cast<__u64>(propCounts.data());
+  atomic.props_ptr = reinterpret_cast<__u64>(propIds.data());
   atomic.prop_values_ptr = reinterpret_cast<__u64>(kernelValues.data());
   long long result = DrmIoctl(fd, DRM_IOCTL_MODE_ATOMIC, &atomic);
   int error = errno;

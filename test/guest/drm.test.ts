@@ -416,7 +416,8 @@ describe('DRM KMS with vkms', () => {
     const values = BigUint64Array.of(0x1000n);
     assert.throws(() => drm().atomicCommit(card.fd, DRM_MODE_ATOMIC_TEST_ONLY, Uint32Array.of(crtcId), Uint32Array.of(1), Uint32Array.of(pointer.id), values, new Int32Array(0)), invalid);
     assert.throws(() => card.atomicCommit([{ objectId: crtcId, objectType: 'crtc', properties: { OUT_FENCE_PTR: 0x1000 } }], { testOnly: true }), invalid);
-    // Named as a fence pointer, it is the addon's own slot, and a test-only commit leaves it -1.
+    // Named as a fence pointer, it is the addon's own slot (filled with -2):
+    // the kernel writes its "no fence yet" -1 there as it takes the property.
     const fences = Int32Array.of(7);
     assert.equal(drm().atomicCommit(card.fd, DRM_MODE_ATOMIC_TEST_ONLY, Uint32Array.of(crtcId), Uint32Array.of(1), Uint32Array.of(pointer.id), values, fences, [0]), 0);
     assert.equal(fences[0], -1);

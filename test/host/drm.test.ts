@@ -217,6 +217,31 @@ describe('DRM: native bindings under abuse', () => {
     assert.equal(commit(1, [1], 1, 1, 1, [0]), -constants.errno.EBADF);
   });
 
+  it('atomicCommit reads its fence index list before it looks at any typed array: a getter there that transfers or rewrites the arrays is seen by the checks, not by the kernel', () => {
+    const invalid = { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' };
+    const props = new Uint32Array(1 << 20);
+    const transferring: number[] = [];
+    Object.defineProperty(transferring, 0, {
+      enumerable: true,
+      get() {
+        structuredClone(props.buffer, { transfer: [props.buffer] });
+        return 0;
+      },
+    });
+    // Detached before the lists are read: no props for the one count.
+    assert.throws(() => drm().atomicCommit(closedFd, 0, Uint32Array.of(1), Uint32Array.of(1), props, BigUint64Array.of(0n), Int32Array.of(0), transferring), invalid);
+    const counts = Uint32Array.of(1);
+    const rewriting: number[] = [];
+    Object.defineProperty(rewriting, 0, {
+      enumerable: true,
+      get() {
+        counts[0] = 1_000_000;
+        return 0;
+      },
+    });
+    assert.throws(() => drm().atomicCommit(closedFd, 0, Uint32Array.of(1), counts, Uint32Array.of(1), BigUint64Array.of(0n), Int32Array.of(0), rewriting), invalid);
+  });
+
   it('mapShared\'s offset is refused unless a non-negative safe integer', () => {
     for (const offset of [-1, 1.5, 2 ** 53, NaN]) assert.throws(() => native().mapShared(closedFd, 4096, true, undefined, offset), RangeError);
     for (const offset of ['0', 0n, null]) assert.throws(() => native().mapShared(closedFd, 4096, true, undefined, offset as unknown as number), TypeError);
