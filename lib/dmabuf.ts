@@ -358,7 +358,7 @@ export class DmaBuf extends FdHandle {
     const fd = this.assertOpen('poll');
     const { mode = 'readwrite', timeoutMs, signal } = validate.options<DmaBufWaitOptions>('options', options);
     validate.oneOf('options.mode', mode, accessModes);
-    if (timeoutMs !== undefined) validate.integer('options.timeoutMs', timeoutMs, 0);
+    if (timeoutMs !== undefined) validate.timeoutMs('options.timeoutMs', timeoutMs);
     validate.optionalSignal('options.signal', signal);
     if (signal?.aborted) throw signal.reason;
     // Already idle (the common case) costs one poll(2) and no event-loop turn.

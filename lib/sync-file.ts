@@ -152,7 +152,7 @@ export class SyncFile extends FdHandle {
     let status = this.#status(fd);
     if (options !== undefined) {
       const { timeoutMs, signal } = validate.options<WaitOptions>('options', options);
-      if (timeoutMs !== undefined) validate.integer('options.timeoutMs', timeoutMs, 0);
+      if (timeoutMs !== undefined) validate.timeoutMs('options.timeoutMs', timeoutMs);
       validate.optionalSignal('options.signal', signal);
       if (signal?.aborted) throw signal.reason;
       if (status === 0) status = await this.#pollUntilSignalled(fd, options);

@@ -28,6 +28,14 @@ export function integer(name: string, value: unknown, min = 0, max = Number.MAX_
   return value;
 }
 
+/** The longest wait a timer can hold: Node's setTimeout fires after 1 ms for anything longer. */
+export const maxTimeoutMs = 2 ** 31 - 1;
+
+/** A wait's `timeoutMs`: whole milliseconds a timer can really wait. */
+export function timeoutMs(name: string, value: unknown): number {
+  return integer(name, value, 0, maxTimeoutMs);
+}
+
 /** A bigint in [min, max]; any other type is a TypeError. */
 export function bigint(name: string, value: unknown, min: bigint, max: bigint): bigint {
   if (typeof value !== 'bigint') throw typeError(name, 'a bigint', value);

@@ -53,12 +53,16 @@ describe('argument checking', () => {
     assert.throws(() => buffer.withCpuAccess('read', 'fn' as never), TypeError);
     assert.throws(() => buffer.syncRaw(-1), RangeError);
     await assert.rejects(buffer.waitIdle({ timeoutMs: -1 }), RangeError);
+    // A timer fires after 1 ms for anything past 2^31-1 ms: such a wait would end at once, not never.
+    await assert.rejects(buffer.waitIdle({ timeoutMs: 2 ** 31 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
     await assert.rejects(buffer.waitIdle({ mode: 'all' as never }), RangeError);
     await assert.rejects(buffer.waitIdle({ signal: {} as AbortSignal }), TypeError);
     using timeline = SwSyncTimeline.open();
     assert.throws(() => timeline.createFence(2 ** 32), RangeError);
     assert.throws(() => timeline.createFence(1, 'x'.repeat(32)), RangeError);
     assert.throws(() => timeline.advance(-1), RangeError);
+    using fence = timeline.createFence(1);
+    await assert.rejects(fence.wait({ timeoutMs: 2 ** 31 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
   });
 
   it('the name limit is the kernel\'s: 31 bytes fit', () => {
