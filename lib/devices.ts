@@ -1,8 +1,10 @@
 import { accessSync, constants as fsConstants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { gunzipSync } from 'node:zlib';
+import { DrmDevice, type DrmNode } from './drm';
 import { check } from './errors';
 import { native } from './native';
+import { V4l2Device, type V4l2BufferType } from './v4l2';
 
 /** What this kernel offers for dma-buf, read from the places a user would look. */
 export interface DmaBufDevices {
@@ -25,6 +27,10 @@ export interface DmaBufDevices {
   bufinfo?: string;
   /** Kernel config options that change dma-buf behaviour, when /proc/config.gz exists. */
   config?: Record<string, string>;
+  /** DRM nodes this process could open, by the driver DRM_IOCTL_VERSION names (GPU buffers: PRIME). */
+  drm: { path: string; node: DrmNode; driver: string }[];
+  /** V4L2 video nodes this process could open, with their driver and single-planar queues (camera buffers: EXPBUF, DMABUF import). */
+  video: { path: string; driver: string; card: string; queues: V4l2BufferType[] }[];
 }
 
 const configOptionsOfInterest = ['CONFIG_DMA_SHARED_BUFFER', 'CONFIG_SYNC_FILE', 'CONFIG_SW_SYNC', 'CONFIG_UDMABUF', 'CONFIG_DMABUF_HEAPS', 'CONFIG_DMABUF_HEAPS_SYSTEM', 'CONFIG_DMABUF_MOVE_NOTIFY', 'CONFIG_DMABUF_DEBUG', 'CONFIG_DMABUF_SYSFS_STATS'];
@@ -65,6 +71,34 @@ function readKernelConfig(): Record<string, string> | undefined {
   }
 }
 
+function listDrm(): DmaBufDevices['drm'] {
+  try {
+    return DrmDevice.list().map(({ path, node, driver }) => ({ path, node, driver: driver.name }));
+  } catch {
+    return []; // an addon built without libdrm-dev's headers reaches no DRM device
+  }
+}
+
+function listVideo(): DmaBufDevices['video'] {
+  let nodes: string[];
+  try {
+    nodes = readdirSync('/dev').filter((name) => /^video\d+$/.test(name));
+  } catch {
+    return [];
+  }
+  const found: DmaBufDevices['video'] = [];
+  for (const name of nodes.sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))) {
+    try {
+      using device = V4l2Device.open(`/dev/${name}`);
+      const { driver, card, deviceCapabilities } = device.capabilities;
+      found.push({ path: `/dev/${name}`, driver, card, queues: (['video-capture', 'video-output'] as const).filter((queue) => deviceCapabilities.includes(queue)) });
+    } catch {
+      // Not ours to open (permissions), or gone meanwhile: not listed.
+    }
+  }
+  return found;
+}
+
 export function listDevices(): DmaBufDevices {
   const udmabufPresent = existsSync('/dev/udmabuf') && statSync('/dev/udmabuf').isCharacterDevice();
   const heapDir = '/dev/dma_heap';
@@ -83,6 +117,8 @@ export function listDevices(): DmaBufDevices {
       listLimit: readNumber('/sys/module/udmabuf/parameters/list_limit'),
     },
     heaps,
+    drm: listDrm(),
+    video: listVideo(),
     ...(swSync ? { swSync } : {}),
     ...(existsSync(bufinfo) ? { bufinfo } : {}),
   };
@@ -101,6 +137,8 @@ export function formatDevices(devices: DmaBufDevices): string {
   lines.push(`sw_sync     ${devices.swSync ?? 'absent (CONFIG_SW_SYNC, debugfs mounted)'}`);
   lines.push(`bufinfo     ${devices.bufinfo ?? 'absent (CONFIG_DEBUG_FS, debugfs mounted)'}`);
   lines.push(`memfd       ${devices.memfdCreate ? 'yes' : 'no'}`);
+  lines.push(`drm         ${devices.drm.length > 0 ? devices.drm.map((node) => `${node.path} ${node.driver}`).join(', ') : 'none (CONFIG_DRM and a driver: your GPU\'s, or vgem / vkms)'}`);
+  lines.push(`v4l2        ${devices.video.length > 0 ? devices.video.map((node) => `${node.path} ${node.driver}${node.queues.length > 0 ? ` (${node.queues.map((queue) => queue.replace('video-', '')).join(', ')})` : ''}`).join(', ') : 'none (CONFIG_VIDEO_DEV and a driver: your camera\'s, or vivid)'}`);
   if (devices.config) {
     const moveNotify = devices.config.CONFIG_DMABUF_MOVE_NOTIFY;
     lines.push(`move_notify ${moveNotify === 'y' ? 'on (dynamic importers do not pin)' : moveNotify === 'n' ? 'off (dynamic importers pin for every mapping)' : 'not an option of this kernel (7.2 and later: importers with invalidate_mappings are never pinned for them)'}`);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { listDevices } from '../../lib/devices';
+import { formatDevices, listDevices } from '../../lib/devices';
+import { loadKernelModule, unloadKernelModule } from './kernel-modules';
 
 // Runs inside the VM: the kernel there is the project's own.
 describe('the VM kernel offers every dma-buf interface', () => {
@@ -47,5 +48,23 @@ describe('the VM kernel offers every dma-buf interface', () => {
     assert.deepEqual(devices.heaps, ['system']);
     assert.equal(devices.swSync, '/sys/kernel/debug/sync/sw_sync');
     assert.equal(devices.config?.CONFIG_DMABUF_MOVE_NOTIFY, moveNotifyIsAnOption ? 'y' : undefined);
+  });
+
+  it('lists no DRM or V4L2 node until vgem and vivid are loaded, then each node by its driver, and none again once they are unloaded', function () {
+    this.timeout(120_000);
+    assert.deepEqual([listDevices().drm, listDevices().video], [[], []]);
+    loadKernelModule('vgem');
+    loadKernelModule('vivid', ['n_devs=1', 'node_types=0x101']);
+    try {
+      const devices = listDevices();
+      assert.deepEqual(devices.drm.map((node) => [node.node, node.driver]).sort(), [['card', 'vgem'], ['render', 'vgem']]);
+      assert.deepEqual(devices.video.map((node) => [node.driver, node.queues]), [['vivid', ['video-capture']], ['vivid', ['video-output']]]);
+      assert.match(formatDevices(devices), /^drm +\/dev\/dri\/card\d+ vgem, \/dev\/dri\/renderD\d+ vgem$/m);
+      assert.match(formatDevices(devices), /^v4l2 +\/dev\/video\d+ vivid \(capture\), \/dev\/video\d+ vivid \(output\)$/m);
+    } finally {
+      unloadKernelModule('vivid');
+      unloadKernelModule('vgem');
+    }
+    assert.deepEqual([listDevices().drm, listDevices().video], [[], []]);
   });
 });

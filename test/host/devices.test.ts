@@ -24,10 +24,14 @@ describe('devices report on this host', () => {
       memfdCreate: true,
       udmabuf: { path: '/dev/udmabuf', present: false, access: 'absent' },
       heaps: [],
+      drm: [],
+      video: [],
     });
     assert.match(text, /udmabuf\s+absent \(CONFIG_UDMABUF\)/);
     assert.match(text, /dma-heaps\s+none \(CONFIG_DMABUF_HEAPS\)/);
     assert.match(text, /sw_sync\s+absent \(CONFIG_SW_SYNC/);
+    assert.match(text, /drm\s+none \(CONFIG_DRM and a driver/);
+    assert.match(text, /v4l2\s+none \(CONFIG_VIDEO_DEV and a driver/);
   });
 });
 
