@@ -39,13 +39,14 @@ const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(
 async function display(options) {
   const channel = FdChannel.fromFd(3);
   const drm = DrmDevice.find(options.drm, { node: 'card' });
-  const shown = new Map(); // dma-buf inode -> { gem, framebuffer }: each capture buffer is imported once
+  const imported = new Map(); // dma-buf inode -> { gem, framebuffer }: each capture buffer is imported once
   const own = []; // --copy: the dumb buffers frames are copied into
   const latenciesNs = [];
   let output;
   try {
     output = pickOutput(drm, options);
     let previous;
+    let shown = 0; // frames the CRTC was seen scanning out
     let first;
     let last;
     for (;;) {
@@ -60,16 +61,19 @@ async function display(options) {
         frame.withCpuAccess('read', (bytes) => bytes.copy(target.pixels, 0, 0, Math.min(bytes.length, target.pixels.length)));
         framebuffer = target.framebuffer;
       } else {
-        let entry = shown.get(frame.inode);
+        let entry = imported.get(frame.inode);
         if (!entry) {
           const gem = drm.importDmaBuf(frame);
           entry = { gem, framebuffer: output && drm.addFramebuffer(gem, { ...message.format, format: fourccFromString(message.format.fourcc) }) };
-          shown.set(frame.inode, entry);
+          imported.set(frame.inode, entry);
         }
         framebuffer = entry.framebuffer;
       }
       frame.close(); // the GEM import (or the copy) is what the display keeps
-      if (output) drm.setCrtc(output.crtc, framebuffer, { connectors: [output.connector], mode: output.mode });
+      if (output) {
+        drm.setCrtc(output.crtc, framebuffer, { connectors: [output.connector], mode: output.mode });
+        if (drm.crtc(output.crtc).fbId === framebuffer.id) shown += 1;
+      }
       const now = process.hrtime.bigint();
       latenciesNs.push(Number(now - BigInt(message.dequeuedAt))); // one clock: CLOCK_MONOTONIC in both processes
       first ??= now;
@@ -82,6 +86,8 @@ async function display(options) {
     await channel.send({
       stats: {
         frames: latenciesNs.length,
+        shown,
+        imports: imported.size,
         framesPerSecond: seconds > 0 ? (latenciesNs.length - 1) / seconds : 0,
         latencyMs: { p50: percentile(sorted, 50) / 1e6, p99: percentile(sorted, 99) / 1e6, max: sorted.at(-1) / 1e6 },
         shownOn: output ? `${drm.driver.name} crtc ${output.crtc}` : `${drm.driver.name} (imported, not shown: no KMS output)`,
@@ -105,7 +111,7 @@ function pickOutput(drm, options) {
   try {
     resources = drm.resources();
   } catch (error) {
-    if (error.code === 'EOPNOTSUPP' || error.code === 'EINVAL') return undefined; // a render-only driver
+    if (error.code === 'ENOTSUP' || error.code === 'EINVAL') return undefined; // a driver without modesetting
     throw error;
   }
   for (const connector of resources.connectors) {
@@ -126,10 +132,11 @@ async function capture(options) {
   const child = spawn(process.execPath, args, { stdio: ['inherit', 'inherit', 'inherit', theirs.fd] });
   theirs.close();
   const exported = [];
+  let count;
   try {
     const format = video.setFormat({ width: options.width, height: options.height, pixelformat: 'XR24' });
     if (format.pixelformat !== 'XR24') throw new Error(`${video.capabilities.card} does not capture XR24 (it offers ${format.pixelformat}); a display needs a format both take`);
-    const { count } = video.requestBuffers('video-capture', 'mmap', options.buffers);
+    ({ count } = video.requestBuffers('video-capture', 'mmap', options.buffers));
     for (let index = 0; index < count; index += 1) exported.push(video.exportBuffer(index));
     for (let index = 0; index < count; index += 1) video.queue(index);
     const released = (async () => {
@@ -159,7 +166,7 @@ async function capture(options) {
     const stats = await released;
     video.streamOff();
     const status = await new Promise((resolve) => child.on('exit', resolve));
-    if (options.json) console.log(JSON.stringify({ copy: options.copy, ...stats }));
+    if (options.json) console.log(JSON.stringify({ copy: options.copy, buffers: count, ...stats }));
     else {
       console.log(`${video.capabilities.card} -> ${stats.shownOn}, ${options.copy ? 'copied through mmap' : 'zero-copy (PRIME import)'}`);
       console.log(`${stats.frames} frames, ${stats.framesPerSecond.toFixed(1)} frames/s; dequeued to shown p50 ${stats.latencyMs.p50.toFixed(1)} ms, p99 ${stats.latencyMs.p99.toFixed(1)} ms, max ${stats.latencyMs.max.toFixed(1)} ms`);
