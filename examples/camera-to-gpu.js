@@ -70,11 +70,9 @@ async function display(options) {
         framebuffer = entry.framebuffer;
       }
       frame.close(); // the GEM import (or the copy) is what the display keeps
-      if (output) {
-        drm.setCrtc(output.crtc, framebuffer, { connectors: [output.connector], mode: output.mode });
-        if (drm.crtc(output.crtc).fbId === framebuffer.id) shown += 1;
-      }
+      if (output) drm.setCrtc(output.crtc, framebuffer, { connectors: [output.connector], mode: output.mode });
       const now = process.hrtime.bigint();
+      if (output && drm.crtc(output.crtc).fbId === framebuffer.id) shown += 1;
       latenciesNs.push(Number(now - BigInt(message.dequeuedAt))); // one clock: CLOCK_MONOTONIC in both processes
       first ??= now;
       last = now;
