@@ -566,7 +566,7 @@ describe('V4L2 (vivid)', function () {
           capture.setControl(dropped.name, 0);
 
           capture.requestBuffers('video-capture', 'dmabuf', 1);
-          assert.throws(() => capture.queue(0), typeError);
+          assert.throws(() => capture.queue(0), { name: 'TypeError', code: 'ERR_MISSING_OPTION', message: /options.dmaBuf is required/ });
           assert.throws(() => capture.queue(0, { dmaBuf: {} as DmaBuf }), typeError);
           assert.throws(() => capture.exportBuffer(0), { code: 'EINVAL', syscall: 'ioctl(VIDIOC_EXPBUF)', message: /not an MMAP buffer/ });
           assert.throws(() => capture.setFormat({ width: 640, height: 360, pixelformat: 'YUYV' }), { code: 'EBUSY', message: /requestBuffers/ });
