@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { DmaBuf } from './dmabuf';
-import { check, errnoError, errnoName, kernelError, negativeErrno } from './errors';
+import { check, codedError, errnoError, errnoName, kernelError, negativeErrno } from './errors';
 import { closeFd, FdHandle, handleOf, isHandleOf } from './handle';
 import { native, type NativeConstantName, type NativeV4l2Buffer, type NativeV4l2Control, type NativeV4l2Format } from './native';
 import * as validate from './validate';
@@ -550,7 +550,7 @@ export class V4l2Device extends FdHandle {
     const memory = this.#memoryOf(type, syscall);
     let dmaBuf: DmaBuf | undefined;
     if (memory === 'dmabuf') {
-      if (opts.dmaBuf === undefined) throw codedMissing('options.dmaBuf', `to queue into the ${type} queue, whose buffers are DMABUF memory`);
+      if (opts.dmaBuf === undefined) throw codedError('ERR_MISSING_OPTION', 'options.dmaBuf', `to queue into the ${type} queue, whose buffers are DMABUF memory`);
       dmaBuf = handleOf<DmaBuf>('options.dmaBuf', opts.dmaBuf, 'DmaBuf', 'a DmaBuf');
     } else if (opts.dmaBuf !== undefined) {
       throw validate.invalidValue('options.dmaBuf', `undefined: the ${type} queue's buffers are MMAP memory, the device's own`, opts.dmaBuf);
@@ -629,7 +629,7 @@ export class V4l2Device extends FdHandle {
       if (wokenByError) throw errnoError('EINVAL', syscall, { hint: `no buffer is queued on the ${type} queue, so none can complete: queue() one first` });
       this.#waiter ??= new FdWaiter(fd, 'V4l2Device');
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
-      const ready = await this.#waiter.wait(events, syscall, { signal, timeoutMs: remaining, wakeOnError: true } as WaitOptions);
+      const ready = await this.#waiter.wait(events, syscall, { signal, timeoutMs: remaining, wakeOnError: true });
       wokenByError = ready === 0;
     }
   }
@@ -730,7 +730,8 @@ export class V4l2Device extends FdHandle {
     } else if (control.type === 'button') {
       raw = 1n;
     } else {
-      raw = BigInt(validate.integer('value', value, -0x80000000, control.type === 'integer64' ? Number.MAX_SAFE_INTEGER : 0x7fffffff));
+      const wide = control.type === 'integer64';
+      raw = BigInt(validate.integer('value', value, wide ? -Number.MAX_SAFE_INTEGER : -0x80000000, wide ? Number.MAX_SAFE_INTEGER : 0x7fffffff));
     }
     check(native().v4l2.setControl(fd, control.id, raw, control.type === 'integer64'), syscall, (code) =>
       code === 'ERANGE' ? `${value} is outside '${name}' (${control.minimum} to ${control.maximum}, step ${control.step})` : code === 'EACCES' ? `'${name}' is read-only` : code === 'EBUSY' ? `'${name}' cannot change now (the queue is streaming, or another file handle grabbed it)` : undefined,
@@ -747,10 +748,6 @@ export class V4l2Device extends FdHandle {
 function unsupportedControl(control: V4l2Control): void {
   if (['integer', 'boolean', 'menu', 'button', 'integer64', 'bitmask', 'integer-menu'].includes(control.type)) return;
   throw validate.invalidValue('name', `a control of a plain type ('${control.name}' is a ${control.type} control, which this library does not read or write)`, control.name);
-}
-
-function codedMissing(option: string, because: string): Error {
-  return validate.typeError(option, `a DmaBuf ${because}`, undefined);
 }
 
 function queueHint(code: string, type: V4l2BufferType, memory: V4l2Memory, dmaBuf: DmaBuf | undefined): string | undefined {
