@@ -16,6 +16,16 @@ static Napi::String FixedString(Napi::Env env, const __u8* text, size_t size) {
   return Napi::String::New(env, chars, strnlen(chars, size));
 }
 
+// The buffer type of a single-planar video queue. Any other type selects
+// another member of the unions in v4l2_format and v4l2_buffer: a
+// multi-planar buffer's m.planes is a pointer the kernel reads and writes
+// through, and would be the dma-buf fd given here read as an address.
+static bool ArgBufferType(const Napi::CallbackInfo& info, size_t index, uint32_t* out) {
+  if (!ArgUint32(info, index, "type", out)) return false;
+  if (*out == V4L2_BUF_TYPE_VIDEO_CAPTURE || *out == V4L2_BUF_TYPE_VIDEO_OUTPUT) return true;
+  return ThrowRangeError(info.Env(), "argument type must be V4L2_BUF_TYPE_VIDEO_CAPTURE or V4L2_BUF_TYPE_VIDEO_OUTPUT (single-planar queues only), got " + std::to_string(*out));
+}
+
 static bool ArgBool(const Napi::CallbackInfo& info, size_t index, const char* name, bool* out) {
   if (!info[index].IsBoolean()) return ThrowTypeError(info.Env(), std::string("argument ") + name + " must be a boolean");
   *out = info[index].As<Napi::Boolean>().Value();
@@ -42,7 +52,7 @@ static Napi::Value EnumFormat(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint32_t type, index;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "type", &type) || !ArgUint32(info, 2, "index", &index)) return env.Undefined();
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferType(info, 1, &type) || !ArgUint32(info, 2, "index", &index)) return env.Undefined();
   struct v4l2_fmtdesc desc = {};
   desc.type = type;
   desc.index = index;
@@ -76,7 +86,7 @@ static Napi::Value GetFormat(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint32_t type;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "type", &type)) return env.Undefined();
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferType(info, 1, &type)) return env.Undefined();
   struct v4l2_format format = {};
   format.type = type;
   if (Restarting([&] { return ioctl(fd, VIDIOC_G_FMT, &format); }) < 0) return Errno(env, errno);
@@ -90,7 +100,7 @@ static Napi::Value SetFormat(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint32_t command, type, width, height, pixelformat, field, bytesperline, sizeimage;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "command", &command) || !ArgUint32(info, 2, "type", &type) ||
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "command", &command) || !ArgBufferType(info, 2, &type) ||
       !ArgUint32(info, 3, "width", &width) || !ArgUint32(info, 4, "height", &height) || !ArgUint32(info, 5, "pixelformat", &pixelformat) ||
       !ArgUint32(info, 6, "field", &field) || !ArgUint32(info, 7, "bytesperline", &bytesperline) || !ArgUint32(info, 8, "sizeimage", &sizeimage)) {
     return env.Undefined();
@@ -168,7 +178,7 @@ static Napi::Value RequestBuffers(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint32_t type, memory, count;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "type", &type) || !ArgUint32(info, 2, "memory", &memory) || !ArgUint32(info, 3, "count", &count)) return env.Undefined();
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferType(info, 1, &type) || !ArgUint32(info, 2, "memory", &memory) || !ArgUint32(info, 3, "count", &count)) return env.Undefined();
   struct v4l2_requestbuffers request = {};
   request.type = type;
   request.memory = memory;
@@ -201,7 +211,7 @@ static Napi::Value QueryBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint32_t type, memory, index;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "type", &type) || !ArgUint32(info, 2, "memory", &memory) || !ArgUint32(info, 3, "index", &index)) return env.Undefined();
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferType(info, 1, &type) || !ArgUint32(info, 2, "memory", &memory) || !ArgUint32(info, 3, "index", &index)) return env.Undefined();
   struct v4l2_buffer buffer = {};
   buffer.type = type;
   buffer.memory = memory;
@@ -216,7 +226,7 @@ static Napi::Value QueueBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd, dmaBufFd;
   uint32_t type, memory, index, length, bytesused, field;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "type", &type) || !ArgUint32(info, 2, "memory", &memory) || !ArgUint32(info, 3, "index", &index) ||
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferType(info, 1, &type) || !ArgUint32(info, 2, "memory", &memory) || !ArgUint32(info, 3, "index", &index) ||
       !ArgInt32(info, 4, "dmaBufFd", &dmaBufFd) || !ArgUint32(info, 5, "length", &length) || !ArgUint32(info, 6, "bytesused", &bytesused) || !ArgUint32(info, 7, "field", &field)) {
     return env.Undefined();
   }
@@ -239,7 +249,7 @@ static Napi::Value DequeueBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint32_t type, memory;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "type", &type) || !ArgUint32(info, 2, "memory", &memory)) return env.Undefined();
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferType(info, 1, &type) || !ArgUint32(info, 2, "memory", &memory)) return env.Undefined();
   struct v4l2_buffer buffer = {};
   buffer.type = type;
   buffer.memory = memory;
@@ -251,7 +261,7 @@ static Napi::Value ExportBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   uint32_t type, index, flags;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgUint32(info, 1, "type", &type) || !ArgUint32(info, 2, "index", &index) || !ArgUint32(info, 3, "flags", &flags)) return env.Undefined();
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferType(info, 1, &type) || !ArgUint32(info, 2, "index", &index) || !ArgUint32(info, 3, "flags", &flags)) return env.Undefined();
   struct v4l2_exportbuffer request = {};
   request.type = type;
   request.index = index;
@@ -267,7 +277,7 @@ static Napi::Value Stream(const Napi::CallbackInfo& info) {
   int32_t fd;
   uint32_t type;
   bool on;
-  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBool(info, 1, "on", &on) || !ArgUint32(info, 2, "type", &type, INT32_MAX)) return env.Undefined();
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBool(info, 1, "on", &on) || !ArgBufferType(info, 2, &type)) return env.Undefined();
   int value = static_cast<int>(type);
   unsigned long command = on ? VIDIOC_STREAMON : VIDIOC_STREAMOFF;
   return Result(env, Restarting([&] { return ioctl(fd, command, &value); }));

@@ -9,31 +9,33 @@ import { native } from '../../lib/native';
 // ioctl, never a crash) and the parts of V4l2Device that need no device.
 // test/guest/v4l2.test.ts drives vivid.
 
-type Kind = 'fd' | 'uint32' | 'boolean' | 'bigint';
+type Kind = 'fd' | 'uint32' | 'bufferType' | 'boolean' | 'bigint';
 
 const closedFd = 999999;
-const base: Record<Kind, () => unknown> = { fd: () => closedFd, uint32: () => 0, boolean: () => false, bigint: () => 0n };
+const base: Record<Kind, () => unknown> = { fd: () => closedFd, uint32: () => 0, bufferType: () => native().constants.V4L2_BUF_TYPE_VIDEO_CAPTURE, boolean: () => false, bigint: () => 0n };
 const abuses: Record<Kind, [unknown, TypeErrorConstructor | RangeErrorConstructor][]> = {
   fd: [...['3', 3n, null, undefined, {}].map((value): [unknown, TypeErrorConstructor] => [value, TypeError]), ...[NaN, 1.5, 2 ** 31, -(2 ** 31) - 1].map((value): [unknown, RangeErrorConstructor] => [value, RangeError])],
   uint32: [...['0', 0n, null, undefined, {}].map((value): [unknown, TypeErrorConstructor] => [value, TypeError]), ...[NaN, 0.5, -1, 2 ** 32].map((value): [unknown, RangeErrorConstructor] => [value, RangeError])],
+  // Only the single-planar video queues: another type's buffer union holds a pointer (m.planes).
+  bufferType: [...['1', 1n, null, undefined].map((value): [unknown, TypeErrorConstructor] => [value, TypeError]), ...[NaN, 1.5, -1, 0, 3, 9, 10, 2 ** 32].map((value): [unknown, RangeErrorConstructor] => [value, RangeError])],
   boolean: [1, 'true', null, undefined, 0n].map((value) => [value, TypeError]),
   bigint: [...[0, '0', null, undefined].map((value): [unknown, TypeErrorConstructor] => [value, TypeError]), ...[1n << 63n, -(1n << 63n) - 1n].map((value): [unknown, RangeErrorConstructor] => [value, RangeError])],
 };
 
 const signatures: Record<string, Kind[]> = {
   queryCapabilities: ['fd'],
-  enumFormat: ['fd', 'uint32', 'uint32'],
-  getFormat: ['fd', 'uint32'],
-  setFormat: ['fd', 'uint32', 'uint32', 'uint32', 'uint32', 'uint32', 'uint32', 'uint32', 'uint32'],
+  enumFormat: ['fd', 'bufferType', 'uint32'],
+  getFormat: ['fd', 'bufferType'],
+  setFormat: ['fd', 'uint32', 'bufferType', 'uint32', 'uint32', 'uint32', 'uint32', 'uint32', 'uint32'],
   enumIo: ['fd', 'boolean', 'uint32'],
   getIo: ['fd', 'boolean'],
   setIo: ['fd', 'boolean', 'uint32'],
-  requestBuffers: ['fd', 'uint32', 'uint32', 'uint32'],
-  queryBuffer: ['fd', 'uint32', 'uint32', 'uint32'],
-  queueBuffer: ['fd', 'uint32', 'uint32', 'uint32', 'fd', 'uint32', 'uint32', 'uint32'],
-  dequeueBuffer: ['fd', 'uint32', 'uint32'],
-  exportBuffer: ['fd', 'uint32', 'uint32', 'uint32'],
-  stream: ['fd', 'boolean', 'uint32'],
+  requestBuffers: ['fd', 'bufferType', 'uint32', 'uint32'],
+  queryBuffer: ['fd', 'bufferType', 'uint32', 'uint32'],
+  queueBuffer: ['fd', 'bufferType', 'uint32', 'uint32', 'fd', 'uint32', 'uint32', 'uint32'],
+  dequeueBuffer: ['fd', 'bufferType', 'uint32'],
+  exportBuffer: ['fd', 'bufferType', 'uint32', 'uint32'],
+  stream: ['fd', 'boolean', 'bufferType'],
   queryControl: ['fd', 'uint32'],
   queryMenu: ['fd', 'uint32', 'uint32'],
   getControl: ['fd', 'uint32', 'boolean'],
