@@ -182,7 +182,12 @@ export interface V4l2Buffer {
 }
 
 export interface V4l2DequeuedBuffer extends V4l2Buffer {
-  /** The DmaBuf queued into it (DMABUF memory): the device no longer holds it. */
+  /**
+   * The DmaBuf queued into it (DMABUF memory). This V4l2Device no longer
+   * keeps it alive; vb2 keeps its own reference attached to the slot until
+   * the slot is queued with another buffer, the buffers are freed
+   * (requestBuffers(..., 0)) or the device is closed.
+   */
   dmaBuf?: DmaBuf;
 }
 
@@ -349,7 +354,13 @@ export class V4l2Device extends FdHandle {
         refused.push(`/dev/${node} (${(error as { code?: string }).code})`);
         continue;
       }
-      const caps = device.capabilities;
+      let caps: V4l2Capabilities;
+      try {
+        caps = device.capabilities;
+      } catch (error) {
+        device.close();
+        throw error;
+      }
       if ((driver === undefined || caps.driver === driver) && (capability === undefined || caps.deviceCapabilities.includes(capability))) return device;
       device.close();
     }
@@ -573,7 +584,7 @@ export class V4l2Device extends FdHandle {
     check(native().v4l2.stream(fd, true, typeValue(type)), 'ioctl(VIDIOC_STREAMON)', (code) => (code === 'EINVAL' ? `no buffers are requested on the ${type} queue` : undefined));
   }
 
-  /** VIDIOC_STREAMOFF: every queued buffer comes back to userspace (this device drops the DmaBufs it held for them). */
+  /** VIDIOC_STREAMOFF: every queued buffer comes back to userspace (this device stops keeping their DmaBufs alive; vb2 keeps its slot references, see V4l2DequeuedBuffer.dmaBuf). */
   streamOff(options?: V4l2BufferTypeOptions): void {
     const fd = this.assertOpen('ioctl(VIDIOC_STREAMOFF)');
     const type = this.#type(validate.options<V4l2BufferTypeOptions>('options', options));
@@ -589,6 +600,10 @@ export class V4l2Device extends FdHandle {
   queuedCount(options?: V4l2BufferTypeOptions): number {
     this.assertOpen('queuedCount');
     const type = this.#type(validate.options<V4l2BufferTypeOptions>('options', options));
+    return this.#queuedOn(type);
+  }
+
+  #queuedOn(type: V4l2BufferType): number {
     let count = 0;
     for (const key of this.#queued.keys()) if (key.startsWith(`${type}:`)) count += 1;
     return count;
@@ -608,7 +623,7 @@ export class V4l2Device extends FdHandle {
     const type = this.#type(opts);
     const memory = this.#memoryOf(type, syscall);
     const signal = validate.optionalSignal('options.signal', opts.signal);
-    const timeoutMs = opts.timeoutMs === undefined ? undefined : validate.integer('options.timeoutMs', opts.timeoutMs, 0);
+    const timeoutMs = opts.timeoutMs === undefined ? undefined : validate.timeoutMs('options.timeoutMs', opts.timeoutMs);
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     const poller = native().Poller;
     const events = type === 'video-output' ? poller.WRITABLE : poller.READABLE;
@@ -626,7 +641,10 @@ export class V4l2Device extends FdHandle {
       // vb2's poll reports an error (EPOLLERR, which libuv passes as a
       // status) when the capture queue is streaming with no buffer queued:
       // nothing can ever complete.
-      if (wokenByError) throw errnoError('EINVAL', syscall, { hint: `no buffer is queued on the ${type} queue, so none can complete: queue() one first` });
+      // The same once every buffer this device queued has been dequeued:
+      // vb2 only reports the first case (waiting_for_buffers is cleared at
+      // the first QBUF), and a wait would then never end.
+      if (wokenByError || this.#queuedOn(type) === 0) throw errnoError('EINVAL', syscall, { hint: `no buffer is queued on the ${type} queue, so none can complete: queue() one first` });
       this.#waiter ??= new FdWaiter(fd, 'V4l2Device');
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
       const ready = await this.#waiter.wait(events, syscall, { signal, timeoutMs: remaining, wakeOnError: true });
@@ -701,6 +719,8 @@ export class V4l2Device extends FdHandle {
         return value;
       case 'menu':
         return this.menu(name).find((item) => BigInt(item.index) === value)?.name ?? Number(value);
+      case 'bitmask':
+        return Number(value) >>> 0; // 32 bits, the kernel's s32 field read unsigned
       default:
         return Number(value);
     }
@@ -729,6 +749,8 @@ export class V4l2Device extends FdHandle {
       raw = value;
     } else if (control.type === 'button') {
       raw = 1n;
+    } else if (control.type === 'bitmask') {
+      raw = BigInt(validate.integer('value', value, 0, 0xffffffff) | 0); // its 32 bits, into the kernel's s32 field
     } else {
       const wide = control.type === 'integer64';
       raw = BigInt(validate.integer('value', value, wide ? -Number.MAX_SAFE_INTEGER : -0x80000000, wide ? Number.MAX_SAFE_INTEGER : 0x7fffffff));
