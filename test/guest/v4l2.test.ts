@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { release } from 'node:os';
-import { heap, udmabuf, V4l2Device, type DmaBuf, type KernelError, type V4l2Format } from '../../lib';
+import { DrmDevice, heap, udmabuf, V4l2Device, type DmaBuf, type KernelError, type V4l2Format } from '../../lib';
 import { native } from '../../lib/native';
 import { expectNoLeak, kernelBufferCount, requireVm } from './helpers';
 import { loadKernelModule, unloadKernelModule } from './kernel-modules';
@@ -268,6 +268,27 @@ describe('V4L2 (vivid)', function () {
         }
       });
       assert.equal(kernelBufferCount(), buffersBefore, 'every exported buffer freed');
+    });
+
+    it("DMABUF capture into a vgem dumb buffer exported with PRIME gives the same bytes as vivid's own MMAP buffers, read back through the dumb buffer's own DRM mapping", async () => {
+      loadKernelModule('vgem');
+      try {
+        const buffersBefore = kernelBufferCount();
+        await expectNoLeak(async () => {
+          using capture = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
+          const format = staticColorbar(capture);
+          using gpu = DrmDevice.find('vgem', { node: 'card' });
+          // One row of 4-byte pixels per page: a dumb buffer of exactly the pages the frame needs.
+          using dumb = gpu.createDumb({ width: pageSize / 4, height: pageRounded(format.sizeimage) / pageSize, bpp: 32 });
+          using dmaBuf = gpu.exportDmaBuf(dumb);
+          const frame = await captureInto(capture, format, dmaBuf);
+          assert.ok(frame.equals(colorbarFrame(format)), 'through the DmaBuf');
+          assert.ok(dumb.map().subarray(0, format.sizeimage).equals(colorbarFrame(format)), 'through MODE_MAP_DUMB on the DRM device');
+        });
+        assert.equal(kernelBufferCount(), buffersBefore, 'dma-bufs in the kernel before and after');
+      } finally {
+        unloadKernelModule('vgem');
+      }
     });
 
     it('DMABUF capture into a system-heap buffer gives the same bytes as vivid\'s own MMAP buffers (the colorbar)', async () => {
