@@ -614,7 +614,10 @@ export class V4l2Device extends FdHandle {
    * fd is polled (POLLIN for capture, POLLOUT for output), and DQBUF on the
    * non-blocking fd is tried when it is ready. Rejects with ETIME after
    * `timeoutMs`, with the signal's reason when aborted, and with ECANCELED
-   * when the device is closed meanwhile.
+   * when the device is closed meanwhile. With nothing queued it rejects at
+   * once only before the first queue() after streamOn() (vb2 reports that
+   * case); later it waits for a buffer another task queues, as a blocking
+   * DQBUF would: pass a timeout or a signal when none may come.
    */
   async dequeue(options?: V4l2DequeueOptions): Promise<V4l2DequeuedBuffer> {
     const syscall = 'ioctl(VIDIOC_DQBUF)';
@@ -641,10 +644,10 @@ export class V4l2Device extends FdHandle {
       // vb2's poll reports an error (EPOLLERR, which libuv passes as a
       // status) when the capture queue is streaming with no buffer queued:
       // nothing can ever complete.
-      // The same once every buffer this device queued has been dequeued:
-      // vb2 only reports the first case (waiting_for_buffers is cleared at
-      // the first QBUF), and a wait would then never end.
-      if (wokenByError || this.#queuedOn(type) === 0) throw errnoError('EINVAL', syscall, { hint: `no buffer is queued on the ${type} queue, so none can complete: queue() one first` });
+      // Once buffers were queued, an empty queue is not an error: another
+      // task may queue one (a blocking DQBUF waits the same way), so only
+      // vb2's own report ends the wait.
+      if (wokenByError) throw errnoError('EINVAL', syscall, { hint: `no buffer is queued on the ${type} queue, so none can complete: queue() one first` });
       this.#waiter ??= new FdWaiter(fd, 'V4l2Device');
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
       const ready = await this.#waiter.wait(events, syscall, { signal, timeoutMs: remaining, wakeOnError: true });
