@@ -296,6 +296,8 @@ export interface NativeV4l2 {
   enumIo(fd: number, output: boolean, index: number): { index: number; name: string; type: number; capabilities: number; status: number } | number;
   getIo(fd: number, output: boolean): number;
   setIo(fd: number, output: boolean, index: number): number;
+  /** VIDIOC_G_PARM when denominator is 0, else VIDIOC_S_PARM: the time per frame the driver now uses. */
+  frameInterval(fd: number, type: number, numerator: number, denominator: number): { numerator: number; denominator: number; settable: boolean } | number;
   requestBuffers(fd: number, type: number, memory: number, count: number): { count: number; capabilities: number } | number;
   queryBuffer(fd: number, type: number, memory: number, index: number): NativeV4l2Buffer | number;
   /** dmaBufFd and length are read for V4L2_MEMORY_DMABUF only. */

@@ -577,6 +577,34 @@ export class V4l2Device extends FdHandle {
     return bufferFrom(raw);
   }
 
+  /** The time per frame a queue runs at (VIDIOC_G_PARM): `{ numerator: 1, denominator: 5 }` is 5 frames/s. */
+  frameInterval(options?: V4l2BufferTypeOptions): { numerator: number; denominator: number } {
+    const syscall = 'ioctl(VIDIOC_G_PARM)';
+    const fd = this.assertOpen(syscall);
+    const type = this.#type(validate.options<V4l2BufferTypeOptions>('options', options));
+    const { numerator, denominator } = check(native().v4l2.frameInterval(fd, typeValue(type), 0, 0), syscall);
+    return { numerator, denominator };
+  }
+
+  /**
+   * Asks for a time per frame (VIDIOC_S_PARM) and returns the one the driver
+   * chose: the nearest it can do (vivid's webcam input: the nearest interval
+   * it lists for the format's size). ENOTSUP when the driver sets no
+   * interval (V4L2_CAP_TIMEPERFRAME).
+   */
+  setFrameInterval(interval: { numerator: number; denominator: number }, options?: V4l2BufferTypeOptions): { numerator: number; denominator: number } {
+    const syscall = 'ioctl(VIDIOC_S_PARM)';
+    const fd = this.assertOpen(syscall);
+    const asked = validate.options<{ numerator: number; denominator: number }>('interval', interval);
+    const numerator = validate.integer('interval.numerator', asked.numerator, 1, 0xffffffff);
+    const denominator = validate.integer('interval.denominator', asked.denominator, 1, 0xffffffff);
+    const type = this.#type(validate.options<V4l2BufferTypeOptions>('options', options));
+    const current = check(native().v4l2.frameInterval(fd, typeValue(type), 0, 0), 'ioctl(VIDIOC_G_PARM)');
+    if (!current.settable) throw errnoError('ENOTSUP', syscall, { hint: `${this.capabilities.card} sets no frame interval on its ${type} queue (no V4L2_CAP_TIMEPERFRAME)` });
+    const chosen = check(native().v4l2.frameInterval(fd, typeValue(type), numerator, denominator), syscall, (code) => (code === 'EBUSY' ? 'the queue is streaming: set the interval before streamOn()' : undefined));
+    return { numerator: chosen.numerator, denominator: chosen.denominator };
+  }
+
   /** VIDIOC_STREAMON. */
   streamOn(options?: V4l2BufferTypeOptions): void {
     const fd = this.assertOpen('ioctl(VIDIOC_STREAMON)');

@@ -174,6 +174,36 @@ static Napi::Value SetIo(const Napi::CallbackInfo& info) {
   return Result(env, Restarting([&] { return ioctl(fd, command, &value); }));
 }
 
+// frameInterval(fd, type, numerator, denominator): VIDIOC_G_PARM when
+// denominator is 0, else VIDIOC_S_PARM with that time per frame. Gives the
+// interval the driver now uses and whether it takes one (TIMEPERFRAME).
+static Napi::Value FrameInterval(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  uint32_t type, numerator, denominator;
+  if (!ArgInt32(info, 0, "fd", &fd) || !ArgBufferType(info, 1, &type) || !ArgUint32(info, 2, "numerator", &numerator) ||
+      !ArgUint32(info, 3, "denominator", &denominator)) {
+    return env.Undefined();
+  }
+  struct v4l2_streamparm parm = {};
+  parm.type = type;
+  bool capture = type == V4L2_BUF_TYPE_VIDEO_CAPTURE;
+  struct v4l2_fract* interval = capture ? &parm.parm.capture.timeperframe : &parm.parm.output.timeperframe;
+  unsigned long command = VIDIOC_G_PARM;
+  if (denominator != 0) {
+    command = VIDIOC_S_PARM;
+    interval->numerator = numerator;
+    interval->denominator = denominator;
+  }
+  if (Restarting([&] { return ioctl(fd, command, &parm); }) < 0) return Errno(env, errno);
+  __u32 capability = capture ? parm.parm.capture.capability : parm.parm.output.capability;
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("numerator", Napi::Number::New(env, interval->numerator));
+  result.Set("denominator", Napi::Number::New(env, interval->denominator));
+  result.Set("settable", Napi::Boolean::New(env, (capability & V4L2_CAP_TIMEPERFRAME) != 0));
+  return result;
+}
+
 static Napi::Value RequestBuffers(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
@@ -385,6 +415,7 @@ void InitV4l2(Napi::Env env, Napi::Object exports) {
   v4l2.Set("enumIo", Napi::Function::New(env, EnumIo));
   v4l2.Set("getIo", Napi::Function::New(env, GetIo));
   v4l2.Set("setIo", Napi::Function::New(env, SetIo));
+  v4l2.Set("frameInterval", Napi::Function::New(env, FrameInterval));
   v4l2.Set("requestBuffers", Napi::Function::New(env, RequestBuffers));
   v4l2.Set("queryBuffer", Napi::Function::New(env, QueryBuffer));
   v4l2.Set("queueBuffer", Napi::Function::New(env, QueueBuffer));

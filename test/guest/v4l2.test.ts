@@ -291,6 +291,19 @@ describe('V4L2 (vivid)', function () {
       }
     });
 
+    it("setFrameInterval: vivid's webcam takes 1/30 s and G_PARM reads it back; a rate it does not list gives one it does, which G_PARM reads back too", () => {
+      using capture = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
+      capture.setFormat({ width: 640, height: 480, pixelformat: 'XR24' });
+      assert.deepEqual(capture.setFrameInterval({ numerator: 1, denominator: 30 }), { numerator: 1, denominator: 30 });
+      assert.deepEqual(capture.frameInterval(), { numerator: 1, denominator: 30 });
+      const nearest = capture.setFrameInterval({ numerator: 1, denominator: 1000 });
+      assert.notDeepEqual(nearest, { numerator: 1, denominator: 1000 });
+      assert.ok(nearest.denominator / nearest.numerator > 30, `${nearest.numerator}/${nearest.denominator}: the fastest it lists`);
+      assert.deepEqual(capture.frameInterval(), nearest);
+      assert.throws(() => capture.setFrameInterval({ numerator: 0, denominator: 30 }), RangeError);
+      capture.setFrameInterval({ numerator: 1, denominator: 5 });
+    });
+
     it('DMABUF capture into a system-heap buffer gives the same bytes as vivid\'s own MMAP buffers (the colorbar)', async () => {
       const buffersBefore = kernelBufferCount();
       await expectNoLeak(async () => {

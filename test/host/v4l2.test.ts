@@ -30,6 +30,7 @@ const signatures: Record<string, Kind[]> = {
   enumIo: ['fd', 'boolean', 'uint32'],
   getIo: ['fd', 'boolean'],
   setIo: ['fd', 'boolean', 'uint32'],
+  frameInterval: ['fd', 'bufferType', 'uint32', 'uint32'],
   requestBuffers: ['fd', 'bufferType', 'uint32', 'uint32'],
   queryBuffer: ['fd', 'bufferType', 'uint32', 'uint32'],
   queueBuffer: ['fd', 'bufferType', 'uint32', 'uint32', 'fd', 'uint32', 'uint32', 'uint32'],
