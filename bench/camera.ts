@@ -13,6 +13,8 @@ const example = join(root, 'examples', 'camera-to-gpu.js');
 
 export interface CameraRound {
   frames: number;
+  /** The rate the camera said it runs at after --fps. */
+  cameraFps: number;
   framesPerSecond: number;
   latencyMs: { p50: number; p99: number; max: number };
   shownOn: string;
@@ -20,14 +22,15 @@ export interface CameraRound {
 
 export interface CameraResult {
   frames: number;
+  fps: number;
   width: number;
   height: number;
   zeroCopy: CameraRound[];
   copy: CameraRound[];
 }
 
-function round(copy: boolean, frames: number, width: number, height: number): CameraRound {
-  const args = [example, '--json', '--frames', String(frames), '--width', String(width), '--height', String(height), ...(copy ? ['--copy'] : [])];
+function round(copy: boolean, frames: number, fps: number, width: number, height: number): CameraRound {
+  const args = [example, '--json', '--frames', String(frames), '--fps', String(fps), '--width', String(width), '--height', String(height), ...(copy ? ['--copy'] : [])];
   const output = execFileSync(process.execPath, args, { encoding: 'utf8', timeout: 10 * 60_000 });
   return JSON.parse(output.trim().split('\n').pop()!) as CameraRound;
 }
@@ -37,14 +40,15 @@ function main(): void {
     const index = process.argv.indexOf(`--${name}`);
     return index < 0 ? fallback : Number(process.argv[index + 1]);
   };
-  const frames = value('frames', 60);
+  const frames = value('frames', 120);
+  const fps = value('fps', 60);
   const width = value('width', 640);
   const height = value('height', 480);
-  const result: CameraResult = { frames, width, height, zeroCopy: [], copy: [] };
+  const result: CameraResult = { frames, fps, width, height, zeroCopy: [], copy: [] };
   for (let index = 0; index < warmupRounds + rounds; index += 1) {
     const measured = index >= warmupRounds;
     for (const copy of [false, true]) {
-      const outcome = round(copy, frames, width, height);
+      const outcome = round(copy, frames, fps, width, height);
       if (measured) (copy ? result.copy : result.zeroCopy).push(outcome);
     }
   }

@@ -8,7 +8,7 @@
 // display process maps each frame and copies it into a dumb buffer of its own.
 //
 //   node examples/camera-to-gpu.js [--video /dev/videoN] [--drm <driver>] [--frames N]
-//                                  [--width W --height H] [--copy] [--json]
+//                                  [--width W --height H] [--fps F] [--copy] [--json]
 //
 // In the test VM (vivid is the camera, vkms the display):
 //   npx dmabuf vm run -- sh -c 'modprobe -d "$DMABUF_KERNEL_MODULES" vivid n_devs=1 node_types=0x1 &&
@@ -21,7 +21,7 @@ const { spawn } = require('node:child_process');
 const { DrmDevice, FdChannel, V4l2Device, fourccFromString } = require('dmabuf');
 
 function parseArguments(argv) {
-  const options = { video: undefined, drm: 'vkms', frames: 60, width: 640, height: 480, copy: false, json: false, buffers: 4 };
+  const options = { video: undefined, drm: 'vkms', frames: 60, width: 640, height: 480, fps: 0, copy: false, json: false, buffers: 4 };
   for (let index = 0; index < argv.length; index += 1) {
     const name = argv[index].replace(/^--/, '');
     if (name === 'copy' || name === 'json') options[name] = true;
@@ -131,9 +131,13 @@ async function capture(options) {
   theirs.close();
   const exported = [];
   let count;
+  let cameraFps;
   try {
     const format = video.setFormat({ width: options.width, height: options.height, pixelformat: 'XR24' });
     if (format.pixelformat !== 'XR24') throw new Error(`${video.capabilities.card} does not capture XR24 (it offers ${format.pixelformat}); a display needs a format both take`);
+    // --fps asks the camera for a rate; it answers with the nearest it has.
+    const interval = options.fps > 0 ? video.setFrameInterval({ numerator: 1, denominator: options.fps }) : video.frameInterval();
+    cameraFps = interval.denominator / interval.numerator;
     ({ count } = video.requestBuffers('video-capture', 'mmap', options.buffers));
     for (let index = 0; index < count; index += 1) exported.push(video.exportBuffer(index));
     for (let index = 0; index < count; index += 1) video.queue(index);
@@ -164,9 +168,9 @@ async function capture(options) {
     const stats = await released;
     video.streamOff();
     const status = await new Promise((resolve) => child.on('exit', resolve));
-    if (options.json) console.log(JSON.stringify({ copy: options.copy, buffers: count, ...stats }));
+    if (options.json) console.log(JSON.stringify({ copy: options.copy, buffers: count, cameraFps, ...stats }));
     else {
-      console.log(`${video.capabilities.card} -> ${stats.shownOn}, ${options.copy ? 'copied through mmap' : 'zero-copy (PRIME import)'}`);
+      console.log(`${video.capabilities.card} at ${cameraFps} frames/s -> ${stats.shownOn}, ${options.copy ? 'copied through mmap' : 'zero-copy (PRIME import)'}`);
       console.log(`${stats.frames} frames, ${stats.framesPerSecond.toFixed(1)} frames/s; dequeued to shown p50 ${stats.latencyMs.p50.toFixed(1)} ms, p99 ${stats.latencyMs.p99.toFixed(1)} ms, max ${stats.latencyMs.max.toFixed(1)} ms`);
     }
     process.exitCode = status;
