@@ -148,6 +148,8 @@ async function capture(options) {
         video.queue(message.release);
       }
     })();
+    // Awaited below; when the capture fails first, its error is the one reported.
+    released.catch(() => {});
     video.streamOn();
     for (let sent = 0; sent < options.frames; sent += 1) {
       const frame = await video.dequeue({ timeoutMs: 10_000 });
