@@ -582,7 +582,7 @@ export class V4l2Device extends FdHandle {
     const syscall = 'ioctl(VIDIOC_G_PARM)';
     const fd = this.assertOpen(syscall);
     const type = this.#type(validate.options<V4l2BufferTypeOptions>('options', options));
-    const { numerator, denominator } = check(native().v4l2.frameInterval(fd, typeValue(type), 0, 0), syscall);
+    const { numerator, denominator } = check(native().v4l2.frameInterval(fd, typeValue(type), 0, 0), syscall, (code) => (code === 'ENOTTY' ? `the driver has no frame interval on its ${type} queue` : undefined));
     return { numerator, denominator };
   }
 
@@ -590,7 +590,8 @@ export class V4l2Device extends FdHandle {
    * Asks for a time per frame (VIDIOC_S_PARM) and returns the one the driver
    * chose: the nearest it can do (vivid's webcam input: the nearest interval
    * it lists for the format's size). ENOTSUP when the driver sets no
-   * interval (V4L2_CAP_TIMEPERFRAME).
+   * interval (V4L2_CAP_TIMEPERFRAME); ENOTTY when it has no S_PARM for the
+   * queue even so (vivid's output reports the capability and has none).
    */
   setFrameInterval(interval: { numerator: number; denominator: number }, options?: V4l2BufferTypeOptions): { numerator: number; denominator: number } {
     const syscall = 'ioctl(VIDIOC_S_PARM)';
@@ -599,9 +600,10 @@ export class V4l2Device extends FdHandle {
     const numerator = validate.integer('interval.numerator', asked.numerator, 1, 0xffffffff);
     const denominator = validate.integer('interval.denominator', asked.denominator, 1, 0xffffffff);
     const type = this.#type(validate.options<V4l2BufferTypeOptions>('options', options));
-    const current = check(native().v4l2.frameInterval(fd, typeValue(type), 0, 0), 'ioctl(VIDIOC_G_PARM)');
+    const noInterval = (code: string) => (code === 'ENOTTY' ? `the driver sets no frame interval on its ${type} queue` : undefined);
+    const current = check(native().v4l2.frameInterval(fd, typeValue(type), 0, 0), 'ioctl(VIDIOC_G_PARM)', noInterval);
     if (!current.settable) throw errnoError('ENOTSUP', syscall, { hint: `${this.capabilities.card} sets no frame interval on its ${type} queue (no V4L2_CAP_TIMEPERFRAME)` });
-    const chosen = check(native().v4l2.frameInterval(fd, typeValue(type), numerator, denominator), syscall, (code) => (code === 'EBUSY' ? 'the queue is streaming: set the interval before streamOn()' : undefined));
+    const chosen = check(native().v4l2.frameInterval(fd, typeValue(type), numerator, denominator), syscall, (code) => (code === 'EBUSY' ? 'the queue is streaming: set the interval before streamOn()' : noInterval(code)));
     return { numerator: chosen.numerator, denominator: chosen.denominator };
   }
 
@@ -642,10 +644,11 @@ export class V4l2Device extends FdHandle {
    * fd is polled (POLLIN for capture, POLLOUT for output), and DQBUF on the
    * non-blocking fd is tried when it is ready. Rejects with ETIME after
    * `timeoutMs`, with the signal's reason when aborted, and with ECANCELED
-   * when the device is closed meanwhile. With nothing queued it rejects at
-   * once only before the first queue() after streamOn() (vb2 reports that
-   * case); later it waits for a buffer another task queues, as a blocking
-   * DQBUF would: pass a timeout or a signal when none may come.
+   * when the device is closed meanwhile. With nothing queued, a capture
+   * queue rejects at once only before the first queue() after streamOn()
+   * (vb2 reports that case, for capture only); otherwise a dequeue waits for
+   * a buffer another task queues, as a blocking DQBUF would: pass a timeout
+   * or a signal when none may come.
    */
   async dequeue(options?: V4l2DequeueOptions): Promise<V4l2DequeuedBuffer> {
     const syscall = 'ioctl(VIDIOC_DQBUF)';

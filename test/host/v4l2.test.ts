@@ -73,6 +73,12 @@ describe('V4L2 bindings (exports.v4l2) under abuse', () => {
         }
       });
       assert.equal(fn(...validArgs(name)), -constants.errno.EBADF, 'valid arguments reach the ioctl, which finds no fd');
+      const typeAt = kinds.indexOf('bufferType');
+      if (typeAt >= 0) {
+        const output = validArgs(name);
+        output[typeAt] = native().constants.V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        assert.equal(fn(...output), -constants.errno.EBADF, 'the output type reaches the ioctl too');
+      }
       assert.equal(openFds(), before);
     });
   }
