@@ -25,7 +25,7 @@ async function main(): Promise<number> {
   const lines = [
     `vivid captures XR24 frames, vkms shows them; each mode: ${warmupRounds} warm-up rounds, then ${rounds} measured rounds, alternating, each round two fresh processes. Cells are min / median / max over the rounds.`,
     '',
-    '| kernel | pipeline | camera frames/s (asked for with --fps) | frames/s shown | dequeued → shown p50 (ms) | p99 (ms) |',
+    '| kernel | pipeline | camera frames/s (what it chose for --fps) | frames/s shown | dequeued → shown p50 (ms) | p99 (ms) |',
     '| --- | --- | ---: | ---: | ---: | ---: |',
   ];
   let status = 0;

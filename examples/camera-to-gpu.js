@@ -27,6 +27,7 @@ function parseArguments(argv) {
     if (name === 'copy' || name === 'json') options[name] = true;
     else if (name in options) {
       const value = argv[(index += 1)];
+      if (typeof options[name] === 'number' && !(Number.isInteger(Number(value)) && Number(value) >= 0)) throw new Error(`--${name} takes a whole number, got ${value}`);
       options[name] = typeof options[name] === 'number' ? Number(value) : value;
     } else throw new Error(`unknown option ${argv[index]}`);
   }
@@ -136,8 +137,10 @@ async function capture(options) {
     const format = video.setFormat({ width: options.width, height: options.height, pixelformat: 'XR24' });
     if (format.pixelformat !== 'XR24') throw new Error(`${video.capabilities.card} does not capture XR24 (it offers ${format.pixelformat}); a display needs a format both take`);
     // --fps asks the camera for a rate; it answers with the nearest it has.
-    const interval = options.fps > 0 ? video.setFrameInterval({ numerator: 1, denominator: options.fps }) : video.frameInterval();
-    cameraFps = interval.denominator / interval.numerator;
+    if (options.fps > 0) {
+      const interval = video.setFrameInterval({ numerator: 1, denominator: options.fps });
+      cameraFps = interval.denominator / interval.numerator;
+    }
     ({ count } = video.requestBuffers('video-capture', 'mmap', options.buffers));
     for (let index = 0; index < count; index += 1) exported.push(video.exportBuffer(index));
     for (let index = 0; index < count; index += 1) video.queue(index);
@@ -172,7 +175,7 @@ async function capture(options) {
     const status = await new Promise((resolve) => child.on('exit', resolve));
     if (options.json) console.log(JSON.stringify({ copy: options.copy, buffers: count, cameraFps, ...stats }));
     else {
-      console.log(`${video.capabilities.card} at ${cameraFps} frames/s -> ${stats.shownOn}, ${options.copy ? 'copied through mmap' : 'zero-copy (PRIME import)'}`);
+      console.log(`${video.capabilities.card}${cameraFps ? ` at ${cameraFps} frames/s` : ''} -> ${stats.shownOn}, ${options.copy ? 'copied through mmap' : 'zero-copy (PRIME import)'}`);
       console.log(`${stats.frames} frames, ${stats.framesPerSecond.toFixed(1)} frames/s; dequeued to shown p50 ${stats.latencyMs.p50.toFixed(1)} ms, p99 ${stats.latencyMs.p99.toFixed(1)} ms, max ${stats.latencyMs.max.toFixed(1)} ms`);
     }
     process.exitCode = status;
