@@ -4,7 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { DrmDevice, type DrmNode } from './drm';
 import { check } from './errors';
 import { native } from './native';
-import { V4l2Device, type V4l2BufferType } from './v4l2';
+import { V4l2Device, videoNodes, type V4l2BufferType } from './v4l2';
 
 /** What this kernel offers for dma-buf, read from the places a user would look. */
 export interface DmaBufDevices {
@@ -80,18 +80,12 @@ function listDrm(): DmaBufDevices['drm'] {
 }
 
 function listVideo(): DmaBufDevices['video'] {
-  let nodes: string[];
-  try {
-    nodes = readdirSync('/dev').filter((name) => /^video\d+$/.test(name));
-  } catch {
-    return [];
-  }
   const found: DmaBufDevices['video'] = [];
-  for (const name of nodes.sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))) {
+  for (const path of videoNodes()) {
     try {
-      using device = V4l2Device.open(`/dev/${name}`);
+      using device = V4l2Device.open(path);
       const { driver, card, deviceCapabilities } = device.capabilities;
-      found.push({ path: `/dev/${name}`, driver, card, queues: (['video-capture', 'video-output'] as const).filter((queue) => deviceCapabilities.includes(queue)) });
+      found.push({ path, driver, card, queues: (['video-capture', 'video-output'] as const).filter((queue) => deviceCapabilities.includes(queue)) });
     } catch {
       // Not ours to open (permissions), or gone meanwhile: not listed.
     }

@@ -223,6 +223,17 @@ export interface V4l2FindOptions {
   capability?: V4l2BufferType;
 }
 
+/** The /dev/video* nodes in number order (none when /dev cannot be read). */
+export function videoNodes(): string[] {
+  let names: string[];
+  try {
+    names = readdirSync('/dev').filter((name) => /^video\d+$/.test(name));
+  } catch {
+    return [];
+  }
+  return names.sort((a, b) => Number(a.slice(5)) - Number(b.slice(5))).map((name) => `/dev/${name}`);
+}
+
 /** The kernel option of each driver this library's tests know, for the hint of a failed find. */
 const driverOptions: Record<string, string> = { vivid: 'CONFIG_VIDEO_VIVID' };
 
@@ -338,20 +349,14 @@ export class V4l2Device extends FdHandle {
     const { driver, capability } = validate.options<V4l2FindOptions>('options', options);
     if (driver !== undefined) validate.string('options.driver', driver);
     if (capability !== undefined) validate.oneOf('options.capability', capability, bufferTypes);
-    let nodes: string[] = [];
-    try {
-      nodes = readdirSync('/dev').filter((name) => /^video\d+$/.test(name));
-    } catch {
-      // No /dev to read: no device, as below.
-    }
-    nodes.sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+    const nodes = videoNodes();
     const refused: string[] = [];
-    for (const node of nodes) {
+    for (const path of nodes) {
       let device: V4l2Device;
       try {
-        device = V4l2Device.open(`/dev/${node}`);
+        device = V4l2Device.open(path);
       } catch (error) {
-        refused.push(`/dev/${node} (${(error as { code?: string }).code})`);
+        refused.push(`${path} (${(error as { code?: string }).code})`);
         continue;
       }
       let caps: V4l2Capabilities;
@@ -630,10 +635,6 @@ export class V4l2Device extends FdHandle {
   queuedCount(options?: V4l2BufferTypeOptions): number {
     this.assertOpen('queuedCount');
     const type = this.#type(validate.options<V4l2BufferTypeOptions>('options', options));
-    return this.#queuedOn(type);
-  }
-
-  #queuedOn(type: V4l2BufferType): number {
     let count = 0;
     for (const key of this.#queued.keys()) if (key.startsWith(`${type}:`)) count += 1;
     return count;
