@@ -7,7 +7,7 @@
 import { join, resolve } from 'node:path';
 import { run } from '../lib/vm';
 import { rounds, spread, warmupRounds, type Spread } from './measure';
-import { parseArguments } from './run';
+import { parseArguments, runBenchMain } from './run';
 import type { CameraResult, CameraRound } from './camera';
 
 const root = resolve(__dirname, '..', '..');
@@ -51,12 +51,4 @@ async function main(): Promise<number> {
   return status;
 }
 
-main().then(
-  (status) => {
-    process.exitCode = status;
-  },
-  (error: unknown) => {
-    process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exitCode = 1;
-  },
-);
+runBenchMain(main);

@@ -188,7 +188,8 @@ async function main(): Promise<number> {
   return status;
 }
 
-if (require.main === module) {
+/** A host-side bench's entry point: its status is the exit code; a throw is one line on stderr and status 1. */
+export function runBenchMain(main: () => Promise<number>): void {
   main().then(
     (status) => {
       process.exitCode = status;
@@ -199,3 +200,5 @@ if (require.main === module) {
     },
   );
 }
+
+if (require.main === module) runBenchMain(main);

@@ -6,7 +6,7 @@
  */
 import { resolve, join } from 'node:path';
 import { run } from '../lib/vm';
-import { parseArguments } from './run';
+import { parseArguments, runBenchMain } from './run';
 import type { ThroughputResult } from './throughput';
 
 const root = resolve(__dirname, '..', '..');
@@ -45,12 +45,4 @@ async function main(): Promise<number> {
   return status;
 }
 
-main().then(
-  (status) => {
-    process.exitCode = status;
-  },
-  (error: unknown) => {
-    process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exitCode = 1;
-  },
-);
+runBenchMain(main);
