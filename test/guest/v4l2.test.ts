@@ -69,6 +69,16 @@ function pageRounded(size: number): number {
 }
 
 /** Captures one frame into `dmaBuf` through DMABUF memory; the bytes it holds after. */
+/** Streams two MMAP buffers with vivid told to drop every frame: a dequeue then has nothing to return. */
+function streamDroppingEveryFrame(capture: V4l2Device): void {
+  staticColorbar(capture);
+  capture.setControl('Percentage of Dropped Buffers', 100);
+  capture.requestBuffers('video-capture', 'mmap', 2);
+  capture.queue(0);
+  capture.queue(1);
+  capture.streamOn();
+}
+
 async function captureInto(capture: V4l2Device, format: V4l2Format, dmaBuf: DmaBuf): Promise<Buffer> {
   capture.requestBuffers('video-capture', 'dmabuf', 1);
   try {
@@ -494,12 +504,7 @@ describe('V4L2 (vivid)', function () {
       it('dequeue waits on the event loop: timers keep running while no frame comes (every frame dropped), then ETIME', async () => {
         await expectNoLeak(async () => {
           using capture = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
-          staticColorbar(capture);
-          capture.setControl('Percentage of Dropped Buffers', 100);
-          capture.requestBuffers('video-capture', 'mmap', 2);
-          capture.queue(0);
-          capture.queue(1);
-          capture.streamOn();
+          streamDroppingEveryFrame(capture);
           let ticks = 0;
           const timer = setInterval(() => (ticks += 1), 10);
           const started = Date.now();
@@ -522,12 +527,7 @@ describe('V4L2 (vivid)', function () {
       it("an aborted dequeue rejects with the signal's reason, and the next dequeue still gets a frame", async () => {
         await expectNoLeak(async () => {
           using capture = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
-          staticColorbar(capture);
-          capture.setControl('Percentage of Dropped Buffers', 100);
-          capture.requestBuffers('video-capture', 'mmap', 2);
-          capture.queue(0);
-          capture.queue(1);
-          capture.streamOn();
+          streamDroppingEveryFrame(capture);
           const controller = new AbortController();
           const pending = capture.dequeue({ signal: controller.signal });
           setTimeout(() => controller.abort(), 100);
