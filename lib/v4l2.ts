@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { DmaBuf } from './dmabuf';
-import { check, codedError, errnoError, errnoName, kernelError, negativeErrno } from './errors';
+import { check as checkResult, codedError, errnoError, errnoName, kernelError, negativeErrno } from './errors';
 import { closeFd, FdHandle, handleOf, isHandleOf } from './handle';
 import { native, type NativeConstantName, type NativeV4l2Buffer, type NativeV4l2Control, type NativeV4l2Format } from './native';
 import * as validate from './validate';
@@ -822,9 +822,21 @@ function queueHint(code: string, type: V4l2BufferType, memory: V4l2Memory, dmaBu
   }
 }
 
+const deviceGoneHint = 'the device is gone (its driver was unbound or the hardware unplugged): close() this V4l2Device';
+
+/**
+ * The library's check, plus what ENODEV means on a node that was opened: V4L2
+ * answers every call with it once the device is unregistered (v4l2_ioctl in
+ * v4l2-dev.c), and the file stays open until its user closes it.
+ */
+function check<T>(result: T | number, syscall: string, hint?: (code: string) => string | undefined): T {
+  return checkResult(result, syscall, (code) => hint?.(code) ?? (code === 'ENODEV' ? deviceGoneHint : undefined));
+}
+
 function dequeueHint(code: string, type: V4l2BufferType): string | undefined {
   if (code === 'EINVAL') return `the ${type} queue is not streaming: streamOn first`;
   if (code === 'EPIPE') return 'the last buffer was dequeued (V4L2_BUF_FLAG_LAST)';
   if (code === 'EIO') return `the ${type} queue is in an error state: streamOff, then start again`;
+  if (code === 'ENODEV') return deviceGoneHint;
   return undefined;
 }

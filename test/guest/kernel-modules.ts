@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * The kernel's own modules (vgem, vkms, vivid), loaded by a test with the
@@ -37,4 +38,26 @@ export function unloadKernelModule(name: string): void {
 export function withKernelModule(name: string, params: readonly string[] = []): void {
   before(() => loadKernelModule(name, params));
   after(() => unloadKernelModule(name));
+}
+
+/**
+ * Removes a platform driver's one bound device through sysfs, as unplugging
+ * hardware does: the driver's remove runs while its files may still be open.
+ * Returns what binds it again (the driver probes it anew, with new nodes).
+ */
+export function unbindPlatformDevice(driver: string): { device: string; bindAgain(): void } {
+  const dir = join('/sys/bus/platform/drivers', driver);
+  const bound = readdirSync(dir).filter((name) => name.startsWith(`${driver}.`));
+  if (bound.length !== 1) throw new Error(`expected one device bound to ${driver}, found: ${bound.join(', ') || 'none'}`);
+  const device = bound[0]!;
+  writeFileSync(join(dir, 'unbind'), device);
+  let again = false;
+  return {
+    device,
+    bindAgain: () => {
+      if (again) return;
+      again = true;
+      writeFileSync(join(dir, 'bind'), device);
+    },
+  };
 }

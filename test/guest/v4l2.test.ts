@@ -4,7 +4,7 @@ import { release } from 'node:os';
 import { DrmDevice, heap, udmabuf, V4l2Device, type DmaBuf, type KernelError, type V4l2Format } from '../../lib';
 import { native } from '../../lib/native';
 import { expectNoLeak, kernelBufferCount, requireVm } from './helpers';
-import { loadKernelModule, unloadKernelModule } from './kernel-modules';
+import { loadKernelModule, unbindPlatformDevice, unloadKernelModule } from './kernel-modules';
 
 // vivid with one instance whose capture and output nodes share it
 // (node_types bit 0: video capture, bit 8: video output; no fbdev):
@@ -632,6 +632,48 @@ describe('V4L2 (vivid)', function () {
           assert.throws(() => capture.queue(granted.count), { code: 'EINVAL', syscall: 'ioctl(VIDIOC_QBUF)', message: /beyond the buffers requested/ });
           capture.requestBuffers('video-capture', 'mmap', 0);
         });
+      });
+
+      it("vivid's device unbound while streaming (as a camera unplugged): the pending dequeue rejects with ENODEV, G_FMT and QBUF on the open node are ENODEV saying the device is gone, find() sees no node, a DmaBuf exported before still holds the frame vivid wrote, and closing both frees it", async () => {
+        const buffersBefore = kernelBufferCount();
+        const capture = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
+        let exported: DmaBuf | undefined;
+        let unbound: ReturnType<typeof unbindPlatformDevice> | undefined;
+        try {
+          const format = staticColorbar(capture);
+          capture.requestBuffers('video-capture', 'mmap', 2);
+          exported = capture.exportBuffer(0);
+          capture.queue(0);
+          capture.streamOn();
+          assert.equal((await capture.dequeue({ timeoutMs: frameTimeoutMs })).index, 0);
+          // Buffer 1 never completes: only the device going away can end this
+          // wait. video_unregister_device wakes every file's pollers
+          // (v4l2-dev.c 6.1:1096, 6.12:1116, 7.2:1134), and poll then answers
+          // EPOLLERR | EPOLLHUP (6.1:342, 7.2:344).
+          capture.setControl('Percentage of Dropped Buffers', 100);
+          capture.queue(1);
+          const pending = capture.dequeue({ timeoutMs: frameTimeoutMs });
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          unbound = unbindPlatformDevice('vivid');
+          await assert.rejects(pending, (error: KernelError) => error.code === 'ENODEV' && error.syscall === 'ioctl(VIDIOC_DQBUF)' && /the device is gone/.test(error.message));
+          assert.throws(() => capture.getFormat(), { code: 'ENODEV', syscall: 'ioctl(VIDIOC_G_FMT)', message: /the device is gone/ });
+          assert.throws(() => capture.queue(0), { code: 'ENODEV', syscall: 'ioctl(VIDIOC_QBUF)', message: /the device is gone/ });
+          assert.throws(() => V4l2Device.find({ driver: 'vivid' }), { code: 'ENODEV', syscall: 'open' });
+          const frame = exported.withCpuAccess('read', (view) => Buffer.from(view.subarray(0, format.sizeimage)));
+          assert.equal(differingBytes(frame, colorbarFrame(format)), 0, 'the exported buffer still holds the colorbar frame');
+          capture.close();
+          assert.equal(kernelBufferCount(), buffersBefore + 1, 'the exported DmaBuf outlives the device and its node');
+          exported.close();
+          assert.equal(kernelBufferCount(), buffersBefore);
+        } finally {
+          // Failed before the unbind: the next tests must get frames again.
+          if (!unbound && !capture.closed) capture.setControl('Percentage of Dropped Buffers', 0);
+          exported?.close();
+          capture.close();
+          unbound?.bindAgain();
+        }
+        using again = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
+        assert.equal(again.capabilities.driver, 'vivid', 'bound again, vivid has its nodes back');
       });
 
       it('modprobe -r vivid fails while a node is open (the module is in use), and succeeds once it is closed', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { release } from 'node:os';
 import { DrmDevice, heap, udmabuf, V4l2Device, type DmaBuf } from '../../../lib';
 import { kernelTest, type KernelTestDevice, type KernelTestFeatures } from '../../../lib/kernel-test';
-import { loadKernelModule, unloadKernelModule } from '../kernel-modules';
+import { loadKernelModule, unbindPlatformDevice, unloadKernelModule } from '../kernel-modules';
 import { requireModule } from './helpers';
 
 const pageSize = 4096;
@@ -161,5 +161,37 @@ describe('kernel module: the exporters and importers of real drivers (udmabuf, t
     info = ours.info();
     assert.deepEqual([info.attachments, info.pinCount], [0, 0], 'GEM_CLOSE of the last import detached and unpinned');
     ours.move();
+  });
+
+  // A device removed while its buffers are in use, as a USB camera unplugged:
+  // vivid's remove releases its vb2 queues (vb2_video_unregister_device), and
+  // only the dma-buf's own reference keeps the exported buffer alive. The
+  // debug kernel runs this under KASAN, kmemleak and lockdep, and the runner
+  // fails the run on any report they make.
+  it("vivid unbound while the test module's static importer holds its exported buffer mapped: after the device is gone the importer maps it again for the other direction (vb2-vmalloc makes a new DMA mapping for it), all its pages, and detaches", () => {
+    const video = V4l2Device.find({ driver: 'vivid', capability: 'video-capture' });
+    let buffer: DmaBuf | undefined;
+    let unbound: ReturnType<typeof unbindPlatformDevice> | undefined;
+    try {
+      video.setFormat({ width: 320, height: 180, pixelformat: 'XR24' });
+      video.requestBuffers('video-capture', 'mmap', 1);
+      buffer = video.exportBuffer(0);
+      const size = pagesOf(buffer) * pageSize;
+      const importer = device.attach(buffer);
+      assert.equal(importer.map('from-device').bytes, size);
+      unbound = unbindPlatformDevice('vivid');
+      assert.throws(() => video.queryBuffer(0), { code: 'ENODEV' });
+      importer.unmap();
+      // vb2-vmalloc keeps its table mapped for the last direction and hands it
+      // back for the same one (videobuf2-vmalloc.c 6.1:278-281): another
+      // direction makes it unmap and map the pages anew.
+      assert.equal(importer.map('to-device').bytes, size, 'mapped again after the device is gone');
+      importer.unmap();
+      importer.detach();
+    } finally {
+      buffer?.close();
+      video.close();
+      unbound?.bindAgain();
+    }
   });
 });
