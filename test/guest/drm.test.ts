@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { constants } from 'node:os';
-import { DmaBuf, DrmDevice, heap, udmabuf, type KernelError } from '../../lib';
+import { DmaBuf, DrmDevice, fourccFromString, heap, udmabuf, type KernelError } from '../../lib';
 import { native } from '../../lib/native';
 import { loadKernelModule, unloadKernelModule, withKernelModule } from './kernel-modules';
 import { expectNoLeak, kernelBufferCount, pageSize, requireVm, settledWithin } from './helpers';
@@ -347,6 +347,27 @@ describe('DRM KMS with vkms', () => {
     card.setClientCap('writebackConnectors');
     const types = card.resources().connectors.map((connector) => connector.type).sort((a, b) => a - b);
     assert.deepEqual(types, [DRM_MODE_CONNECTOR_VIRTUAL, DRM_MODE_CONNECTOR_WRITEBACK].sort((a, b) => a - b));
+  });
+
+  // A fourcc DRM does not know is refused by framebuffer_check
+  // (drm_framebuffer.c), on 7.2 by drm_internal_framebuffer_create before it;
+  // a pitch below width x cpp by framebuffer_check; a framebuffer whose last
+  // row ends past the buffer by drm_gem_fb_init_with_funcs
+  // (drm_gem_framebuffer_helper.c).
+  it("ADDFB2 refuses with EINVAL what does not fit the imported buffer: a pitch below width × 4 for XRGB8888, a row or an offset past the buffer's end, a fourcc DRM does not know; the same buffer at its exact size is taken", async () => {
+    await expectNoLeak(() => {
+      using card = DrmDevice.find('vkms');
+      using buffer = heap.allocate('system', 64 * 64 * 4);
+      using gem = card.importDmaBuf(buffer);
+      const xrgb = drm().constants.DRM_FORMAT_XRGB8888;
+      const refused = kernelErrorWith('EINVAL', 'ioctl(DRM_IOCTL_MODE_ADDFB2)');
+      assert.throws(() => card.addFramebuffer(gem, { width: 64, height: 64, format: xrgb, pitch: 64 * 4 - 4 }), refused);
+      assert.throws(() => card.addFramebuffer(gem, { width: 64, height: 65, format: xrgb, pitch: 64 * 4 }), refused);
+      assert.throws(() => card.addFramebuffer(gem, { width: 64, height: 64, format: xrgb, pitch: 64 * 4, offset: 4 }), refused);
+      assert.throws(() => card.addFramebuffer(gem, { width: 64, height: 64, format: fourccFromString('RGB3'), pitch: 64 * 4 }), refused);
+      using fits = card.addFramebuffer(gem, { width: 64, height: 64, format: xrgb, pitch: 64 * 4 });
+      assert.ok(fits.id > 0);
+    });
   });
 
   // 6.1's udmabuf has no vmap (udmabuf_ops, udmabuf.c 6.1:161-169), and
