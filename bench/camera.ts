@@ -18,6 +18,8 @@ export interface CameraRound {
   framesPerSecond: number;
   latencyMs: { p50: number; p99: number; max: number };
   shownOn: string;
+  shown: number;
+  notShown?: string;
 }
 
 export interface CameraResult {
@@ -32,7 +34,11 @@ export interface CameraResult {
 function round(copy: boolean, frames: number, fps: number, width: number, height: number): CameraRound {
   const args = [example, '--json', '--frames', String(frames), '--fps', String(fps), '--width', String(width), '--height', String(height), ...(copy ? ['--copy'] : [])];
   const output = execFileSync(process.execPath, args, { encoding: 'utf8', timeout: 10 * 60_000 });
-  return JSON.parse(output.trim().split('\n').pop()!) as CameraRound;
+  const outcome = JSON.parse(output.trim().split('\n').pop()!) as CameraRound;
+  // The table reports frames shown: a round the display could not show
+  // (the example goes on importing then) measures something else.
+  if (outcome.shown !== outcome.frames) throw new Error(`${copy ? 'copy' : 'zero-copy'} round: ${outcome.shown} of ${outcome.frames} frames shown${outcome.notShown ? ` (${outcome.notShown})` : ''}`);
+  return outcome;
 }
 
 function main(): void {
