@@ -68,7 +68,6 @@ function pageRounded(size: number): number {
   return Math.ceil(size / pageSize) * pageSize;
 }
 
-/** Captures one frame into `dmaBuf` through DMABUF memory; the bytes it holds after. */
 /** Streams two MMAP buffers with vivid told to drop every frame: a dequeue then has nothing to return. */
 function streamDroppingEveryFrame(capture: V4l2Device): void {
   staticColorbar(capture);
@@ -79,6 +78,7 @@ function streamDroppingEveryFrame(capture: V4l2Device): void {
   capture.streamOn();
 }
 
+/** Captures one frame into `dmaBuf` through DMABUF memory; the bytes it holds after. */
 async function captureInto(capture: V4l2Device, format: V4l2Format, dmaBuf: DmaBuf): Promise<Buffer> {
   capture.requestBuffers('video-capture', 'dmabuf', 1);
   try {
