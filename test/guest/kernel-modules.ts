@@ -45,7 +45,7 @@ export function withKernelModule(name: string, params: readonly string[] = []): 
  * hardware does: the driver's remove runs while its files may still be open.
  * Returns what binds it again (the driver probes it anew, with new nodes).
  */
-export function unbindPlatformDevice(driver: string): { device: string; bindAgain(): void } {
+export function unbindPlatformDevice(driver: string): { bindAgain(): void } {
   const dir = join('/sys/bus/platform/drivers', driver);
   const bound = readdirSync(dir).filter((name) => name.startsWith(`${driver}.`));
   if (bound.length !== 1) throw new Error(`expected one device bound to ${driver}, found: ${bound.join(', ') || 'none'}`);
@@ -53,7 +53,6 @@ export function unbindPlatformDevice(driver: string): { device: string; bindAgai
   writeFileSync(join(dir, 'unbind'), device);
   let again = false;
   return {
-    device,
     bindAgain: () => {
       if (again) return;
       again = true;
