@@ -76,7 +76,7 @@ async function display(options) {
         framebuffer = entry.framebuffer;
       }
       frame.close(); // the GEM import (or the copy) is what the display keeps
-      if (output && framebuffer) tryToShow(message.format, () => drm.setCrtc(output.crtc, framebuffer, { connectors: [output.connector], mode: output.mode }));
+      if (framebuffer) tryToShow(message.format, () => drm.setCrtc(output.crtc, framebuffer, { connectors: [output.connector], mode: output.mode }));
       const now = process.hrtime.bigint();
       if (output && framebuffer && drm.crtc(output.crtc).fbId === framebuffer.id) shown += 1;
       latenciesNs.push(Number(now - BigInt(message.dequeuedAt))); // one clock: CLOCK_MONOTONIC in both processes
