@@ -39,7 +39,7 @@ const peer = join(__dirname, 'fd-peer.js');
  * the row closes it: a round trip waiting on a dead peer would wait forever.
  * The peer's stderr (an assertion, say) is the row's, so the reason shows.
  */
-function spawnPeer(name: string, args: string[], stdio: StdioOptions): { child: ChildProcess; close(signal?: NodeJS.Signals): Promise<void> } {
+function spawnPeer(name: string, args: string[], stdio: StdioOptions): { pid: number; close(signal?: NodeJS.Signals): Promise<void> } {
   const child = spawn(process.execPath, args, { stdio });
   let closing = false;
   child.once('exit', (code, signal) => {
@@ -48,7 +48,7 @@ function spawnPeer(name: string, args: string[], stdio: StdioOptions): { child: 
     process.exit(1);
   });
   return {
-    child,
+    pid: child.pid!,
     async close(signal) {
       closing = true;
       if (signal) child.kill(signal);
@@ -176,7 +176,7 @@ async function channelSession(): Promise<Session> {
         await mine.send('ping', [buffer]);
         ((await mine.receive()).handles[0] as DmaBuf).close();
       }
-    }),
+    }, [child.pid]),
     async close() {
       mine.close();
       buffer.close();
@@ -204,7 +204,7 @@ async function floorSession(): Promise<Session> {
       done = resolve;
       left = iterations;
       send();
-    })),
+    }), [child.pid]),
     async close() {
       endpoint.close();
       native().closeFd(mine);
@@ -228,7 +228,7 @@ async function netSession(): Promise<Session> {
         socket.write(frame);
         await new Promise((resolve) => socket.once('data', resolve));
       }
-    }),
+    }, [child.pid]),
     async close() {
       socket.end();
       await child.close();
@@ -274,7 +274,7 @@ async function usocketSession(): Promise<Session> {
   return {
     run: (iterations) => timed(iterations, async () => {
       for (let index = 0; index < iterations; index += 1) await roundTrip();
-    }),
+    }, [child.pid]),
     async close() {
       // usocket 1.1.0 aborts the process (a failed assertion in uwrap.cc)
       // when end() or close() meets a pending read: stop reading, let the

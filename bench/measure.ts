@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /**
  * The bench's one timing scaffold: every row of `npm run bench`, JavaScript
  * and C alike, is measured by measureRow(), so that every row gets the same
@@ -15,6 +17,12 @@ export const rounds = 5;
 export interface Measurement {
   ops: number;
   seconds: number;
+  /**
+   * CPU time (user + system) the round took in every process of the side,
+   * this one and its peer: what sets a ping-pong's rate when the two
+   * processes take turns.
+   */
+  cpuSeconds?: number;
 }
 
 /** One side of a row, opened once and kept for the warm-up and every round. */
@@ -43,14 +51,39 @@ export interface Row {
    * two boots, and between two rows of one).
    */
   alongside?: Record<string, Spread>;
+  /** CPU seconds per op over the measured rounds, by side ('js', 'c', or an alongside name), for the sides that measure it. */
+  cpu?: Record<string, Spread>;
   /** Set when the row could not be measured: why its process ended. */
   error?: string;
 }
 
-export async function timed(ops: number, loop: () => unknown): Promise<Measurement> {
+/**
+ * Times `loop`. With `peers` (the pids of the side's other processes) the
+ * measurement also has the CPU time of this process and of each peer.
+ */
+export async function timed(ops: number, loop: () => unknown, peers?: readonly number[]): Promise<Measurement> {
+  const cpuBefore = peers ? cpuOf(peers) : 0;
   const start = process.hrtime.bigint();
   await loop();
-  return { ops, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  return peers ? { ops, seconds, cpuSeconds: cpuOf(peers) - cpuBefore } : { ops, seconds };
+}
+
+function cpuOf(peers: readonly number[]): number {
+  const own = process.cpuUsage();
+  return (own.user + own.system) / 1e6 + peers.reduce((sum, pid) => sum + processCpuSeconds(pid), 0);
+}
+
+/**
+ * A process's CPU time so far (user + system), from /proc/<pid>/stat. Its
+ * unit is USER_HZ, which Linux fixes at 100 per second for user space: a
+ * round of a second or more is measured to 1% or better.
+ */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name may hold spaces and parentheses: the fields start after its last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 export function spread(values: readonly number[]): Spread {
@@ -73,22 +106,33 @@ export async function measureRow(
 ): Promise<Row> {
   const sides: Session[] = [];
   const alongsideNames = Object.keys(alongside);
+  const names = [...open.map((_, index) => (index === 0 ? 'js' : 'c')), ...alongsideNames];
   try {
     for (const opener of [...open, ...Object.values(alongside)]) sides.push(await opener());
     const rates = sides.map((): number[] => []);
+    const cpu = sides.map((): number[] => []);
     for (let round = 0; round < warmupRounds + rounds; round += 1) {
       for (const [index, side] of sides.entries()) {
-        const { ops, seconds } = await side.run(iterations);
+        const { ops, seconds, cpuSeconds } = await side.run(iterations);
         if (round >= warmupRounds) rates[index]!.push(ops / seconds);
+        if (round >= warmupRounds && cpuSeconds !== undefined) cpu[index]!.push(cpuSeconds / ops);
         // Progress on stderr: under TCG on a busy host a row can take minutes.
-        const name = index === 0 ? 'js' : index < open.length ? 'c' : alongsideNames[index - open.length]!;
-        process.stderr.write(`bench: ${workload} ${round < warmupRounds ? 'warm-up' : 'round'} ${round + 1}/${warmupRounds + rounds} ${name} ${seconds.toFixed(2)} s\n`);
+        process.stderr.write(`bench: ${workload} ${round < warmupRounds ? 'warm-up' : 'round'} ${round + 1}/${warmupRounds + rounds} ${names[index]} ${seconds.toFixed(2)} s\n`);
       }
     }
     const spreads = rates.map(spread);
     const [js, c] = spreads.slice(0, open.length);
     const measuredAlongside = Object.fromEntries(alongsideNames.map((name, index) => [name, spreads[open.length + index]!]));
-    return { workload, iterations, js, ...(c ? { c } : {}), ...(alongsideNames.length > 0 ? { alongside: measuredAlongside } : {}) };
+    // A side's CPU counts only when every measured round had it.
+    const measuredCpu = Object.fromEntries(names.flatMap((name, index) => (cpu[index]!.length === rounds ? [[name, spread(cpu[index]!)]] : [])));
+    return {
+      workload,
+      iterations,
+      js,
+      ...(c ? { c } : {}),
+      ...(alongsideNames.length > 0 ? { alongside: measuredAlongside } : {}),
+      ...(Object.keys(measuredCpu).length > 0 ? { cpu: measuredCpu } : {}),
+    };
   } finally {
     for (const side of sides) await side.close();
   }

@@ -55,15 +55,16 @@ export function formatTable(rows: readonly Row[], release: string): { table: str
   const lines = [
     `Linux ${release} under QEMU TCG, one boot. Every row runs in its own guest Node process: the JavaScript and C sessions (peer processes included) are opened once, given ${warmupRounds} warm-up rounds, then ${rounds} measured rounds, JavaScript and C alternating.`,
     `Each cell is min / median / max over the ${rounds} measured rounds; JS/C is median over median. A reference row has no C counterpart and no ratio.`,
+    "CPU per op is the user + system time of every process of the side (the row's and its peer's) over the round, per op: where two processes take turns, it is what sets the rate.",
     '',
-    '| workload | iterations/round | JavaScript (min / median / max) | C (min / median / max) | JS/C (medians) | target |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| workload | iterations/round | JavaScript (min / median / max) | C (min / median / max) | JS/C (medians) | CPU per op, JavaScript (min / median / max) | CPU per op, C (min / median / max) | target |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   let failedLibraryRow = false;
   for (const row of rows) {
     const description = descriptions[row.workload]!;
     if (row.error || !row.js) {
-      lines.push(`| ${description.label} | | failed: ${row.error ?? 'no measurement'} | | | ${description.role ?? ''} |`);
+      lines.push(`| ${description.label} | | failed: ${row.error ?? 'no measurement'} | | | | | ${description.role ?? ''} |`);
       if (!description.role) failedLibraryRow = true;
       continue;
     }
@@ -74,14 +75,22 @@ export function formatTable(rows: readonly Row[], release: string): { table: str
     const format = (values: Spread) => `${number(values.min)} / ${number(values.median)} / ${number(values.max)} ${description.unit}`;
     const ratio = row.c && description.role !== 'reference' ? (row.js.median / row.c.median).toFixed(2) : '—';
     const target = description.target > 0 ? `≥ ${description.target}` : (description.role ?? '');
-    lines.push(`| ${description.label} | ${row.iterations} | ${format(row.js)} | ${row.c ? format(row.c) : '—'} | ${ratio} | ${target} |`);
+    const cpu = (side: string) => {
+      const values = row.cpu?.[side];
+      return values ? `${microseconds(values.min)} / ${microseconds(values.median)} / ${microseconds(values.max)} µs` : '—';
+    };
+    lines.push(`| ${description.label} | ${row.iterations} | ${format(row.js)} | ${row.c ? format(row.c) : '—'} | ${ratio} | ${cpu('js')} | ${cpu('c')} | ${target} |`);
     for (const [name, values] of Object.entries(row.alongside ?? {})) {
-      lines.push(`| ${alongsideLabels[name] ?? name} | ${row.iterations} | ${format(values)} | — | — | reference |`);
+      lines.push(`| ${alongsideLabels[name] ?? name} | ${row.iterations} | ${format(values)} | — | — | ${cpu(name)} | — | reference |`);
     }
   }
   const toNet = channelToNet(rows);
   if (toNet) lines.push('', `FdChannel with one DmaBuf each way / Node net with none, medians of the same rounds: ${toNet}`);
   return { table: lines.join('\n'), failedLibraryRow };
+}
+
+function microseconds(seconds: number): string {
+  return (seconds * 1e6).toFixed(0);
 }
 
 /** The fd-passing row's median over the Node net reference's, measured in the same rounds; undefined when either is missing. */
@@ -90,6 +99,12 @@ export function channelToNet(rows: readonly Row[]): string | undefined {
   const channel = row?.js;
   const net = row?.alongside?.['node-net'];
   return channel && net ? (channel.median / net.median).toFixed(2) : undefined;
+}
+
+/** The fd-passing row's CPU per round trip, medians of FdChannel, Node net, the floor and C, in µs. */
+function roundTripCpu(rows: readonly Row[]): string {
+  const cpu = rows.find((candidate) => candidate.workload === 'fdpass')?.cpu;
+  return `${['js', 'node-net', 'floor', 'c'].map((side) => (cpu?.[side] ? microseconds(cpu[side].median) : '—')).join(' / ')} µs`;
 }
 
 /**
@@ -119,6 +134,7 @@ export function formatKernelColumns(results: ReadonlyArray<{ kernel: string; rel
     }
   }
   lines.push(`| FdChannel / Node net (medians, same rounds) | ${results.map((result) => channelToNet(result.rows) ?? '—').join(' | ')} |`);
+  lines.push(`| CPU per round trip, both processes, medians: FdChannel / Node net / floor / C | ${results.map((result) => roundTripCpu(result.rows)).join(' | ')} |`);
   return lines.join('\n');
 }
 
