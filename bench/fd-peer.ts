@@ -11,20 +11,25 @@ import { FdChannel, udmabuf, type DmaBuf } from '../lib';
 import { native } from '../lib/native';
 import { primitivesEndpoint } from './primitives';
 
-async function channelPeer(): Promise<void> {
+/**
+ * Echoes from the 'message' event, as the Node net row's peer echoes from
+ * 'data' and the floor's and usocket's from their read callbacks.
+ */
+function channelPeer(): void {
   const channel = FdChannel.fromFd(3);
-  using buffer = udmabuf.create(4096);
-  for (;;) {
-    let received;
-    try {
-      received = await channel.receive();
-    } catch {
-      break; // the benchmark closed its end
-    }
+  const buffer = udmabuf.create(4096);
+  const end = () => {
+    channel.close();
+    buffer.close();
+  };
+  channel.on('message', (received) => {
     (received.handles[0] as DmaBuf).close();
-    await channel.send('pong', [buffer]);
-  }
-  channel.close();
+    // A send refused once the bench has closed its end is the session's end.
+    channel.send('pong', [buffer]).catch(end);
+  });
+  // A refused message ends the peer, and with it the row (bench/guest.ts's spawnPeer says so).
+  channel.on('error', end);
+  channel.on('close', end);
 }
 
 interface USocketLike {
@@ -66,4 +71,4 @@ function floorPeer(frameBytes: number): void {
 
 if (process.argv[2] === 'usocket') usocketPeer(process.argv[3]!, process.argv[4]!, Number(process.argv[5]));
 else if (process.argv[2] === 'floor') floorPeer(Number(process.argv[3]));
-else void channelPeer();
+else channelPeer();
