@@ -7,7 +7,7 @@
  * is installed, argv[5] the frame's bytes).
  */
 import { closeSync } from 'node:fs';
-import { FdChannel, udmabuf, type DmaBuf } from '../lib';
+import { FdChannel, FdSocket, udmabuf, type DmaBuf } from '../lib';
 import { native } from '../lib/native';
 import { primitivesEndpoint } from './primitives';
 
@@ -30,6 +30,20 @@ function channelPeer(): void {
   // A refused message ends the peer, and with it the row (bench/guest.ts's spawnPeer says so).
   channel.on('error', end);
   channel.on('close', end);
+}
+
+/** The FdSocket row's far end: one receive, its fds closed, one send of as many bytes with its own dma-buf. */
+async function socketPeer(): Promise<void> {
+  const socket = FdSocket.fromFd(3);
+  const buffer = udmabuf.create(4096);
+  for (;;) {
+    const { bytes, fds, ended } = await socket.receive();
+    for (const fd of fds) closeSync(fd);
+    if (ended) break;
+    await socket.send(bytes, [buffer]);
+  }
+  socket.close();
+  buffer.close();
 }
 
 interface USocketLike {
@@ -71,4 +85,5 @@ function floorPeer(frameBytes: number): void {
 
 if (process.argv[2] === 'usocket') usocketPeer(process.argv[3]!, process.argv[4]!, Number(process.argv[5]));
 else if (process.argv[2] === 'floor') floorPeer(Number(process.argv[3]));
+else if (process.argv[2] === 'socket') void socketPeer();
 else channelPeer();

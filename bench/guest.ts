@@ -13,7 +13,7 @@ import { closeSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FdChannel, SwSyncTimeline, udmabuf, type DmaBuf } from '../lib';
+import { FdChannel, FdSocket, SwSyncTimeline, udmabuf, type DmaBuf } from '../lib';
 import { primitivesEndpoint } from './primitives';
 import { native } from '../lib/native';
 import { measureRow, timed, type Measurement, type Row, type Session } from './measure';
@@ -154,7 +154,7 @@ const workloads: Record<string, Workload> = {
   // the same ping-pong with the same bytes and no fds (what an event-loop
   // round trip costs), and the addon's primitives alone on the channel's
   // path (a Poller that reads, closeFd, sendFds; no framing or JSON).
-  fdpass: { iterations: 2000, c: { binary: 'pingpong' }, open: channelSession, alongside: { 'node-net': netSession, floor: floorSession } },
+  fdpass: { iterations: 2000, c: { binary: 'pingpong' }, open: channelSession, alongside: { 'node-net': netSession, floor: floorSession, 'fd-socket': socketSession } },
   ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 2000, c: { binary: 'pingpong' }, open: usocketSession } as Workload } : {}),
 };
 
@@ -208,6 +208,28 @@ async function floorSession(): Promise<Session> {
     async close() {
       endpoint.close();
       native().closeFd(mine);
+      buffer.close();
+      await child.close();
+    },
+  };
+}
+
+/** FdSocket, the library's bytes-and-fds API: the same frame's bytes and a dma-buf fd each way, no JSON and no handle objects. */
+async function socketSession(): Promise<Session> {
+  const [mine, theirs] = FdSocket.pair('stream');
+  const child = spawnPeer('FdSocket', [peer, 'socket'], ['ignore', 'inherit', 'inherit', theirs.fd]);
+  theirs.close();
+  const buffer = udmabuf.create(4096);
+  const frame = Buffer.alloc(frameBytes, 3);
+  return {
+    run: (iterations) => timed(iterations, async () => {
+      for (let index = 0; index < iterations; index += 1) {
+        await mine.send(frame, [buffer]);
+        for (const fd of (await mine.receive()).fds) closeSync(fd);
+      }
+    }, [child.pid]),
+    async close() {
+      mine.close();
       buffer.close();
       await child.close();
     },

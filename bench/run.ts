@@ -31,6 +31,7 @@ const descriptions: Record<string, { label: string; unit: string; scale: number;
 const alongsideLabels: Record<string, string> = {
   'node-net': 'reference, in the same rounds: the same 50-byte round trip without fds, Node net sockets (2 processes)',
   floor: "reference, in the same rounds: the addon's primitives alone on that path, a dma-buf fd each way, no framing (2 processes)",
+  'fd-socket': 'in the same rounds: the same 50 bytes with a dma-buf fd each way, FdSocket (bytes and fd numbers, no JSON or handle objects; 2 processes)',
 };
 
 /**
