@@ -28,7 +28,8 @@ function timeoutError(syscall: string, timeoutMs: number): Error {
   return errnoError('ETIME', syscall, { hint: `not signalled within ${timeoutMs} ms` });
 }
 
-function cancelledError(syscall: string, what: string): Error {
+/** What a wait (or a receive waiting on the poll) gets when its handle is closed under it. */
+export function cancelledError(syscall: string, what: string): Error {
   return errnoError('ECANCELED', syscall, { hint: `${what} was closed while waiting` });
 }
 

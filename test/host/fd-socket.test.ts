@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { fstatSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type StdioOptions } from 'node:child_process';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { FdSocket, Memfd, type SocketType } from '../../lib';
@@ -143,6 +143,79 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
       a.close();
       b.close();
     }));
+
+  it('a waiting receive whose signal aborts takes nothing, and the one behind it gets the message', () =>
+    noLeak(async () => {
+      const [a, b] = FdSocket.pair('seqpacket');
+      const controller = new AbortController();
+      const first = b.receive({ signal: controller.signal });
+      const second = b.receive();
+      controller.abort(new Error('given up'));
+      await assert.rejects(first, /given up/);
+      await a.send(Buffer.from('one'));
+      assert.equal((await second).bytes.toString(), 'one');
+      a.close();
+      b.close();
+    }));
+
+  it('messages that come while no receive waits are kept in the socket, in order, for the next receives', () =>
+    noLeak(async () => {
+      const [a, b] = FdSocket.pair('seqpacket');
+      const first = b.receive();
+      await a.send(Buffer.from('one'));
+      assert.equal((await first).bytes.toString(), 'one');
+      // Two messages and a turn of the event loop with nobody receiving:
+      // the poll, left armed after the first receive, fires and stops.
+      await a.send(Buffer.from('two'));
+      await a.send(Buffer.from('three'));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual([(await b.receive()).bytes.toString(), (await b.receive()).bytes.toString()], ['two', 'three']);
+      const later = b.receive();
+      await a.send(Buffer.from('four'));
+      assert.equal((await later).bytes.toString(), 'four', 'a receive after the poll stopped arms it again');
+      a.close();
+      b.close();
+    }));
+
+  it('closing the socket rejects the receives still waiting with ECANCELED', () =>
+    noLeak(async () => {
+      const [a, b] = FdSocket.pair();
+      const waiting = [b.receive(), b.receive()];
+      b.close();
+      for (const receive of waiting) await assert.rejects(receive, { code: 'ECANCELED', syscall: 'close' });
+      a.close();
+    }));
+
+  it('a waiting receive holds the process until bytes come, and a process with no receive waiting exits', async function () {
+    this.timeout(30_000);
+    const library = JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'));
+    // Each child's only handle is its socket: what keeps it alive is a waiting receive, or nothing.
+    const run = (script: string, stdio: StdioOptions = 'pipe') => {
+      const child = spawn(process.execPath, ['-e', `const { FdSocket } = require(${library}); ${script}`], { stdio });
+      let stdout = '';
+      child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      const timer = setTimeout(() => child.kill(), 20_000);
+      return new Promise<{ status: number | null; signal: string | null; stdout: string }>((resolve) =>
+        child.on('close', (status, signal) => {
+          clearTimeout(timer);
+          resolve({ status, signal, stdout: stdout.trim() });
+        }),
+      );
+    };
+    const [mine, theirs] = FdSocket.pair('seqpacket');
+    const held = run("const socket = FdSocket.fromFd(3); socket.receive().then(({ bytes }) => { console.log(bytes.toString()); socket.close(); });", ['ignore', 'pipe', 'inherit', theirs.fd]);
+    theirs.close();
+    // Sent by this process once the child has long had time to exit, had nothing held it.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await mine.send(Buffer.from('late'));
+    assert.deepEqual(await held, { status: 0, signal: null, stdout: 'late' });
+    mine.close();
+    // The receive waits first, so that the poll is armed, and is answered through it.
+    const answered = run("const [a, b] = FdSocket.pair('seqpacket'); b.receive().then(({ bytes }) => console.log(bytes.toString())); setImmediate(() => a.send(Buffer.from('now')));");
+    assert.deepEqual(await answered, { status: 0, signal: null, stdout: 'now' }, 'both sockets open, the poll armed, no receive waiting: the child exits');
+    const unreferenced = run("const [a, b] = FdSocket.pair('seqpacket'); b.unref(); b.receive().then(() => console.log('received'));");
+    assert.deepEqual(await unreferenced, { status: 0, signal: null, stdout: '' }, 'unref(): the waiting receive does not hold the child');
+  });
 
   it('more fds than maxFds is ERR_DMABUF_SOCKET_FDS_LOST (MSG_CTRUNC) with the bytes on the error, and the fds that arrived are closed', () =>
     noLeak(async () => {
