@@ -27,12 +27,19 @@ const descriptions: Record<string, { label: string; unit: string; scale: number;
   'fdpass-usocket': { label: 'round trip with one dma-buf fd each way, usocket (2 processes, 50 bytes)', unit: 'round trips/s', scale: 1, target: 0, role: 'peer' },
 };
 
-/** Rows measured alongside another, in its rounds (Row.alongside): no C counterpart, no ratio. */
-const alongsideLabels: Record<string, string> = {
-  'node-net': 'reference, in the same rounds: the same 50-byte round trip without fds, Node net sockets (2 processes)',
-  floor: "reference, in the same rounds: the addon's primitives alone on that path, a dma-buf fd each way, no framing (2 processes)",
-  'fd-socket': 'in the same rounds: the same 50 bytes with a dma-buf fd each way, FdSocket (bytes and fd numbers, no JSON or handle objects; 2 processes)',
+/** Rows measured alongside another, in its rounds (Row.alongside): no C counterpart, no ratio. A reference is not the library's. */
+const alongsideRows: Record<string, { label: string; reference: boolean }> = {
+  'node-net': { label: 'reference, in the same rounds: the same 50-byte round trip without fds, Node net sockets (2 processes)', reference: true },
+  floor: { label: "reference, in the same rounds: the addon's primitives alone on that path, a dma-buf fd each way, no framing (2 processes)", reference: true },
+  'fd-socket': { label: 'in the same rounds: the same 50 bytes with a dma-buf fd each way, FdSocket (bytes and fd numbers, no JSON or handle objects; 2 processes)', reference: false },
 };
+
+/** The fd-passing row's sides compared with Node net, medians of the same rounds. */
+const toNetRatios: ReadonlyArray<{ side: string; label: string }> = [
+  { side: 'js', label: 'FdChannel with one DmaBuf each way / Node net with none' },
+  { side: 'fd-socket', label: 'FdSocket with one dma-buf fd each way / Node net with none' },
+  { side: 'floor', label: 'the floor (primitives, a dma-buf fd each way) / Node net with none' },
+];
 
 /**
  * usocket, the existing Node fd-passing module, is the peer to beat. It is
@@ -82,11 +89,15 @@ export function formatTable(rows: readonly Row[], release: string): { table: str
     };
     lines.push(`| ${description.label} | ${row.iterations} | ${format(row.js)} | ${row.c ? format(row.c) : '—'} | ${ratio} | ${cpu('js')} | ${cpu('c')} | ${target} |`);
     for (const [name, values] of Object.entries(row.alongside ?? {})) {
-      lines.push(`| ${alongsideLabels[name] ?? name} | ${row.iterations} | ${format(values)} | — | — | ${cpu(name)} | — | reference |`);
+      const alongsideRow = alongsideRows[name];
+      lines.push(`| ${alongsideRow?.label ?? name} | ${row.iterations} | ${format(values)} | — | — | ${cpu(name)} | — | ${alongsideRow?.reference === false ? '' : 'reference'} |`);
     }
   }
-  const toNet = channelToNet(rows);
-  if (toNet) lines.push('', `FdChannel with one DmaBuf each way / Node net with none, medians of the same rounds: ${toNet}`);
+  const ratios = toNetRatios.flatMap(({ side, label }) => {
+    const ratio = toNet(rows, side);
+    return ratio ? [`${label}, medians of the same rounds: ${ratio}`] : [];
+  });
+  if (ratios.length > 0) lines.push('', ...ratios);
   return { table: lines.join('\n'), failedLibraryRow };
 }
 
@@ -94,18 +105,18 @@ function microseconds(seconds: number): string {
   return (seconds * 1e6).toFixed(0);
 }
 
-/** The fd-passing row's median over the Node net reference's, measured in the same rounds; undefined when either is missing. */
-export function channelToNet(rows: readonly Row[]): string | undefined {
+/** A side of the fd-passing row ('js' is FdChannel) over the Node net reference, medians of the same rounds; undefined when either is missing. */
+export function toNet(rows: readonly Row[], side: string): string | undefined {
   const row = rows.find((candidate) => candidate.workload === 'fdpass');
-  const channel = row?.js;
+  const measured = side === 'js' ? row?.js : row?.alongside?.[side];
   const net = row?.alongside?.['node-net'];
-  return channel && net ? (channel.median / net.median).toFixed(2) : undefined;
+  return measured && net ? (measured.median / net.median).toFixed(2) : undefined;
 }
 
-/** The fd-passing row's CPU per round trip, medians of FdChannel, Node net, the floor and C, in µs. */
+/** The fd-passing row's CPU per round trip, medians of FdChannel, FdSocket, Node net, the floor and C, in µs. */
 function roundTripCpu(rows: readonly Row[]): string {
   const cpu = rows.find((candidate) => candidate.workload === 'fdpass')?.cpu;
-  return `${['js', 'node-net', 'floor', 'c'].map((side) => (cpu?.[side] ? microseconds(cpu[side].median) : '—')).join(' / ')} µs`;
+  return `${['js', 'fd-socket', 'node-net', 'floor', 'c'].map((side) => (cpu?.[side] ? microseconds(cpu[side].median) : '—')).join(' / ')} µs`;
 }
 
 /**
@@ -128,14 +139,14 @@ export function formatKernelColumns(results: ReadonlyArray<{ kernel: string; rel
       return `${scaled.toFixed(scaled >= 100 ? 0 : 1)} ${description.unit}${ratio}`;
     });
     lines.push(`| ${description.label} | ${cells.join(' | ')} |`);
-    for (const name of Object.keys(alongsideLabels)) {
+    for (const name of Object.keys(alongsideRows)) {
       const alongside = results.map((result) => result.rows.find((candidate) => candidate.workload === workload)?.alongside?.[name]);
       if (alongside.every((values) => values === undefined)) continue;
-      lines.push(`| ${alongsideLabels[name]} | ${alongside.map((values) => (values ? `${values.median.toFixed(0)} ${description.unit}` : '—')).join(' | ')} |`);
+      lines.push(`| ${alongsideRows[name]!.label} | ${alongside.map((values) => (values ? `${values.median.toFixed(0)} ${description.unit}` : '—')).join(' | ')} |`);
     }
   }
-  lines.push(`| FdChannel / Node net (medians, same rounds) | ${results.map((result) => channelToNet(result.rows) ?? '—').join(' | ')} |`);
-  lines.push(`| CPU per round trip, both processes, medians: FdChannel / Node net / floor / C | ${results.map((result) => roundTripCpu(result.rows)).join(' | ')} |`);
+  for (const { side, label } of toNetRatios) lines.push(`| ${label} (medians, same rounds) | ${results.map((result) => toNet(result.rows, side) ?? '—').join(' | ')} |`);
+  lines.push(`| CPU per round trip, both processes, medians: FdChannel / FdSocket / Node net / floor / C | ${results.map((result) => roundTripCpu(result.rows)).join(' | ')} |`);
   return lines.join('\n');
 }
 
