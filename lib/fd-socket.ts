@@ -71,8 +71,9 @@ export class FdSocket extends FdHandle {
   #queuedSends = 0;
   /** Receives not yet answered, in call order: only the first one reads. */
   readonly #receivers: PendingReceive[] = [];
-  /** Whether the poll is armed for reading (it stays so between receives). */
+  /** Whether the poll is armed for reading (it stays so between receives), and whether a check to stop it is due. */
   #watching = false;
+  #idleCheck = false;
   /** Whether the poll holds the event loop (#keepAlive), and whether unref() asked it not to. */
   #holdsLoop = true;
   #unrefByCaller = false;
@@ -214,6 +215,7 @@ export class FdSocket extends FdHandle {
           if (at < 0) return;
           this.#receivers.splice(at, 1);
           this.#keepAlive();
+          this.#stopWhenIdle();
           reject(signal.reason as Error);
         };
         signal.addEventListener('abort', onAbort, { once: true });
@@ -223,7 +225,8 @@ export class FdSocket extends FdHandle {
       this.#keepAlive();
       // The poll stays armed from one receive to the next: stopping and
       // arming it again costs two epoll_ctl calls per message. It stops
-      // when it finds nobody waiting (#onReadable).
+      // when it finds nobody waiting (#onReadable), or a turn of the event
+      // loop after the last receive was answered (#stopWhenIdle).
       if (!this.#watching) {
         this.#watching = true;
         this.#waiter.watchReadable(() => this.#onReadable());
@@ -234,8 +237,7 @@ export class FdSocket extends FdHandle {
   /** The poll's callback: reads for the waiting receives, in order, until the socket is empty. */
   #onReadable(): void {
     if (this.#receivers.length === 0) {
-      this.#watching = false;
-      this.#waiter.stopWatching();
+      this.#stopReading();
       return;
     }
     try {
@@ -257,7 +259,28 @@ export class FdSocket extends FdHandle {
       }
     } finally {
       this.#keepAlive();
+      this.#stopWhenIdle();
     }
+  }
+
+  #stopReading(): void {
+    this.#watching = false;
+    this.#waiter.stopWatching();
+  }
+
+  /**
+   * An armed poll holds this socket (the native poll keeps its callback
+   * while active), so a socket dropped without close() would never reach
+   * the leak registry. A receive made in the answered one's continuation
+   * comes before the check, which leaves the poll armed; otherwise it stops.
+   */
+  #stopWhenIdle(): void {
+    if (this.#receivers.length > 0 || !this.#watching || this.#idleCheck) return;
+    this.#idleCheck = true;
+    setImmediate(() => {
+      this.#idleCheck = false;
+      if (this.#receivers.length === 0 && this.#watching && !this.closed) this.#stopReading();
+    }).unref();
   }
 
   /** One recvmsg: what came, or undefined when nothing is there (EAGAIN). */

@@ -144,7 +144,7 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
       b.close();
     }));
 
-  it('a waiting receive whose signal aborts takes nothing, and the one behind it gets the message', () =>
+  it('a waiting receive whose signal aborts leaves the queue: the message sent after it goes to the receive behind', () =>
     noLeak(async () => {
       const [a, b] = FdSocket.pair('seqpacket');
       const controller = new AbortController();
@@ -164,8 +164,8 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
       const first = b.receive();
       await a.send(Buffer.from('one'));
       assert.equal((await first).bytes.toString(), 'one');
-      // Two messages and a turn of the event loop with nobody receiving:
-      // the poll, left armed after the first receive, fires and stops.
+      // Two messages and turns of the event loop with nobody receiving, with
+      // the poll left armed after the first receive.
       await a.send(Buffer.from('two'));
       await a.send(Buffer.from('three'));
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -186,7 +186,7 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
       a.close();
     }));
 
-  it('a waiting receive holds the process until bytes come, and a process with no receive waiting exits', async function () {
+  it('a waiting receive or a queued send holds the process until the peer acts, and a process with neither exits', async function () {
     this.timeout(30_000);
     const library = JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'));
     // Each child's only handle is its socket: what keeps it alive is a waiting receive, or nothing.
@@ -213,8 +213,57 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
     // The receive waits first, so that the poll is armed, and is answered through it.
     const answered = run("const [a, b] = FdSocket.pair('seqpacket'); b.receive().then(({ bytes }) => console.log(bytes.toString())); setImmediate(() => a.send(Buffer.from('now')));");
     assert.deepEqual(await answered, { status: 0, signal: null, stdout: 'now' }, 'both sockets open, the poll armed, no receive waiting: the child exits');
+    // A send queued behind a full socket holds the child until this process reads.
+    const [ours, childs] = FdSocket.pair('seqpacket');
+    const queued = run(
+      `const { native } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'native.js'))});
+      const socket = FdSocket.fromFd(3);
+      const filler = Buffer.alloc(16 * 1024);
+      while (native().sendFds(3, filler, 0, filler.length, []) === filler.length);
+      socket.send(Buffer.from('last')).then(() => { console.log('sent'); socket.close(); });`,
+      ['ignore', 'pipe', 'inherit', childs.fd],
+    );
+    childs.close();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // A seqpacket socket reads its peer's close as empty messages: one ends the loop.
+    for (let text = 'none yet'; text !== '' && text !== 'last'; ) text = (await ours.receive({ maxBytes: 16 * 1024 })).bytes.toString();
+    assert.deepEqual(await queued, { status: 0, signal: null, stdout: 'sent' }, 'the queued send held the child until it went out');
+    ours.close();
     const unreferenced = run("const [a, b] = FdSocket.pair('seqpacket'); b.unref(); b.receive().then(() => console.log('received'));");
     assert.deepEqual(await unreferenced, { status: 0, signal: null, stdout: '' }, 'unref(): the waiting receive does not hold the child');
+  });
+
+  it('a socket dropped without close() after its receive was answered is collected: the leak warning comes and its fd is closed', function () {
+    this.timeout(30_000);
+    const script = `const { FdSocket } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'))});
+      const { fstatSync, readdirSync, readlinkSync } = require('node:fs');
+      const socketsOpen = () => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync('/proc/self/fd/' + fd); } catch { return ''; } }).filter((link) => link.startsWith('socket:'));
+      const codes = [];
+      process.on('warning', (warning) => codes.push(warning.code));
+      const turns = (count) => new Promise((resolve) => setTimeout(resolve, 10 * count));
+      (async () => {
+        let droppedSocket;
+        // Only the inner function knows the dropped end.
+        const kept = await (async () => {
+          const [kept, dropped] = FdSocket.pair('seqpacket');
+          droppedSocket = 'socket:[' + fstatSync(dropped.fd).ino + ']';
+          // Answered through the poll, which is armed while it waits; the peer stays open, so no hang-up stops it.
+          const waiting = dropped.receive();
+          setImmediate(() => kept.send(Buffer.from('x')));
+          await waiting;
+          return kept;
+        })();
+        await turns(5);
+        for (let round = 0; round < 5 && !codes.includes('DMABUF_LEAKED_HANDLE'); round += 1) {
+          global.gc();
+          await turns(5);
+        }
+        console.log(JSON.stringify({ codes, droppedOpen: socketsOpen().includes(droppedSocket), keptOpen: socketsOpen().includes('socket:[' + fstatSync(kept.fd).ino + ']') }));
+        kept.close();
+      })();`;
+    const child = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(child.status, 0, child.stderr);
+    assert.deepEqual(JSON.parse(child.stdout), { codes: ['DMABUF_LEAKED_HANDLE'], droppedOpen: false, keptOpen: true });
   });
 
   it('more fds than maxFds is ERR_DMABUF_SOCKET_FDS_LOST (MSG_CTRUNC) with the bytes on the error, and the fds that arrived are closed', () =>
