@@ -19,8 +19,9 @@ export interface Measurement {
   seconds: number;
   /**
    * CPU time (user + system) the round took in every process of the side,
-   * this one and its peer: what sets a ping-pong's rate when the two
-   * processes take turns.
+   * this one and its peer. The two processes of a ping-pong mostly take
+   * turns, so it tracks the rate; what overlaps (V8's threads, the
+   * kernel's work) puts rate × CPU a little above 1.
    */
   cpuSeconds?: number;
 }
@@ -77,7 +78,7 @@ function cpuOf(peers: readonly number[]): number {
 /**
  * A process's CPU time so far (user + system), from /proc/<pid>/stat. Its
  * unit is USER_HZ, which Linux fixes at 100 per second for user space: a
- * round of a second or more is measured to 1% or better.
+ * peer that spends 0.3 s of a round is measured to about 3%.
  */
 export function processCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

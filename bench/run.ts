@@ -63,7 +63,7 @@ export function formatTable(rows: readonly Row[], release: string): { table: str
   const lines = [
     `Linux ${release} under QEMU TCG, one boot. Every row runs in its own guest Node process: the JavaScript and C sessions (peer processes included) are opened once, given ${warmupRounds} warm-up rounds, then ${rounds} measured rounds, JavaScript and C alternating.`,
     `Each cell is min / median / max over the ${rounds} measured rounds; JS/C is median over median. A reference row has no C counterpart and no ratio.`,
-    "CPU per op is the user + system time of every process of the side (the row's and its peer's) over the round, per op: where two processes take turns, it is what sets the rate.",
+    "CPU per op is the user + system time of every process of the side (the row's and its peer's) over the round, per op. The two processes of a ping-pong mostly take turns, so it tracks the rate, but they overlap somewhat (rate × CPU per op is above 1).",
     '',
     '| workload | iterations/round | JavaScript (min / median / max) | C (min / median / max) | JS/C (medians) | CPU per op, JavaScript (min / median / max) | CPU per op, C (min / median / max) | target |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
