@@ -152,8 +152,9 @@ const workloads: Record<string, Workload> = {
   },
   // Measured alongside, in the same rounds: Node's own stream sockets doing
   // the same ping-pong with the same bytes and no fds (what an event-loop
-  // round trip costs), and the addon's primitives alone on the channel's
-  // path (a Poller that reads, closeFd, sendFds; no framing or JSON).
+  // round trip costs), the addon's primitives alone on the channel's path
+  // (a Poller that reads, closeFd, sendFds; no framing or JSON), and
+  // FdSocket (a promise per send and receive, no JSON or handle objects).
   fdpass: { iterations: 2000, c: { binary: 'pingpong' }, open: channelSession, alongside: { 'node-net': netSession, floor: floorSession, 'fd-socket': socketSession } },
   ...(process.env.DMABUF_BENCH_USOCKET ? { 'fdpass-usocket': { iterations: 2000, c: { binary: 'pingpong' }, open: usocketSession } as Workload } : {}),
 };
