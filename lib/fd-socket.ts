@@ -74,8 +74,7 @@ export class FdSocket extends FdHandle {
   /** Whether the poll is armed for reading (it stays so between receives), and whether a check to stop it is due. */
   #watching = false;
   #idleCheck = false;
-  /** Whether the poll holds the event loop (#keepAlive), and whether unref() asked it not to. */
-  #holdsLoop = true;
+  /** Whether unref() asked the poll never to hold the event loop (#keepAlive). */
   #unrefByCaller = false;
   readonly #receivedFds = new Int32Array(2 + native().constants.SCM_MAX_FD);
   /**
@@ -308,10 +307,7 @@ export class FdSocket extends FdHandle {
    * receiving exits as it did when the poll was stopped after each receive.
    */
   #keepAlive(): void {
-    const wanted = !this.#unrefByCaller && (this.#receivers.length > 0 || this.#queuedSends > 0);
-    if (wanted === this.#holdsLoop) return;
-    this.#holdsLoop = wanted;
-    if (wanted) this.#waiter.ref();
+    if (!this.#unrefByCaller && (this.#receivers.length > 0 || this.#queuedSends > 0)) this.#waiter.ref();
     else this.#waiter.unref();
   }
 

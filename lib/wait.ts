@@ -179,11 +179,14 @@ export class FdWaiter {
 
   /** Lets the process exit while this waits. */
   unref(): void {
+    // Idempotent, so an owner may call it whenever it decides, without a napi call each time.
+    if (this.#unref) return;
     this.#unref = true;
     this.#poller?.unref();
   }
 
   ref(): void {
+    if (!this.#unref) return;
     this.#unref = false;
     this.#poller?.ref();
   }
