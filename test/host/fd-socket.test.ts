@@ -11,6 +11,8 @@ import { native } from '../../lib/native';
 // the host; test/guest/two-copies.test.ts and the channel's guest tests send
 // real dma-bufs.
 const openFds = () => readdirSync('/proc/self/fd').length;
+/** A compiled module of the library, as a string literal for a child's script (npm test compiles first). */
+const compiled = (file: string) => JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', file));
 /** The file's status flags (O_NONBLOCK, ...), as the kernel reports them. */
 const statusFlags = (fd: number) => /^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
 
@@ -188,10 +190,9 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
 
   it('a waiting receive or a queued send holds the process until the peer acts, and a process with neither exits', async function () {
     this.timeout(30_000);
-    const library = JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'));
     // Each child's only handle is its socket: what keeps it alive is a waiting receive, or nothing.
     const run = (script: string, stdio: StdioOptions = 'pipe') => {
-      const child = spawn(process.execPath, ['-e', `const { FdSocket } = require(${library}); ${script}`], { stdio });
+      const child = spawn(process.execPath, ['-e', `const { FdSocket } = require(${compiled('index.js')}); ${script}`], { stdio });
       let stdout = '';
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
       const timer = setTimeout(() => child.kill(), 20_000);
@@ -216,7 +217,7 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
     // A send queued behind a full socket holds the child until this process reads.
     const [ours, childs] = FdSocket.pair('seqpacket');
     const queued = run(
-      `const { native } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'native.js'))});
+      `const { native } = require(${compiled('native.js')});
       const socket = FdSocket.fromFd(3);
       const filler = Buffer.alloc(16 * 1024);
       while (native().sendFds(3, filler, 0, filler.length, []) === filler.length);
@@ -235,7 +236,7 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
 
   it('a socket dropped without close() after its receive was answered is collected: the leak warning comes and its fd is closed', function () {
     this.timeout(30_000);
-    const script = `const { FdSocket } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'))});
+    const script = `const { FdSocket } = require(${compiled('index.js')});
       const { fstatSync, readdirSync, readlinkSync } = require('node:fs');
       const socketsOpen = () => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync('/proc/self/fd/' + fd); } catch { return ''; } }).filter((link) => link.startsWith('socket:'));
       const codes = [];
@@ -286,7 +287,7 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
     // Python sets the option (Node has no setsockopt), sends one fd, and execs
     // Node with the receiving end as fd 3.
     const node = `
-      const { FdSocket } = require(${JSON.stringify(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'))});
+      const { FdSocket } = require(${compiled('index.js')});
       const socket = FdSocket.fromFd(3);
       socket.receive({ maxFds: 1 }).then(({ bytes, fds }) => { console.log(JSON.stringify({ bytes: bytes.toString(), fds: fds.length })); socket.close(); },
         (error) => { console.log(JSON.stringify({ error: error.code })); socket.close(); });`;
