@@ -188,7 +188,7 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
       a.close();
     }));
 
-  it('a waiting receive or a queued send holds the process until the peer acts, and a process with neither exits', async function () {
+  it('a waiting receive or a queued send holds the process until the peer acts, and a process with neither (answered, aborted) exits', async function () {
     this.timeout(30_000);
     // Each child's only handle is its socket: what keeps it alive is a waiting receive, or nothing.
     const run = (script: string, stdio: StdioOptions = 'pipe') => {
@@ -230,6 +230,9 @@ describe('FdSocket: bytes with fds on any Unix socket', () => {
     for (let text = 'none yet'; text !== '' && text !== 'last'; ) text = (await ours.receive({ maxBytes: 16 * 1024 })).bytes.toString();
     assert.deepEqual(await queued, { status: 0, signal: null, stdout: 'sent' }, 'the queued send held the child until it went out');
     ours.close();
+    // Aborted from a timer, with the socket quiet: the armed poll must let go, or the child blocks in epoll for good.
+    const aborted = run("const [a, b] = FdSocket.pair('seqpacket'); const controller = new AbortController(); b.receive({ signal: controller.signal }).catch(() => console.log('aborted')); setTimeout(() => controller.abort(), 50);");
+    assert.deepEqual(await aborted, { status: 0, signal: null, stdout: 'aborted' }, 'the only waiting receive aborted: the child exits');
     const unreferenced = run("const [a, b] = FdSocket.pair('seqpacket'); b.unref(); b.receive().then(() => console.log('received'));");
     assert.deepEqual(await unreferenced, { status: 0, signal: null, stdout: '' }, 'unref(): the waiting receive does not hold the child');
   });
