@@ -21,8 +21,12 @@ export function kernelBufferCount(): number {
 }
 
 /** Mappings of dma-bufs in this process: their file is shown as /dmabuf:<name>. */
+function dmaBufMappings(): string[] {
+  return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((line) => line.includes('/dmabuf:'));
+}
+
 export function dmaBufMappingCount(): number {
-  return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((line) => line.includes('/dmabuf:')).length;
+  return dmaBufMappings().length;
 }
 
 /** Asserts that `fn` leaves no fd and no dma-buf mapping behind. */
@@ -31,7 +35,9 @@ export async function expectNoLeak(fn: () => unknown): Promise<void> {
   const maps = dmaBufMappingCount();
   await fn();
   assert.equal(openFdCount(), fds, 'open fds before and after');
-  assert.equal(dmaBufMappingCount(), maps, 'dma-buf mappings before and after');
+  const left = dmaBufMappings();
+  // The lines themselves, so that an intermittent leftover says which buffer it maps.
+  assert.equal(left.length, maps, `dma-buf mappings before and after (now: ${left.join('; ') || 'none'})`);
 }
 
 /** Settles whether a promise has settled after the event loop has had `ms` to run. */
